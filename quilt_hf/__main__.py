@@ -1,0 +1,4 @@
+from quilt_hf.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

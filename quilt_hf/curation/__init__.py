@@ -1,0 +1,1 @@
+"""Curation: narrated histopathology videos to aligned image-text pairs, as ``datasets`` transforms."""

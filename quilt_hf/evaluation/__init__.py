@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot classification, linear probing and cross-modal retrieval."""

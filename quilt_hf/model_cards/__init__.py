@@ -1,0 +1,1 @@
+"""Card templates (Markdown with YAML front matter), shipped as package data."""

