@@ -46,6 +46,13 @@ COMMANDS: dict[str, Command] = {
             "run_demo",
             "Run every stage on the embedded demo corpus into outputs/demo/ and write a report.",
         ),
+        Command(
+            "publish",
+            "quilt_hf.publish",
+            "PublishConfig",
+            "run_publish",
+            "Write a curated pairs table as a Hub-layout dataset (split by video, with a card); push it if asked.",
+        ),
     )
 }
 

@@ -1,0 +1,48 @@
+import numpy as np
+from datasets import Dataset, load_dataset
+from PIL import Image
+
+from quilt_hf.hub import write_hub_folder
+from quilt_hf.publish import PublishConfig, run_publish, split_by_video
+from quilt_hf.schema import PAIR_FEATURES, empty_row
+
+
+def _pairs(videos=("v1", "v2", "v3", "v4"), per_video=3) -> Dataset:
+    rows = []
+    for v in videos:
+        for k in range(per_video):
+            row = empty_row(PAIR_FEATURES)
+            row.update(video_id=v, chunk_id=k, caption=f"{v} caption {k}", pathology=["Breast"], magnification=2)
+            row["image"] = Image.fromarray(np.full((12, 10, 3), 20 * k, np.uint8))
+            rows.append(row)
+    return Dataset.from_list(rows, features=PAIR_FEATURES)
+
+
+def test_hub_folder_round_trips_through_load_dataset(tmp_path):
+    folder = write_hub_folder({"train": _pairs()}, tmp_path / "hub")
+    assert (folder / "README.md").read_text().startswith("---")
+    assert sorted(p.name for p in (folder / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+    loaded = load_dataset(str(folder), split="train")
+    assert loaded.features == PAIR_FEATURES
+    assert loaded[4]["caption"] == "v2 caption 1"
+    assert loaded[4]["image"].size == (10, 12)  # images are embedded, not paths
+    assert not list(tmp_path.glob(".hub.*")), "no staging folder left behind"
+
+
+def test_split_by_video_never_shares_a_video_between_splits():
+    splits = split_by_video(_pairs(videos=[f"video{i}" for i in range(20)]), val_fraction=0.2, test_fraction=0.1)
+    seen = {}
+    for name, part in splits.items():
+        assert set(part["split"]) == {name}
+        for video in set(part["video_id"]):
+            assert seen.setdefault(video, name) == name
+    assert sum(len(p) for p in splits.values()) == 60
+    assert "validation" in splits
+
+
+def test_publish_command_writes_loadable_splits(tmp_path):
+    _pairs().save_to_disk(str(tmp_path / "pairs"))
+    folder = run_publish(PublishConfig(dataset=str(tmp_path / "pairs"), output=str(tmp_path / "out")))
+    dataset = load_dataset(str(folder))
+    assert set(dataset) == {"train", "validation"}
+    assert sum(len(part) for part in dataset.values()) == 12
