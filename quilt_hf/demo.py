@@ -1,0 +1,238 @@
+"""``quilt demo``: every stage that exists, end to end on the embedded demo corpus, with a report.
+
+Stages run in order: curate (videos -> pairs), publish (Hub-layout dataset), evaluate the starting model,
+train (QuiltNet-style fine-tuning), evaluate the trained model, then the report. A stage whose code is not
+in this installation is reported in one line and skipped; a stage that fails stops the demo with its error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quilt_hf.errors import UserFacingError
+from quilt_hf.report import Report
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_corpus() -> str:
+    for candidate in (Path.cwd() / "demo_corpus", REPO_ROOT / "demo_corpus"):
+        if (candidate / "ground_truth.json").is_file():
+            return str(candidate)
+    return "demo_corpus"
+
+
+@dataclass
+class DemoConfig:
+    """Run every stage that exists on the embedded demo corpus (narrated lecture videos with ground truth):
+    curate -> publish -> evaluate -> train -> evaluate, and write outputs/demo/report.html (and .md) with
+    pictures of the pairs, training curves and benchmark results."""
+
+    corpus: str = field(default_factory=default_corpus, metadata={"help": "Demo corpus folder (videos + ground_truth.json)."})
+    output: str = field(default="outputs/demo", metadata={"help": "Where the demo writes everything."})
+    stages: str = field(
+        default="curate,publish,evaluate,train,report",
+        metadata={"help": "Comma-separated stages to run (curate, publish, evaluate, train, report)."},
+    )
+    train_epochs: float = field(default=8.0, metadata={"help": "Training epochs over the demo pairs."})
+    seed: int = field(default=0, metadata={"help": "Random seed for training and evaluation."})
+
+
+@dataclass
+class DemoContext:
+    config: DemoConfig
+    output: Path
+    report: Report
+    results: dict = field(default_factory=dict)
+
+    def path(self, *parts: str) -> Path:
+        return self.output.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # the library module the stage needs; absent -> "not available yet"
+    issue: str
+    run: Callable[[DemoContext], None]
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _stage_curate(ctx: DemoContext) -> None:
+    from datasets import load_from_disk
+
+    from quilt_hf.curation.cli import CurateConfig, run_curate
+    from quilt_hf.report import pairs_grid
+
+    stats = run_curate(CurateConfig(videos=ctx.config.corpus, output=str(ctx.path("curated"))))
+    ctx.results["curation"] = stats
+    pairs = load_from_disk(str(ctx.path("curated", "pairs")))
+    section = ctx.report.section("Curation: videos to image-text pairs")
+    section.paragraphs.append(
+        f"`quilt curate` turned the {len(set(pairs['video_id']))} demo videos into {len(pairs)} image-text pairs "
+        f"(tables under `curated/`, drop reasons and timings in `curated/stats.json`)."
+    )
+    drops = stats.get("drops") or stats.get("drop_reasons") or {}
+    if drops:
+        section.tables.append((["drop reason", "count"], [[k, str(v)] for k, v in sorted(drops.items())]))
+    shown = pairs.select(_spread_indices(len(pairs), 9))
+    grid = pairs_grid(
+        [row["image"] for row in shown],
+        [f"[{row['video_id']} {row['start']:.0f}-{row['end']:.0f}s] {row['caption']}" for row in shown],
+        ctx.path("pairs.png"),
+        title="Curated pairs (image: static interval; text: caption)",
+    )
+    section.images.append((str(grid), "A sample of curated pairs with their captions"))
+    _add_curation_scores(ctx, section)
+
+
+def _spread_indices(count: int, wanted: int) -> list[int]:
+    if count <= wanted:
+        return list(range(count))
+    step = count / wanted
+    return [int(k * step) for k in range(wanted)]
+
+
+def _add_curation_scores(ctx: DemoContext, section) -> None:
+    """Curation figures against the demo corpus's ground truth, when the scoring module is installed."""
+    if not _available("quilt_hf.curation.scoring"):
+        return
+    from quilt_hf.curation.scoring import score_curation
+
+    scores = score_curation(ctx.path("curated"), Path(ctx.config.corpus) / "ground_truth.json")
+    ctx.results["curation_scores"] = scores
+    section.tables.append(
+        (["figure (vs ground truth)", "value"], [[k, f"{v:.3f}" if isinstance(v, float) else str(v)] for k, v in scores.items()])
+    )
+
+
+def _stage_publish(ctx: DemoContext) -> None:
+    from quilt_hf.publish import PublishConfig, run_publish
+
+    folder = run_publish(
+        PublishConfig(dataset=str(ctx.path("curated", "pairs")), output=str(ctx.path("dataset")), overwrite=True)
+    )
+    section = ctx.report.section("Publish: a Hub-layout dataset")
+    section.paragraphs.append(
+        f"`{folder}` holds parquet shards and a dataset card; `load_dataset(\"{folder}\")` reads it offline, "
+        "and `quilt publish --push --repo-id ORG/NAME` uploads the same files."
+    )
+
+
+def _evaluate(ctx: DemoContext, model: str, name: str) -> list[dict]:
+    from quilt_hf.evaluation.cli import EvalConfig, run_eval
+
+    benchmarks = ["quilt_offline_patches"]
+    if ctx.path("dataset").is_dir():
+        benchmarks.append(str(ctx.path("dataset")))
+    records = run_eval(
+        EvalConfig(model=[model], benchmarks=benchmarks, output=str(ctx.path("eval", name)), seeds=[0])
+    )
+    ctx.results.setdefault("evaluation", {})[name] = records
+    return records
+
+
+def _stage_evaluate_base(ctx: DemoContext) -> None:
+    from quilt_hf.models import resolve_model
+
+    ctx.results["base_model"] = resolve_model(None, "clip")
+    _evaluate(ctx, ctx.results["base_model"], "before_training")
+
+
+def _stage_train(ctx: DemoContext) -> None:
+    from quilt_hf.training.train import TrainConfig, run_train
+
+    metrics = run_train(
+        TrainConfig(
+            dataset=str(ctx.path("dataset")),
+            output=str(ctx.path("model")),
+            epochs=ctx.config.train_epochs,
+            batch_size=16,
+            learning_rate=1e-4,
+            seed=ctx.config.seed,
+            num_workers=0,
+            logging_steps=1,
+        )
+    )
+    ctx.results["training"] = metrics
+    section = ctx.report.section("Training: contrastive fine-tuning (ContrastiveTrainer)")
+    section.paragraphs.append(f"Model saved to `{ctx.path('model')}` with its processor and model card.")
+    section.tables.append((["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]))
+    for picture in sorted(ctx.path("model").glob("*.png")):
+        section.images.append((str(picture), picture.stem.replace("_", " ")))
+    _evaluate(ctx, str(ctx.path("model")), "after_training")
+
+
+def _stage_evaluation_report(ctx: DemoContext) -> None:
+    section = ctx.report.section("Evaluation: before and after training")
+    rows = []
+    for name, records in ctx.results.get("evaluation", {}).items():
+        for record in records:
+            metrics = record.get("metrics", {})
+            headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in list(headline.items())[:4])
+            rows.append([name, str(record.get("benchmark", "")), str(record.get("task", "")), shown])
+    if rows:
+        section.tables.append((["model", "benchmark", "task", "metrics"], rows))
+    for name in ctx.results.get("evaluation", {}):
+        for picture in sorted(ctx.path("eval", name).rglob("*.png"))[:6]:
+            section.images.append((str(picture), f"{name}: {picture.stem.replace('_', ' ')}"))
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("curate", "quilt_hf.curation.pipeline", "issue #6 curation, #3 text", _stage_curate),
+    Stage("publish", "quilt_hf.publish", "issue #2", _stage_publish),
+    Stage("evaluate", "quilt_hf.evaluation.cli", "issue #5 evaluation", _stage_evaluate_base),
+    Stage("train", "quilt_hf.training.train", "issue #4 training", _stage_train),
+    Stage("report", "quilt_hf.report", "issue #2", _stage_evaluation_report),
+)
+
+
+def run_demo(config: DemoConfig) -> Path:
+    corpus = Path(config.corpus)
+    if not (corpus / "ground_truth.json").is_file():
+        raise UserFacingError(
+            f"no demo corpus at {corpus} (ground_truth.json missing); run from the repository root or pass --corpus"
+        )
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    report = Report(output, "quilt_hf demo: narrated histopathology videos to a fine-tuned CLIP")
+    ctx = DemoContext(config, output, report)
+    wanted = [s.strip() for s in config.stages.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - {s.name for s in STAGES} - {"report"})
+    if unknown:
+        raise UserFacingError(f"unknown stages {unknown}; choose from {[s.name for s in STAGES]}")
+    status = report.section("Stages")
+    rows = []
+    for stage in STAGES:
+        if stage.name not in wanted:
+            continue
+        if not _available(stage.module):
+            line = f"{stage.name}: not available yet ({stage.issue})"
+            logger.warning(line)
+            rows.append([stage.name, "not available yet", stage.issue, ""])
+            continue
+        logger.info("== %s ==", stage.name)
+        started = time.perf_counter()
+        stage.run(ctx)
+        seconds = time.perf_counter() - started
+        rows.append([stage.name, "done", stage.issue, f"{seconds:.0f} s"])
+    status.tables.append((["stage", "status", "issue", "time"], rows))
+    (output / "results.json").write_text(json.dumps(ctx.results, indent=2, default=str))
+    md, page = report.write()
+    logger.info("demo finished: open %s (Markdown: %s); everything is under %s", page, md, output)
+    return output
