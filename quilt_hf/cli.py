@@ -47,6 +47,13 @@ COMMANDS: dict[str, Command] = {
             "Run every stage on the embedded demo corpus into outputs/demo/ and write a report.",
         ),
         Command(
+            "curate",
+            "quilt_hf.curation.cli",
+            "CurateConfig",
+            "run_curate",
+            "Curate narrated histopathology videos into image-text pairs (resumable): pairs/, chunks/, stats.json.",
+        ),
+        Command(
             "publish",
             "quilt_hf.publish",
             "PublishConfig",

@@ -1,0 +1,123 @@
+"""``quilt curate``: narrated videos (a folder, a manifest, or YouTube) to the pairs table on disk."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quilt_hf.errors import UserFacingError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CurateConfig:
+    """Curate narrated histopathology videos into image-text pairs (Quilt's pipeline, resumable)."""
+
+    videos: str = field(metadata={"help": "A folder of videos, or a manifest (.csv/.tsv/.jsonl with path or url per row)."})
+    output: str = field(metadata={"help": "Output folder: pairs/ and chunks/ and videos/ (datasets on disk) and stats.json."})
+    asr_model: str | None = field(
+        default=None,
+        metadata={"help": "Whisper model: Hub name or local folder. Default: the Hub default, else the offline model."},
+    )
+    asr_backend: str = field(default="transformers", metadata={"help": "ASR backend: transformers or faster-whisper."})
+    asr_batch_size: int = field(default=1, metadata={"help": "ASR batch size."})
+    language: str | None = field(default=None, metadata={"help": "Spoken language (e.g. en); default: detected."})
+    device: str | None = field(default=None, metadata={"help": "Device for the models (cpu, cuda, cuda:1); default: auto."})
+    histology: str = field(
+        default="heuristic",
+        metadata={"help": "Histology classifier: heuristic, a transformers image-classification model (name or "
+                  "folder), or zero-shot:<CLIP-like model>."},
+    )
+    histology_threshold: float | None = field(default=None, metadata={"help": "Score at or above which a frame is histology."})
+    text_backend: str = field(default="lexicon", metadata={"help": "Text stage backend (lexicon, llm, ...), or none."})
+    text_model: str | None = field(default=None, metadata={"help": "Model of the text backend, if it uses one."})
+    text_url: str | None = field(default=None, metadata={"help": "Server URL of the text backend, if it uses one."})
+    sample_fps: float = field(default=1.0, metadata={"help": "Frames sampled per second of video."})
+    min_static_seconds: float = field(default=3.0, metadata={"help": "Stable intervals this long give a median image."})
+    frames_timeout: float = field(
+        default=0.0, metadata={"help": "Seconds allowed to decode one video (0: 60 s + 2 x its duration)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Per-video step cache (default: OUTPUT/cache)."})
+    download_dir: str | None = field(default=None, metadata={"help": "Where manifest URLs are downloaded (youtube extra)."})
+    runner: str = field(default="local", metadata={"help": "local (datasets) or ray (Ray Data, the ray extra)."})
+    ray_address: str | None = field(default=None, metadata={"help": "Ray cluster address (runner=ray)."})
+
+
+def build_transcriber_factory(config: CurateConfig):
+    """A zero-argument factory of the Whisper transcriber and the resolved model name (resolution fails at
+    once, with the command that prepares the offline models, when no model is available)."""
+    from quilt_hf.models import resolve_model
+
+    model = resolve_model(config.asr_model, "asr")
+    try:
+        from quilt_hf.curation.asr import WhisperTranscriber
+    except ImportError as error:
+        raise UserFacingError(f"the ASR module cannot be imported ({error})") from error
+    factory = functools.partial(
+        WhisperTranscriber, model=model, backend=config.asr_backend, device=config.device,
+        batch_size=config.asr_batch_size, language=config.language,
+    )
+    return factory, model
+
+
+def build_text_stage(config: CurateConfig):
+    if not config.text_backend or config.text_backend == "none":
+        return None
+    try:
+        from quilt_hf.curation.text import build_text_processor
+    except ImportError as error:
+        raise UserFacingError(
+            f"the text stage is not available ({error}); run with --text-backend none to skip it"
+        ) from error
+    options = {k: v for k, v in (("model", config.text_model), ("url", config.text_url)) if v}
+    return build_text_processor(backend=config.text_backend, **options)
+
+
+def run_curate(
+    config: CurateConfig, *, transcriber=None, text_processor=None, histology=None, frames_fn=None, load_audio=None
+) -> dict:
+    """Run ``quilt curate``; the keyword arguments replace the models built from ``config`` (tests, embedding).
+
+    Returns:
+        `dict`: the stats also written to ``OUTPUT/stats.json``.
+    """
+    from quilt_hf.curation.align import AlignOptions
+    from quilt_hf.curation.frames import FrameOptions
+    from quilt_hf.curation.histology import build_histology_classifier
+    from quilt_hf.curation.pipeline import Curation, PipelineOptions, run_pipeline
+    from quilt_hf.curation.runners import LocalRunner, RayRunner
+    from quilt_hf.curation.sources import load_videos
+
+    if config.runner not in ("local", "ray"):
+        raise UserFacingError(f"--runner {config.runner}: expected local or ray")
+    output = Path(config.output)
+    asr_name = None
+    if transcriber is None:
+        transcriber, asr_name = build_transcriber_factory(config)
+    if text_processor is None:
+        text_processor = build_text_stage(config)
+    if histology is None:
+        histology = build_histology_classifier(config.histology, config.histology_threshold, config.device)
+    options = PipelineOptions(
+        frames=FrameOptions(sample_fps=config.sample_fps, min_static_seconds=config.min_static_seconds),
+        align=AlignOptions(),
+        frames_timeout=config.frames_timeout,
+    )
+    videos = load_videos(config.videos, config.download_dir)
+    logger.info("curating %d videos from %s into %s", len(videos), config.videos, output)
+    curation = Curation(
+        cache_dir=config.cache_dir or output / "cache",
+        transcriber=transcriber,
+        histology=histology,
+        text_processor=text_processor,
+        options=options,
+        frames_fn=frames_fn,
+        load_audio=load_audio,
+        asr_name=asr_name,
+        asr_language=config.language,
+    )
+    runner = RayRunner(address=config.ray_address) if config.runner == "ray" else LocalRunner()
+    return run_pipeline(videos, curation, output, runner=runner)

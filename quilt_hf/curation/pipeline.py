@@ -1,0 +1,506 @@
+"""The curation pipeline: videos table -> probe -> audio check -> frames -> histology -> ASR -> align -> text
+-> chunk and pair tables, as ``datasets`` map/filter steps over the videos table.
+
+Each step works on one video at a time and never raises: a failure becomes the video's ``drop_reason``
+(counted in ``stats.json``) and later steps skip that video. Decoding runs in an isolated worker process
+with a time limit (a corrupt or hanging file is killed, not waited on).
+
+Every step's result is cached per video under ``cache_dir/<step>/<key>``, where the key hashes the video's
+content (sha256), the step's version, its options and model name, and the keys of the steps it reads.
+Entries are written to a temporary name and renamed, so a run killed at any moment leaves only complete
+entries; restarting it recomputes the rest and gives exactly the pairs of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quilt_hf.curation.align import AlignOptions, make_chunks
+from quilt_hf.curation.frames import FrameOptions, extract_to_folder
+from quilt_hf.curation.probe import PROBE_VERSION, probe_video
+from quilt_hf.curation.runners import (
+    IsolatedWorker,
+    LocalRunner,
+    Step,
+    WorkerCrashed,
+    WorkerError,
+    WorkerTimeout,
+)
+from quilt_hf.schema import CHUNK_FEATURES, PAIR_FEATURES, VIDEO_FEATURES
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_VERSION = "1"
+KEY_COLUMNS = ("frames_key", "histology_key", "asr_key", "align_key", "text_key")
+
+
+def _on_cache_write(step: str, key: str) -> None:
+    """Hook called after each committed cache entry (tests use it to kill a run at a chosen point)."""
+
+
+@dataclass
+class PipelineOptions:
+    """Everything that shapes the pipeline's results (the parts of it each step uses enter its cache key)."""
+
+    frames: FrameOptions = field(default_factory=FrameOptions)
+    align: AlignOptions = field(default_factory=AlignOptions)
+    min_duration: float = 1.0
+    silence_dbfs: float = -55.0  # audio whose RMS is below this is "silent_audio"
+    frames_timeout: float = 0.0  # seconds per video for decoding; 0 = 60 s + 2 x the video's duration
+    histology_batch_size: int = 16
+    split: str = ""  # value of the pairs' split column ("" = decided at publishing)
+
+
+class StepCache:
+    """Per-video, per-step results on disk, each committed atomically (write to a temporary name, rename)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        blob = json.dumps(parts, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:24]
+
+    def path(self, step: str, key: str) -> Path:
+        return self.root / step / key
+
+    def read_json(self, step: str, key: str) -> Any | None:
+        path = self.path(step, key).with_suffix(".json")
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def write_json(self, step: str, key: str, value: Any) -> None:
+        path = self.path(step, key).with_suffix(".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+        with open(tmp, "w") as handle:
+            json.dump(value, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _on_cache_write(step, key)
+
+    def tmp_dir(self, step: str, key: str) -> Path:
+        tmp = self.root / step / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        return tmp
+
+    def commit_dir(self, tmp: Path, step: str, key: str) -> Path:
+        final = self.path(step, key)
+        if final.exists():  # another run committed it first: identical content
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        _on_cache_write(step, key)
+        return final
+
+    def clean_tmp(self) -> None:
+        """Remove what a killed run left half-written."""
+        if self.root.is_dir():
+            for leftover in self.root.glob("*/.tmp-*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+
+
+def _audio_silent(audio: np.ndarray, dbfs: float) -> bool:
+    if audio.size == 0:
+        return True
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return rms <= 10 ** (dbfs / 20)
+
+
+class Curation:
+    """The steps of one curation run and what they share (cache, models, worker, counters).
+
+    Args:
+        cache_dir: where per-video step results live.
+        transcriber: an object with ``transcribe(audio) -> Transcript`` and ``model_name`` (e.g.
+            :class:`quilt_hf.curation.asr.WhisperTranscriber`); or a zero-argument factory returning one
+            (called on first use, so cached runs never load the model).
+        histology: a classifier with ``name`` and ``predict(images)`` (see :mod:`.histology`).
+        text_processor: an object with ``name`` and ``process_batch(texts)``, or None for no text stage.
+        options: :class:`PipelineOptions`.
+        load_audio: the audio reader (``path -> float32 16 kHz mono``), default ``asr.load_audio``.
+        frames_fn: the decoding function run in the isolated worker (default ``frames.extract_to_folder``).
+        asr_name, asr_language: the ASR model's name and language for the cache key (default: read from
+            the transcriber, or from the factory's keyword arguments).
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        transcriber: Any,
+        histology: Any,
+        text_processor: Any | None = None,
+        options: PipelineOptions | None = None,
+        load_audio: Callable[[str], np.ndarray] | None = None,
+        frames_fn: Callable | None = None,
+        asr_name: str | None = None,
+        asr_language: str | None = None,
+    ):
+        self.cache = StepCache(cache_dir)
+        self._transcriber = transcriber
+        settings = dict(getattr(transcriber, "keywords", None) or {})  # a functools.partial factory
+        self.asr_name = asr_name or getattr(transcriber, "model_name", "") or settings.get("model") or "unknown-asr"
+        self.asr_backend = getattr(transcriber, "backend", "") or settings.get("backend") or ""
+        if asr_language is None:
+            asr_language = getattr(transcriber, "language", None) or settings.get("language")
+        self.asr_language = asr_language
+        self.histology = histology
+        self.text = text_processor
+        self.options = options or PipelineOptions()
+        self._load_audio = load_audio
+        self.frames_fn = frames_fn or extract_to_folder
+        self.worker = IsolatedWorker()
+        self.cache_hits: Counter = Counter()
+        self.computed: Counter = Counter()
+
+    # -- shared helpers -------------------------------------------------------------------------------
+    @property
+    def transcriber(self):
+        if callable(self._transcriber) and not hasattr(self._transcriber, "transcribe"):
+            self._transcriber = self._transcriber()
+        return self._transcriber
+
+    def load_audio(self, path: str) -> np.ndarray:
+        if self._load_audio is None:
+            from quilt_hf.curation.asr import load_audio
+
+            self._load_audio = load_audio
+        return self._load_audio(path)
+
+    @staticmethod
+    def _skip(row: dict) -> bool:
+        return bool(row["drop_reason"])
+
+    # -- steps over the videos table (row -> updated columns) ----------------------------------------
+    def probe(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        key = self.cache.key("probe", PROBE_VERSION, row["sha256"], self.options.min_duration)
+        result = self.cache.read_json("probe", key)
+        if result is None:
+            result = probe_video(row["path"], min_duration=self.options.min_duration)
+            self.cache.write_json("probe", key, result)
+        else:
+            self.cache_hits["probe"] += 1
+        return result
+
+    def audio_check(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        key = self.cache.key("audio", row["sha256"], self.options.silence_dbfs)
+        reason = self.cache.read_json("audio", key)
+        if reason is None:
+            if self._load_audio is None:  # a missing ASR module is the run's problem, not this video's
+                from quilt_hf.curation.asr import load_audio
+
+                self._load_audio = load_audio
+            try:
+                reason = "silent_audio" if _audio_silent(self.load_audio(row["path"]), self.options.silence_dbfs) else ""
+            except Exception as error:  # any decoding failure of the audio track (not cached: may be transient)
+                logger.warning("%s: audio cannot be decoded (%s)", row["video_id"], error)
+                return {"drop_reason": "audio_undecodable"}
+            self.cache.write_json("audio", key, reason)
+        return {"drop_reason": reason}
+
+    def frames(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        options = self.options.frames
+        key = self.cache.key("frames", row["sha256"], options.cache_key(), getattr(self.frames_fn, "__name__", ""))
+        final = self.cache.path("frames", key)
+        if (final / "intervals.json").is_file():
+            self.cache_hits["frames"] += 1
+        else:
+            timeout = self.options.frames_timeout or 60.0 + 2.0 * float(row["duration"])
+            tmp = self.cache.tmp_dir("frames", key)
+            try:
+                summary = self.worker.call(self.frames_fn, row["path"], str(tmp), options, float(row["duration"]), timeout=timeout)
+            except WorkerTimeout:
+                logger.warning("%s: frame extraction did not finish in %.0f s; dropped", row["video_id"], timeout)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return {"drop_reason": "frames_timeout"}
+            except (WorkerCrashed, WorkerError) as error:
+                logger.warning("%s: frame extraction failed (%s); dropped", row["video_id"], error)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return {"drop_reason": "frames_error"}
+            if not summary["intervals"]:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return {"drop_reason": "no_frames"}
+            self.cache.commit_dir(tmp, "frames", key)
+            self.computed["frames"] += 1
+        return {"frames_key": key}
+
+    def _intervals(self, frames_key: str) -> list[dict]:
+        return json.loads((self.cache.path("frames", frames_key) / "intervals.json").read_text())["intervals"]
+
+    def classify(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        key = self.cache.key("histology", row["frames_key"], self.histology.name, getattr(self.histology, "threshold", None))
+        decisions = self.cache.read_json("histology", key)
+        if decisions is None:
+            from PIL import Image
+
+            try:
+                intervals = self._intervals(row["frames_key"])
+                folder = self.cache.path("frames", row["frames_key"])
+                decisions = []
+                size = self.options.histology_batch_size
+                for offset in range(0, len(intervals), size):
+                    images = [np.asarray(Image.open(folder / iv["image"]).convert("RGB")) for iv in intervals[offset : offset + size]]
+                    decisions += [[bool(flag), float(score)] for flag, score in self.histology.predict(images)]
+            except Exception as error:  # a model failure on one video must not stop the run
+                logger.warning("%s: histology classifier failed (%s); dropped", row["video_id"], error)
+                return {"drop_reason": "histology_error"}
+            self.cache.write_json("histology", key, decisions)
+            self.computed["histology"] += 1
+        else:
+            self.cache_hits["histology"] += 1
+        if not any(flag for flag, _ in decisions):
+            return {"drop_reason": "no_histology", "histology_key": key}
+        return {"histology_key": key}
+
+    def transcribe(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language)
+        transcript = self.cache.read_json("asr", key)
+        if transcript is None:
+            try:
+                result = self.transcriber.transcribe(self.load_audio(row["path"]))
+            except Exception as error:  # ASR failures are per video
+                logger.warning("%s: speech recognition failed (%s); dropped", row["video_id"], error)
+                return {"drop_reason": "asr_error"}
+            transcript = {
+                "language": result.language or "",
+                "text": result.text,
+                "segments": [{"start": float(s["start"]), "end": float(s["end"]), "text": s["text"]} for s in result.segments],
+            }
+            self.cache.write_json("asr", key, transcript)
+            self.computed["asr"] += 1
+        else:
+            self.cache_hits["asr"] += 1
+        if not transcript["text"].strip():
+            return {"drop_reason": "no_speech", "asr_key": key}
+        return {"asr_key": key}
+
+    def align(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        key = self.cache.key("align", row["frames_key"], row["histology_key"], row["asr_key"], self.options.align.cache_key(), float(row["duration"]))
+        chunks = self.cache.read_json("align", key)
+        if chunks is None:
+            intervals = self._intervals(row["frames_key"])
+            decisions = self.cache.read_json("histology", row["histology_key"])
+            for interval, (flag, score) in zip(intervals, decisions):
+                interval["histology"], interval["histology_score"] = flag, score
+            segments = self.cache.read_json("asr", row["asr_key"])["segments"]
+            chunks = make_chunks(intervals, segments, float(row["duration"]), self.options.align)
+            self.cache.write_json("align", key, chunks)
+        if not chunks:
+            return {"drop_reason": "no_chunks", "align_key": key}
+        return {"align_key": key}
+
+    def text_stage(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        name = self.text.name if self.text is not None else "none"
+        key = self.cache.key("text", row["align_key"], name)
+        results = self.cache.read_json("text", key)
+        if results is None:
+            chunks = self.cache.read_json("align", row["align_key"])
+            texts: dict[int, str] = {}
+            for chunk in chunks:
+                texts.setdefault(chunk["chunk_id"], chunk["noisy_text"])
+            ids = sorted(texts)
+            if self.text is None:
+                outputs = [{"corrected_text": texts[i]} for i in ids]
+            else:
+                try:
+                    outputs = self.text.process_batch([texts[i] for i in ids])
+                except Exception as error:
+                    logger.warning("%s: text stage failed (%s); dropped", row["video_id"], error)
+                    return {"drop_reason": "text_error"}
+            results = {str(i): out for i, out in zip(ids, outputs)}
+            self.cache.write_json("text", key, results)
+            self.computed["text"] += 1
+        else:
+            self.cache_hits["text"] += 1
+        return {"text_key": key}
+
+    def keep(self, row: dict) -> bool:
+        return not row["drop_reason"]
+
+    def expand(self, row: dict) -> list[dict]:
+        """One row per (chunk, image): the columns of both the chunk and the pair tables."""
+        intervals = self._intervals(row["frames_key"])
+        decisions = self.cache.read_json("histology", row["histology_key"])
+        chunks = self.cache.read_json("align", row["align_key"])
+        texts = self.cache.read_json("text", row["text_key"])
+        folder = self.cache.path("frames", row["frames_key"])
+        rows = []
+        for chunk in chunks:
+            interval = intervals[chunk["interval"]]
+            text = texts[str(chunk["chunk_id"])]
+            corrected = text.get("corrected_text") or chunk["noisy_text"]
+            medical = text.get("medical_text", "") or ""
+            image_id = f"{row['video_id']}_{chunk['chunk_id']}_{chunk['k']}"
+            rows.append(
+                {
+                    "video_id": row["video_id"],
+                    "chunk_id": chunk["chunk_id"],
+                    "image_id": image_id,
+                    "image": {"path": str(folder / interval["image"]), "bytes": None},
+                    "image_path": f"{image_id}{Path(interval['image']).suffix}",
+                    "caption": medical or corrected,
+                    "noisy_text": chunk["noisy_text"],
+                    "corrected_text": corrected,
+                    "text_edits": text.get("text_edits", []) or [],
+                    "medical_text": medical,
+                    "roi_text": text.get("roi_text", "") or "",
+                    "med_umls_ids": text.get("med_umls_ids", []) or [],
+                    "entities": text.get("entities", []) or [],
+                    "pathology": text.get("pathology", []) or [],
+                    "magnification": int(text.get("magnification", -1) if text.get("magnification") is not None else -1),
+                    "height": interval["height"],
+                    "width": interval["width"],
+                    "start": chunk["start"],
+                    "end": chunk["end"],
+                    "text_start": chunk["text_start"],
+                    "text_end": chunk["text_end"],
+                    "video_duration": float(row["duration"]),
+                    "pair_chunk_time": chunk["pair_chunk_time"],
+                    "fps": float(row["fps"]),
+                    "subset": "quilt",
+                    "split": self.options.split,
+                    "source": row["source"],
+                    "asr_model": self.asr_name,
+                    "text_backend": self.text.name if self.text is not None else "none",
+                    "histology_model": self.histology.name,
+                    "pipeline_version": PIPELINE_VERSION,
+                    "histology_score": float(decisions[chunk["interval"]][1]),
+                    "is_median": bool(chunk["is_median"]),
+                    "phash": interval["phash"],
+                }
+            )
+        return rows
+
+    def steps(self) -> tuple[list[Step], list[Step]]:
+        """The pipeline as runner steps over the videos table (fingerprints tie datasets' cache to ours)."""
+        version = self.cache.key(PIPELINE_VERSION, asdict(self.options), self.asr_name, self.histology.name,
+                                 self.text.name if self.text is not None else "none")
+        row_features = dict(PAIR_FEATURES)
+        row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"]})
+        from datasets import Features
+
+        return [
+            Step("probe", self.probe, fingerprint=f"probe-{version}"),
+            Step("audio check", self.audio_check, fingerprint=f"audio-{version}"),
+            Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}"),
+            Step("histology", self.classify, fingerprint=f"histology-{version}"),
+            Step("asr", self.transcribe, fingerprint=f"asr-{version}"),
+            Step("align", self.align, fingerprint=f"align-{version}"),
+            Step("text", self.text_stage, fingerprint=f"text-{version}"),
+        ], [
+            Step("keep usable videos", self.keep, kind="filter", fingerprint=f"keep-{version}"),
+            Step("chunks and pairs", self.expand, kind="flat_map", fingerprint=f"expand-{version}", features=Features(row_features)),
+        ]
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def _save_atomically(dataset, target: Path) -> None:
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.save_to_disk(str(tmp), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: keep one shard
+    old = target.with_name(f".old-{target.name}-{os.getpid()}")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json_atomically(value: Any, target: Path) -> None:
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, target)
+
+
+def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None) -> dict:
+    """Run the whole chain on a videos table and write ``videos/``, ``chunks/``, ``pairs/`` (datasets on
+    disk) and ``stats.json`` into ``output_dir``. Returns the stats.
+
+    Args:
+        videos (`datasets.Dataset`): the videos table (``VIDEO_FEATURES``), e.g. from :func:`.sources.load_videos`.
+        curation (`Curation`): the steps and what they share.
+        output_dir (`str` or `Path`): where the tables go (each written to a temporary name, then renamed).
+        runner: a :class:`~.runners.LocalRunner` (default) or :class:`~.runners.RayRunner`.
+    """
+    from datasets import Features, Value
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    curation.cache.clean_tmp()
+    runner = runner or LocalRunner()
+    began = time.perf_counter()
+    work_features = Features({**VIDEO_FEATURES, **{name: Value("string") for name in KEY_COLUMNS}})
+    videos = videos.map(lambda row: {name: "" for name in KEY_COLUMNS}, features=work_features, desc="videos")
+    per_video, final = curation.steps()
+    try:
+        videos = runner.run(videos, per_video)
+        rows = runner.run(videos, final)
+    finally:
+        curation.close()
+    if len(rows) == 0 or not rows.column_names:
+        from datasets import Dataset
+
+        rows = Dataset.from_dict({name: [] for name in final[-1].features}, features=final[-1].features)
+    rows = rows.sort(["video_id", "chunk_id", "image_id"])
+    chunk_table = rows.select_columns(list(CHUNK_FEATURES)).cast(CHUNK_FEATURES)
+    pair_table = rows.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
+    video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
+    _save_atomically(video_table, output_dir / "videos")
+    _save_atomically(chunk_table, output_dir / "chunks")
+    _save_atomically(pair_table, output_dir / "pairs")
+    drops = Counter(reason for reason in video_table["drop_reason"] if reason)
+    stats = {
+        "pipeline_version": PIPELINE_VERSION,
+        "videos": len(video_table),
+        "videos_kept": len(video_table) - sum(drops.values()),
+        "dropped": dict(sorted(drops.items())),
+        "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
+        "chunks": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
+        "images": len(pair_table),
+        "pairs": len(pair_table),
+        "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},
+        "total_s": round(time.perf_counter() - began, 3),
+        "cache_keys": {r["video_id"]: {name: r[name] for name in KEY_COLUMNS if r[name]} for r in videos},
+        "cache_hits": dict(curation.cache_hits),
+        "computed": dict(curation.computed),
+        "models": {"asr": curation.asr_name, "histology": curation.histology.name,
+                   "text": curation.text.name if curation.text is not None else "none"},
+        "options": json.loads(json.dumps(asdict(curation.options), default=str)),
+    }
+    _write_json_atomically(stats, output_dir / "stats.json")
+    logger.info("curation: %d pairs from %d/%d videos (dropped: %s) -> %s", stats["pairs"], stats["videos_kept"],
+                stats["videos"], stats["dropped"] or "none", output_dir)
+    return stats
