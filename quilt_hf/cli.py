@@ -54,6 +54,13 @@ COMMANDS: dict[str, Command] = {
             "Curate narrated histopathology videos into image-text pairs (resumable): pairs/, chunks/, stats.json.",
         ),
         Command(
+            "eval",
+            "quilt_hf.evaluation.cli",
+            "EvalConfig",
+            "run_eval",
+            "Zero-shot, linear-probe and retrieval evaluation of CLIP-like models (JSON, Markdown, plots, model-index).",
+        ),
+        Command(
             "publish",
             "quilt_hf.publish",
             "PublishConfig",

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 DATASET_CARD_TEMPLATE = "dataset_card.md"
+BENCHMARK_CARD_TEMPLATE = "benchmark_card.md"
 
 
 def _embed_external_files(dataset: Dataset) -> Dataset:
@@ -51,6 +52,7 @@ def write_hub_folder(
     extra_card_data: dict | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     overwrite: bool = False,
+    template: str = DATASET_CARD_TEMPLATE,
 ) -> Path:
     """Write ``splits`` as a Hub-layout dataset folder.
 
@@ -66,6 +68,8 @@ def write_hub_folder(
         extra_card_data (`dict`, *optional*): more card metadata (tags, task_categories, ...).
         max_shard_bytes (`int`): target size of a parquet shard.
         overwrite (`bool`): replace an existing folder.
+        template (`str`): card template in ``quilt_hf/model_cards/``: ``dataset_card.md`` for curated pairs,
+            ``benchmark_card.md`` for evaluation benchmarks.
 
     Returns:
         `Path`: the folder.
@@ -101,7 +105,7 @@ def write_hub_folder(
         )
         card = DatasetCard.from_template(
             card_data,
-            template_path=str(template_path(DATASET_CARD_TEMPLATE)),
+            template_path=str(template_path(template)),
             pretty_name=pretty_name,
             body=card_text or "",
             num_rows={split: len(dataset) for split, dataset in splits.items()},

@@ -1,0 +1,275 @@
+"""Linear probing: logistic regression on frozen (cached) image embeddings.
+
+For each training fraction (1%, 10%, 100% by default) and each seed, a stratified subset of the training
+split is drawn (at least one image per class), the inverse regularisation strength ``C`` is chosen on the
+validation split (or, without one, on a stratified 20% carved out of the training split), and the chosen
+model is scored on the test split. Mean and standard deviation over seeds are reported.
+
+The solver minimises scikit-learn's multinomial objective, ``C * sum(cross_entropy) + ||W||^2 / 2``
+(intercept not penalised), with full-batch L-BFGS in torch, so it runs on the GPU when the model does;
+``backend="sklearn"`` uses ``sklearn.linear_model.LogisticRegression`` itself (the default on CPU).
+Features are L2-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from quilt_hf.errors import UserFacingError
+from quilt_hf.evaluation.features import FeatureCache, image_features, normalize
+from quilt_hf.evaluation.metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+TASK = "linear_probe"
+DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_C_GRID = tuple(float(c) for c in np.logspace(-2, 5, 8))
+
+
+class LogisticRegressionTorch:
+    """Multinomial L2 logistic regression with scikit-learn's objective, solved by L-BFGS in torch.
+
+    Args:
+        C (`float`): inverse regularisation strength, as in scikit-learn.
+        max_iter (`int`): L-BFGS iterations.
+        device (`str` or `torch.device`): where to solve.
+    """
+
+    def __init__(self, C: float = 1.0, *, max_iter: int = 500, device: str | torch.device = "cpu"):
+        self.C = C
+        self.max_iter = max_iter
+        self.device = torch.device(device)
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+
+    def fit(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int,
+        init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> LogisticRegressionTorch:
+        dtype = torch.float64 if self.device.type == "cpu" else torch.float32
+        x = features.to(self.device, dtype)
+        y = labels.to(self.device, torch.long)
+        n, dim = x.shape
+        if init is not None:
+            weight, bias = (t.detach().clone().to(self.device, dtype) for t in init)
+        else:
+            weight = torch.zeros(num_classes, dim, device=self.device, dtype=dtype)
+            bias = torch.zeros(num_classes, device=self.device, dtype=dtype)
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        strength = 1.0 / (self.C * n)  # the objective divided by C * n: mean loss + strength / 2 * ||W||^2
+        optimizer = torch.optim.LBFGS(
+            [weight, bias],
+            lr=1.0,
+            max_iter=self.max_iter,
+            history_size=20,
+            tolerance_grad=1e-6,
+            tolerance_change=1e-10,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            weight.grad = bias.grad = None  # optimizer.zero_grad() goes through torch._dynamo: slow per call
+            loss = torch.nn.functional.cross_entropy(x @ weight.T + bias, y)
+            loss = loss + 0.5 * strength * (weight * weight).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+        self.weight, self.bias = weight.detach(), bias.detach()
+        return self
+
+    def decision_function(self, features: torch.Tensor) -> torch.Tensor:
+        x = features.to(self.device, self.weight.dtype)
+        return (x @ self.weight.T + self.bias).float().cpu()
+
+
+def _fit_predict(backend: str, C: float, x_train, y_train, x_eval, num_classes: int, device, init=None):
+    if backend == "sklearn":
+        from sklearn.linear_model import LogisticRegression
+
+        classifier = LogisticRegression(C=C, max_iter=5000, tol=1e-8)
+        classifier.fit(x_train.numpy(), y_train.numpy())
+        scores = np.full((len(x_eval), num_classes), -np.inf)
+        raw = classifier.decision_function(x_eval.numpy())
+        if raw.ndim == 1:  # two classes: one column, the score of classes_[1] against classes_[0]
+            raw = np.stack([np.zeros_like(raw), raw], axis=1)
+        scores[:, classifier.classes_] = raw
+        return scores, None
+    if len(torch.unique(y_train)) < 2:
+        scores = np.full((len(x_eval), num_classes), -np.inf)
+        scores[:, int(y_train[0])] = 0.0
+        return scores, None
+    model = LogisticRegressionTorch(C, device=device).fit(x_train, y_train, num_classes, init=init)
+    return model.decision_function(x_eval).numpy(), (model.weight, model.bias)
+
+
+def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a stratified ``fraction`` of ``labels``, at least one per class, sorted."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = max(1, round(fraction * len(members)))
+        chosen.append(rng.choice(members, size=min(count, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def select_C(
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    num_classes: int,
+    c_grid: Sequence[float],
+    *,
+    backend: str = "torch",
+    device="cpu",
+) -> tuple[float, dict[float, float]]:
+    """The ``C`` of ``c_grid`` with the best validation accuracy (ties: the smaller C); all accuracies."""
+    accuracies: dict[float, float] = {}
+    init = None
+    for C in sorted(c_grid):
+        scores, init = _fit_predict(backend, C, x_train, y_train, x_val, num_classes, device, init)
+        accuracies[C] = float((scores.argmax(axis=1) == y_val.numpy()).mean())
+    best = max(sorted(accuracies), key=lambda c: (accuracies[c], -c))
+    return best, accuracies
+
+
+def _split_features(model, dataset, role: str, batch_size: int, cache) -> tuple[torch.Tensor, torch.Tensor]:
+    benchmark = dataset.benchmark
+    data = dataset.split(role)
+    features = image_features(
+        model,
+        data,
+        column=benchmark.image_column,
+        batch_size=batch_size,
+        cache=cache,
+        desc=f"{benchmark.name}/{role}",
+    )
+    return normalize(features), torch.as_tensor(np.asarray(data[benchmark.label_column]), dtype=torch.long)
+
+
+def _fraction_key(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def evaluate(
+    model,
+    dataset,
+    *,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    backend: str = "auto",
+    batch_size: int = 64,
+    cache: FeatureCache | None = None,
+    device: str | None = None,
+) -> dict:
+    """Linear probe on a benchmark's train split, ``C`` chosen on validation, scored on test.
+
+    Args:
+        model (`DualEncoderAdapter`): from `load_model`.
+        dataset (`BenchmarkData`): a classification benchmark with train and test splits.
+        fractions (`Sequence[float]`): training fractions (0-1].
+        seeds (`Sequence[int]`): one run per seed and fraction.
+        c_grid (`Sequence[float]`): candidate inverse regularisation strengths.
+        backend (`str`): ``"torch"`` (L-BFGS in torch), ``"sklearn"``, or ``"auto"``: torch when the solve runs
+            on a GPU, scikit-learn on CPU (faster there for small problems).
+        batch_size (`int`): images per forward pass.
+        cache (`FeatureCache`, *optional*): feature cache shared between tasks.
+        device (`str`, *optional*): where to solve; default the model's device.
+
+    Returns:
+        `dict`: ``acc1`` / ``acc1_std`` / ``balanced_accuracy`` / ``balanced_accuracy_std`` at the largest
+        fraction, ``acc1@<p>%`` and ``acc1@<p>%_std`` per fraction, ``fractions`` (per-fraction means,
+        spreads and runs with their chosen ``C``), ``per_class_recall`` and ``confusion_matrix`` of the
+        largest fraction's first seed, ``class_names``, ``seeds``, ``c_grid``.
+    """
+    benchmark = dataset.benchmark
+    if not benchmark.classes:
+        raise UserFacingError(f"{benchmark.pretty_name} has no classes: linear probing does not apply")
+    if backend not in ("auto", "torch", "sklearn"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'sklearn', not {backend!r}")
+    device = device or str(getattr(model, "device", "cpu"))
+    if backend == "auto":
+        backend = "sklearn" if torch.device(device).type == "cpu" else "torch"
+    num_classes = len(benchmark.classes)
+    x_train_all, y_train_all = _split_features(model, dataset, "train", batch_size, cache)
+    x_test, y_test = _split_features(model, dataset, "test", batch_size, cache)
+    has_val = "validation" in dataset.splits
+    if has_val:
+        x_val, y_val = _split_features(model, dataset, "validation", batch_size, cache)
+    result: dict = {"fractions": {}}
+    for fraction in sorted(fractions):
+        runs = []
+        for seed in seeds:
+            if has_val:
+                pool = np.arange(len(y_train_all))
+                xv, yv = x_val, y_val
+            else:  # carve a stratified 20% validation split out of train, per seed
+                held = stratified_subset(y_train_all.numpy(), 0.2, seed + 10_000)
+                pool = np.setdiff1d(np.arange(len(y_train_all)), held)
+                xv, yv = x_train_all[held], y_train_all[held]
+            subset = pool[stratified_subset(y_train_all.numpy()[pool], fraction, seed)]
+            x_train, y_train = x_train_all[subset], y_train_all[subset]
+            best_c, val_accuracies = select_C(
+                x_train, y_train, xv, yv, num_classes, c_grid, backend=backend, device=device
+            )
+            scores, _ = _fit_predict(backend, best_c, x_train, y_train, x_test, num_classes, device)
+            metrics = classification_metrics(scores, y_test.numpy(), benchmark.class_names)
+            runs.append(
+                {
+                    "seed": int(seed),
+                    "C": best_c,
+                    "num_train": len(subset),
+                    "validation_accuracy": val_accuracies[best_c],
+                    "acc1": metrics["acc1"],
+                    "balanced_accuracy": metrics["balanced_accuracy"],
+                    "metrics": metrics,
+                }
+            )
+        acc = np.array([r["acc1"] for r in runs])
+        bal = np.array([r["balanced_accuracy"] for r in runs])
+        key = _fraction_key(fraction)
+        result["fractions"][key] = {
+            "fraction": float(fraction),
+            "acc1_mean": float(acc.mean()),
+            "acc1_std": float(acc.std()),
+            "balanced_accuracy_mean": float(bal.mean()),
+            "balanced_accuracy_std": float(bal.std()),
+            "num_train": runs[0]["num_train"],
+            "runs": [{k: v for k, v in run.items() if k != "metrics"} for run in runs],
+        }
+        result[f"acc1@{key}"] = float(acc.mean())
+        result[f"acc1@{key}_std"] = float(acc.std())
+        logger.info("%s linear probe %s: acc1 %.4f +- %.4f", benchmark.name, key, acc.mean(), acc.std())
+        last_runs = runs
+    top = result["fractions"][_fraction_key(max(fractions))]
+    first = last_runs[0]["metrics"]
+    result.update(
+        acc1=top["acc1_mean"],
+        acc1_std=top["acc1_std"],
+        balanced_accuracy=top["balanced_accuracy_mean"],
+        balanced_accuracy_std=top["balanced_accuracy_std"],
+        mean_per_class_recall=top["balanced_accuracy_mean"],
+        per_class_recall=first["per_class_recall"],
+        confusion_matrix=first["confusion_matrix"],
+        class_names=benchmark.class_names,
+        num_classes=num_classes,
+        num_samples=len(y_test),
+        seeds=[int(s) for s in seeds],
+        c_grid=[float(c) for c in c_grid],
+        backend=backend,
+        validation="validation split" if has_val else "20% of train",
+    )
+    return result
