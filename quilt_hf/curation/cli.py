@@ -7,13 +7,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quilt_hf.curation.text.cli_options import TextStageOptions
 from quilt_hf.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class CurateConfig:
+@dataclass(kw_only=True)
+class CurateConfig(TextStageOptions):
     """Curate narrated histopathology videos into image-text pairs (Quilt's pipeline, resumable)."""
 
     videos: str = field(metadata={"help": "A folder of videos, or a manifest (.csv/.tsv/.jsonl with path or url per row)."})
@@ -32,9 +33,6 @@ class CurateConfig:
                   "folder), or zero-shot:<CLIP-like model>."},
     )
     histology_threshold: float | None = field(default=None, metadata={"help": "Score at or above which a frame is histology."})
-    text_backend: str = field(default="lexicon", metadata={"help": "Text stage backend (lexicon, llm, ...), or none."})
-    text_model: str | None = field(default=None, metadata={"help": "Model of the text backend, if it uses one."})
-    text_url: str | None = field(default=None, metadata={"help": "Server URL of the text backend, if it uses one."})
     sample_fps: float = field(default=1.0, metadata={"help": "Frames sampled per second of video."})
     min_static_seconds: float = field(default=3.0, metadata={"help": "Stable intervals this long give a median image."})
     frames_timeout: float = field(

@@ -335,7 +335,8 @@ class Curation:
                 outputs = [{"corrected_text": texts[i]} for i in ids]
             else:
                 try:
-                    outputs = self.text.process_batch([texts[i] for i in ids])
+                    # One video per call: rows share the video's sub-pathology and carried magnification.
+                    outputs = self.text.process_batch([texts[i] for i in ids], groups=[row["video_id"]] * len(ids))
                 except Exception as error:
                     logger.warning("%s: text stage failed (%s); dropped", row["video_id"], error)
                     return {"drop_reason": "text_error"}

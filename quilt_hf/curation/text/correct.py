@@ -1,0 +1,295 @@
+"""Lexicon corrector: find probably misrecognised medical terms in ASR text and correct them.
+
+How a span is judged (conservative by design: when unsure, the text is left as it is):
+
+1. Words that already spell a lexicon form (longest match first) are protected: never changed.
+2. Every window of 1-4 consecutive words is compared with the lexicon's surface forms of similar length:
+   character similarity of the words with spaces removed (so "adeno carcinoma" meets "adenocarcinoma") and
+   phonetic similarity (Metaphone keys: "bunch"/"punch", "erythematis"/"erythematosus").
+3. A window may change an ordinary English word (``common_words``) only when the window also keeps at least
+   one of its words unchanged inside the target term ("skin bunch biopsy" -> "skin punch biopsy": "skin" and
+   "biopsy" anchor it) and the changed word sounds like its replacement. A lone English word is never changed.
+4. Medical context (lexicon terms within a few words) raises confidence; a window whose confidence stays
+   under ``threshold`` is left alone. Overlapping candidates: the most confident wins.
+
+Every edit is kept with its character span in the original text and its confidence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from quilt_hf.curation.text.lexicon import Lexicon
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+# Function words: a window never starts or ends on one (they are never misrecognised term pieces).
+STOPWORDS = frozenset(
+    "a an the and or of in on at to for with by from as is are was were be been this that these those it its "
+    "we you they he she i our your their there here so but if then than not no do does did has have had will "
+    "can may might should would could into onto over under about up down out very more most some any all".split()
+)
+
+
+@dataclass
+class Token:
+    text: str
+    start: int
+    end: int
+
+    @property
+    def key(self) -> str:
+        return self.text.lower()
+
+
+@dataclass
+class Edit:
+    """One correction: ``original`` at ``[char_start, char_end)`` of the input becomes ``replacement``."""
+
+    original: str
+    replacement: str
+    char_start: int
+    char_end: int
+    confidence: float
+    concept_id: str = ""
+
+    def as_row(self) -> dict:
+        return {
+            "original": self.original,
+            "replacement": self.replacement,
+            "char_start": int(self.char_start),
+            "char_end": int(self.char_end),
+            "confidence": float(round(self.confidence, 4)),
+        }
+
+
+@dataclass
+class Correction:
+    """The corrected text and the edits that produced it (spans refer to the input text)."""
+
+    text: str
+    edits: list[Edit] = field(default_factory=list)
+
+
+def tokenize(text: str) -> list[Token]:
+    return [Token(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+_DEVOICE = str.maketrans("BDGVZ", "PTKFS")
+_BOUNDARY = re.compile(r"[.,;:?!]")
+
+
+def _phonetic(text: str) -> str:
+    import jellyfish
+
+    # Voiced and voiceless pairs sound alike through a microphone and an ASR model ("bunch" / "punch").
+    return jellyfish.metaphone(text).translate(_DEVOICE) if text else ""
+
+
+def match_case(replacement: str, original: str) -> str:
+    """Keep the original's capitalisation where the replacement is a plain lower-case term."""
+    if replacement.islower() and original[:1].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+class LexiconCorrector:
+    """Deterministic, offline ASR term corrector backed by a `Lexicon`.
+
+    Args:
+        lexicon (`Lexicon`): the terms to correct towards.
+        threshold (`float`, *optional*, defaults to 0.86): minimal confidence (0-1) of an applied edit.
+        max_window (`int`, *optional*, defaults to 4): longest word window considered.
+        min_term_chars (`int`, *optional*, defaults to 5): shortest target (letters, spaces removed); shorter
+            terms (ER, PR, CD3...) are too ambiguous to correct towards.
+    """
+
+    def __init__(
+        self, lexicon: Lexicon, threshold: float = 0.86, max_window: int = 4, min_term_chars: int = 5
+    ):
+        self.lexicon = lexicon
+        self.threshold = threshold
+        self.max_window = max_window
+        self.min_term_chars = min_term_chars
+        self._max_form_words = min(lexicon.max_form_words, 8)
+        # Target forms for fuzzy search, bucketed by squashed length.
+        self._buckets: dict[int, list[tuple[str, str, str, str]]] = {}
+        for key, (concept_id, surface) in lexicon.forms.items():
+            squashed = key.replace(" ", "")
+            if len(squashed) < min_term_chars or squashed.isdigit():
+                continue
+            if _is_acronym(surface):
+                continue
+            entry = (squashed, key, concept_id, surface)
+            self._buckets.setdefault(len(squashed), []).append(entry)
+        self._phonetic_cache: dict[str, str] = {}
+        self._pools: dict[int, tuple[list[str], list]] = {}
+        self._memo: dict[str, tuple | None] = {}
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _ph(self, text: str) -> str:
+        value = self._phonetic_cache.get(text)
+        if value is None:
+            value = self._phonetic_cache[text] = _phonetic(text)
+        return value
+
+    def protected(self, tokens: list[Token]) -> list[bool]:
+        """Which tokens are part of an exact lexicon form (longest match first)."""
+        keys = [t.key for t in tokens]
+        mask = [False] * len(tokens)
+        i = 0
+        while i < len(tokens):
+            for n in range(min(self._max_form_words, len(tokens) - i), 0, -1):
+                if " ".join(keys[i : i + n]) in self.lexicon.forms:
+                    for j in range(i, i + n):
+                        mask[j] = True
+                    i += n
+                    break
+            else:
+                i += 1
+        return mask
+
+    def _pool(self, size: int) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+        """Target forms whose squashed length is within 25% of ``size`` (built once per size)."""
+        pool = self._pools.get(size)
+        if pool is None:
+            spread = max(1, round(size * 0.25))
+            entries = [e for n in range(size - spread, size + spread + 1) for e in self._buckets.get(n, ())]
+            pool = self._pools[size] = ([e[0] for e in entries], entries)
+        return pool
+
+    def _best(self, squashed: str) -> tuple[float, float, tuple[str, str, str, str]] | None:
+        if squashed in self._memo:
+            return self._memo[squashed]
+        from rapidfuzz import fuzz, process
+
+        strings, entries = self._pool(len(squashed))
+        best = None
+        if strings:
+            hits = process.extract(squashed, strings, scorer=fuzz.ratio, score_cutoff=75, limit=5)
+            phon = self._ph(squashed)
+            for _, char_score, index in hits:
+                entry = entries[index]
+                phon_score = fuzz.ratio(phon, self._ph(entry[0])) if phon else 0.0
+                combined = 0.6 * char_score + 0.4 * phon_score
+                if best is None or combined > best[0]:
+                    best = (combined, char_score, entry)
+        if len(self._memo) < 200_000:
+            self._memo[squashed] = best
+        return best
+
+    # -- main -------------------------------------------------------------------------------------------
+    def correct(self, text: str) -> Correction:
+        """Correct ``text``; returns the new text and the edits (spans in ``text``)."""
+        tokens = tokenize(text or "")
+        if not tokens:
+            return Correction(text or "")
+        mask = self.protected(tokens)
+        common = self.lexicon.common_words
+        # A window never spans a sentence or clause boundary (". , ; : ? !" between two of its words).
+        breaks = [bool(_BOUNDARY.search(text[a.end : b.start])) for a, b in zip(tokens, tokens[1:])]
+        candidates: list[tuple[float, int, int, str, str]] = []
+        for i in range(len(tokens)):
+            for n in range(1, self.max_window + 1):
+                window = tokens[i : i + n]
+                if len(window) < n or (n > 1 and breaks[i + n - 2]):
+                    break
+                keys = [t.key for t in window]
+                if keys[-1] in STOPWORDS or len(keys[-1]) == 1:
+                    continue
+                if len(keys[0]) == 1 and (n == 1 or keys[0] not in STOPWORDS):
+                    continue  # only the article "a" may be absorbed into a term ("a canthosis")
+                if keys[0] in STOPWORDS and len(keys[0]) > 1:
+                    continue
+                if all(mask[i : i + n]) or any(k.isdigit() for k in keys):
+                    continue
+                squashed = "".join(keys)
+                if len(squashed) < self.min_term_chars:
+                    continue
+                scored = self._best(squashed)
+                if scored is None:
+                    continue
+                combined, char_score, (target_sq, target_key, concept_id, surface) = scored
+                if target_sq == squashed and " ".join(keys) == target_key:
+                    continue  # already exact
+                confidence = self._judge(keys, mask[i : i + n], target_key, combined, char_score, common)
+                if confidence is None:
+                    continue
+                confidence = min(0.99, confidence + 0.02 * self._context(mask, i, i + n))
+                if confidence >= self.threshold:
+                    candidates.append((confidence, i, i + n, surface, concept_id))
+        return self._apply(text, tokens, candidates)
+
+    def _judge(self, keys, window_mask, target_key, combined, char_score, common) -> float | None:
+        """Confidence of replacing the window ``keys`` by ``target_key``, or None when it must not happen."""
+        from rapidfuzz import fuzz
+
+        target_words = target_key.split()
+        if "".join(keys) == "".join(target_words):
+            return 0.97  # the same letters, split or joined differently: "adeno carcinoma"
+        if keys[0] in STOPWORDS or (len(target_words) == 1 and len(keys) > 1):
+            # A term split into pieces, one of them kept whole: "ad hoc carcinoma", "a canthosis".
+            squashed = "".join(keys)
+            target = target_words[0] if len(target_words) == 1 else ""
+            anchored = any(len(k) >= 5 and k in target and k not in STOPWORDS for k in keys)
+            if target and anchored and squashed[:1] == target[:1] and char_score >= 85:
+                return combined / 100.0
+            return None
+        changed = [k for k in keys if k not in target_words]
+        kept = [k for k in keys if k in target_words]
+        if not changed:
+            return None
+        for k in changed:
+            if k in common or k in STOPWORDS:
+                # A real English word: only inside a term anchored by kept words, and only if it sounds alike.
+                if not kept:
+                    return None
+                partner = max(target_words, key=lambda w: fuzz.ratio(w, k))
+                if fuzz.ratio(self._ph(k), self._ph(partner)) < 75 or fuzz.ratio(k, partner) < 70:
+                    return None
+        for k in changed:
+            partner = max(target_words, key=lambda w: fuzz.ratio(w, k))
+            longer, shorter = (k, partner) if len(k) >= len(partner) else (partner, k)
+            if longer.startswith(shorter) and len(longer) - len(shorter) <= 3:
+                return None  # an inflection of the term ("controls", "immunostains"), not an ASR error
+        if any(m for m, k in zip(window_mask, keys) if k in changed):
+            return None  # never rewrite a word that is already part of a lexicon term
+        if char_score < 75:
+            return None
+        return combined / 100.0
+
+    def _context(self, mask: list[bool], start: int, end: int, radius: int = 8) -> int:
+        left = mask[max(0, start - radius) : start]
+        right = mask[end : end + radius]
+        return min(3, sum(left) + sum(right))
+
+    def _apply(self, text: str, tokens: list[Token], candidates) -> Correction:
+        candidates.sort(key=lambda c: (-c[0], -(c[2] - c[1]), c[1]))
+        taken = [False] * len(tokens)
+        chosen = []
+        for confidence, i, j, surface, concept_id in candidates:
+            if any(taken[i:j]):
+                continue
+            for k in range(i, j):
+                taken[k] = True
+            chosen.append((i, j, surface, confidence, concept_id))
+        chosen.sort()
+        edits, pieces, cursor = [], [], 0
+        for i, j, surface, confidence, concept_id in chosen:
+            start, end = tokens[i].start, tokens[j - 1].end
+            original = text[start:end]
+            replacement = match_case(surface, original)
+            if replacement == original:
+                continue
+            pieces.append(text[cursor:start])
+            pieces.append(replacement)
+            cursor = end
+            edits.append(Edit(original, replacement, start, end, confidence, concept_id))
+        pieces.append(text[cursor:])
+        return Correction("".join(pieces), edits)
+
+
+def _is_acronym(surface: str) -> bool:
+    """Short all-caps or digit-bearing forms (ER, HER2, CD20): matched exactly, never corrected towards."""
+    letters = surface.replace(" ", "").replace("-", "")
+    return len(letters) <= 6 and (sum(c.isupper() for c in letters) >= 2 or any(c.isdigit() for c in letters))

@@ -1,0 +1,198 @@
+"""Rule-based extraction from a (corrected) transcript window.
+
+- ``entities``: lexicon concepts found in the text (longest match first), with character spans and a
+  confidence (1.0 for words as spoken, the edit's confidence where the corrector changed them);
+- ``medical_text``: the sentences that describe tissue (at least one lexicon entity, not greetings or
+  channel talk);
+- ``roi_text``: the sentences that say where to look or what is pointed at ("here", "the cursor",
+  "on the left", "notice ...") and name something to look at;
+- ``pathology``: up to 3 of Quilt's 18 sub-pathology labels, voted by the entities' labels (sites weigh
+  double);
+- ``magnification``: Quilt's classes (0: <=10x, 1: 10-20x, 2: >20x, -1: not stated) from a stated
+  objective ("at 20x", "forty times") or power ("low power", "high power"); the last statement wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from quilt_hf.curation.text.correct import Edit, _is_acronym, tokenize
+from quilt_hf.curation.text.lexicon import Lexicon
+from quilt_hf.schema import MAGNIFICATION_UNKNOWN
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+CHATTER = re.compile(
+    r"\b(welcome|thanks? (you )?for watching|thank you|subscribe|see you|hello|hi everyone|that's it|"
+    r"comments?|like and share|leave your)\b",
+    re.IGNORECASE,
+)
+ROI_CUES = re.compile(
+    r"\b(here|cursor|pointer|arrow|arrowhead|circled?|notice|note the|look at|you can see|"
+    r"(?:on|at|in|to|along|near) the (?:upper |lower |far )?(?:left|right|top|bottom|middle|center|centre|edge|"
+    r"periphery)|(?:upper|lower) (?:left|right)|(?:left|right) (?:side|edge|corner|half)|"
+    r"(?:middle|center|centre|top|bottom|edge) of the (?:field|slide|image|screen)|"
+    r"under the cursor|pointing|points? to)\b",
+    re.IGNORECASE,
+)
+_NUMBER_WORDS = {
+    "two": 2,
+    "four": 4,
+    "five": 5,
+    "ten": 10,
+    "twenty": 20,
+    "forty": 40,
+    "fourty": 40,
+    "sixty": 60,
+    "hundred": 100,
+    "one hundred": 100,
+}
+_OBJECTIVE = re.compile(
+    r"\b(\d{1,3}|two|four|five|ten|twenty|forty|fourty|sixty|one hundred|hundred)\s*(?:x|×|times)(?![a-z])",
+    re.IGNORECASE,
+)
+_POWER = re.compile(
+    r"\b(low|scanning|medium|intermediate|mid|high)[- ](?:power|magnification)(?! fields?)\b|\boil immersion\b",
+    re.IGNORECASE,
+)
+_POWER_CLASS = {"low": 0, "scanning": 0, "medium": 1, "intermediate": 1, "mid": 1, "high": 2}
+
+
+@dataclass
+class Entity:
+    concept_id: str
+    text: str
+    char_start: int
+    char_end: int
+    confidence: float
+
+    def as_row(self) -> dict:
+        return {
+            "concept_id": self.concept_id,
+            "text": self.text,
+            "char_start": int(self.char_start),
+            "char_end": int(self.char_end),
+            "confidence": float(round(self.confidence, 4)),
+        }
+
+
+@dataclass
+class Extraction:
+    entities: list[Entity] = field(default_factory=list)
+    medical_sentences: list[str] = field(default_factory=list)
+    roi_sentences: list[str] = field(default_factory=list)
+    pathology: list[str] = field(default_factory=list)
+    magnification: int = MAGNIFICATION_UNKNOWN
+
+
+def split_sentences(text: str) -> list[tuple[int, int, str]]:
+    """Sentences of ``text`` with their character spans."""
+    out, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        piece = text[start : match.start()]
+        if piece.strip():
+            out.append((start, match.start(), piece.strip()))
+        start = match.end()
+    if text[start:].strip():
+        out.append((start, len(text), text[start:].strip()))
+    return out
+
+
+def magnification_of(text: str) -> int:
+    """Quilt's magnification class of the last magnification statement in ``text`` (-1 if none)."""
+    found: list[tuple[int, int]] = []
+    for match in _OBJECTIVE.finditer(text):
+        raw = match.group(1).lower()
+        value = int(raw) if raw.isdigit() else _NUMBER_WORDS.get(raw, 0)
+        if value in (1, 2, 3) and "times" in match.group(0).lower():
+            continue  # "two times" is a count, not an objective
+        if value <= 0 or value > 100:
+            continue
+        found.append((match.start(), 0 if value <= 10 else 1 if value <= 20 else 2))
+    for match in _POWER.finditer(text):
+        word = (match.group(1) or "high").lower()
+        found.append((match.start(), _POWER_CLASS[word]))
+    if not found:
+        return MAGNIFICATION_UNKNOWN
+    return max(found)[1]
+
+
+class RuleExtractor:
+    """Lexicon and rule based extraction (see the module docstring).
+
+    Args:
+        lexicon (`Lexicon`): concepts to find.
+        max_labels (`int`, *optional*, defaults to 3): sub-pathology labels kept.
+    """
+
+    def __init__(self, lexicon: Lexicon, max_labels: int = 3):
+        self.lexicon = lexicon
+        self.max_labels = max_labels
+        self._max_words = min(lexicon.max_form_words, 8)
+
+    def entities(self, text: str, edits: list[Edit] | None = None) -> list[Entity]:
+        """Lexicon concepts in ``text`` (longest match first). ``edits`` (spans in ``text``) lower confidence."""
+        tokens = tokenize(text)
+        keys = [t.key for t in tokens]
+        found, i = [], 0
+        while i < len(tokens):
+            for n in range(min(self._max_words, len(tokens) - i), 0, -1):
+                hit = self.lexicon.forms.get(" ".join(keys[i : i + n]))
+                if hit is None:
+                    continue
+                concept_id, surface = hit
+                start, end = tokens[i].start, tokens[i + n - 1].end
+                spoken = text[start:end]
+                if _is_acronym(surface) and not any(c.isdigit() for c in surface):
+                    if re.sub(r"[^A-Za-z0-9]", "", spoken) != re.sub(r"[^A-Za-z0-9]", "", surface):
+                        continue  # "all" is not ALL, "er" is not ER
+                if n == 1 and len(keys[i]) <= 2 and not any(c.isdigit() for c in keys[i]):
+                    if spoken != surface:
+                        continue
+                confidence = 1.0
+                for edit in edits or ():
+                    if edit.char_start < end and start < edit.char_end:
+                        confidence = min(confidence, edit.confidence)
+                found.append(Entity(concept_id, spoken, start, end, confidence))
+                i += n
+                break
+            else:
+                i += 1
+        return found
+
+    @staticmethod
+    def entity_from_row(row: dict) -> Entity:
+        return Entity(row["concept_id"], row["text"], row["char_start"], row["char_end"], row["confidence"])
+
+    def pathology(self, entities: list[Entity]) -> list[str]:
+        votes: Counter[str] = Counter()
+        for entity in entities:
+            concept = self.lexicon.concepts.get(entity.concept_id)
+            if concept is None:
+                continue
+            weight = (2.0 if concept.kind == "site" else 1.0) * entity.confidence
+            for label in concept.sub_pathology:
+                votes[label] += weight / len(concept.sub_pathology) ** 0.5
+        if not votes:
+            return []
+        top = max(votes.values())
+        ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [label for label, score in ranked if score >= 0.5 * top][: self.max_labels]
+
+    def extract(self, text: str, edits: list[Edit] | None = None) -> Extraction:
+        """Run every extractor on ``text`` (already corrected; ``edits`` spans refer to it)."""
+        text = text or ""
+        entities = self.entities(text, edits)
+        medical, roi = [], []
+        for start, end, sentence in split_sentences(text):
+            inside = [e for e in entities if start <= e.char_start < end]
+            if inside and not CHATTER.search(sentence):
+                medical.append(sentence)
+                if ROI_CUES.search(sentence):
+                    roi.append(sentence)
+            elif ROI_CUES.search(sentence) and re.search(
+                r"\bcursor|pointer|arrow\b", sentence, re.IGNORECASE
+            ):
+                roi.append(sentence)
+        return Extraction(entities, medical, roi, self.pathology(entities), magnification_of(text))
