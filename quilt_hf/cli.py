@@ -54,6 +54,13 @@ COMMANDS: dict[str, Command] = {
             "Curate narrated histopathology videos into image-text pairs (resumable): pairs/, chunks/, stats.json.",
         ),
         Command(
+            "train",
+            "quilt_hf.training.train",
+            "TrainConfig",
+            "run_train",
+            "Fine-tune a CLIP-style model (QuiltNet) on image-text pairs; the output loads with from_pretrained.",
+        ),
+        Command(
             "eval",
             "quilt_hf.evaluation.cli",
             "EvalConfig",

@@ -1,0 +1,1 @@
+"""Converters from other model formats to transformers folders (used to build the offline models)."""

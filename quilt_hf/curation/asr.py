@@ -1,0 +1,451 @@
+"""ASR: narration to timed text with Whisper (transformers, or faster-whisper as an optional backend).
+
+Audio comes straight out of the video container at 16 kHz mono (PyAV, resampled while decoding, never a
+temporary WAV). The transformers backend runs Whisper's own sequential long-form generation (30 s windows,
+each one starting at the last complete timestamped segment of the previous one, as OpenAI's decoder does),
+not the pipeline's overlapping chunks, so segment timestamps are exact and no words are stitched twice.
+
+Speed on CPU (``bench/bench_asr.py``): transformers' token-suppression logits processors rebuild a mask
+over the 51,865-token vocabulary (``torch.isin``, a sort) at every decoding step, twice; here the masks are
+built once, which with long-form generation makes the backend several times faster than the plain ASR
+pipeline with identical output. ``dtype="int8"`` adds dynamic int8 quantization of the Linear layers on CPU
+(faster still, slightly less accurate); ``"auto"`` is float32 on CPU and float16 on GPU. The model is loaded once per process and shared by every
+``WhisperTranscriber`` that asks for the same model, backend, device and dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from quilt_hf.errors import UserFacingError, require
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SAMPLE_RATE", "NoAudioError", "Transcript", "WhisperTranscriber", "load_audio"]
+
+SAMPLE_RATE = 16000
+WINDOW_SECONDS = 30.0
+ASR_VERSION = "1"
+BACKENDS = ("transformers", "faster-whisper")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+
+
+class NoAudioError(UserFacingError):
+    """The file has no audio stream (or no decodable audio): there is nothing to transcribe."""
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio stream of a media file to mono float32 at ``sample_rate``.
+
+    Decoding and resampling are streamed (PyAV's resampler, frame by frame), so only the output samples are
+    held: about 230 MB for an hour at 16 kHz.
+
+    Args:
+        path (`str` or `Path`): a video or audio file FFmpeg can read.
+        sample_rate (`int`): the output rate (Whisper wants 16,000).
+
+    Returns:
+        `np.ndarray`: 1-d float32 samples in [-1, 1].
+
+    Raises:
+        NoAudioError: when the file has no audio stream.
+        UserFacingError: when the file cannot be opened or its audio cannot be decoded.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserFacingError(f"{path} does not exist")
+    try:
+        container = av.open(str(path))
+    except Exception as error:  # FFmpeg raises many kinds; each means the file is not readable media
+        raise UserFacingError(f"cannot open {path} as a media file: {error}") from error
+    with container:
+        if not container.streams.audio:
+            raise NoAudioError(f"{path.name} has no audio stream: there is no narration to transcribe")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler follow its own clock (broken pts otherwise warn/skip)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as error:
+            if not chunks:
+                raise UserFacingError(f"cannot decode the audio of {path.name}: {error}") from error
+            logger.warning("%s: audio decoding stopped early (%s); keeping the first %.1f s", path.name, error,
+                           sum(map(len, chunks)) / sample_rate)
+    if not chunks:
+        raise NoAudioError(f"{path.name} has an audio stream but no decodable samples")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+@dataclass
+class Transcript:
+    """What was said, with segment timings.
+
+    Attributes:
+        language (`str`): ISO code of the spoken language (``"en"``), detected unless given.
+        text (`str`): the whole transcript.
+        segments (`list[dict]`): ``{"start": float, "end": float, "text": str}`` in seconds, in order.
+    """
+
+    language: str
+    text: str
+    segments: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# One model per process per (backend, model, device, dtype): datasets.map workers each load their own.
+_MODELS: dict[tuple, object] = {}
+_LOCK = threading.Lock()
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _clean_segments(segments: list[dict], duration: float) -> list[dict]:
+    """Clip to the audio, drop empty text, keep the order monotonic."""
+    out: list[dict] = []
+    previous_end = 0.0
+    for segment in segments:
+        text = segment["text"].strip()
+        if not text:
+            continue
+        start = min(max(float(segment["start"]), previous_end if out else 0.0), duration)
+        end = min(max(float(segment["end"]), start), duration)
+        out.append({"start": round(start, 3), "end": round(end, 3), "text": text})
+        previous_end = end
+    return out
+
+
+class WhisperTranscriber:
+    """Whisper speech recognition with segment timestamps, for whole lectures.
+
+    Args:
+        model (`str`, *optional*): a Hub name or local folder. None uses ``resolve_model(None, "asr")``: the
+            Hub default, else the offline Whisper base that ``make models`` prepared. For the faster-whisper
+            backend: a CTranslate2 folder, a faster-whisper size name ("base", "large-v3-turbo") or a Hub
+            CTranslate2 repository; None uses the offline ``whisper-base-ct2`` when the transformers
+            default is the offline model, else ``large-v3-turbo``.
+        backend (`str`): ``"transformers"`` (default) or ``"faster-whisper"`` (``pip install
+            'quilt_hf[faster-whisper]'``).
+        device (`str`, *optional*): ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: CUDA when available.
+        batch_size (`int`): audio files decoded together by ``transcribe_many`` (transformers), or 30 s
+            windows decoded together (faster-whisper's batched pipeline) when above 1.
+        language (`str`, *optional*): ISO code to force (``"en"``); None detects it per file.
+        dtype (`str`): ``"auto"`` (float32 on CPU, float16 on GPU), ``"float32"``, ``"float16"``,
+            ``"bfloat16"`` or ``"int8"`` (dynamic quantization of the Linear layers, CPU only; for
+            faster-whisper, CTranslate2's int8).
+
+    Example:
+
+    ```python
+    >>> transcriber = WhisperTranscriber()
+    >>> transcript = transcriber.transcribe(load_audio("lecture.mp4"))
+    >>> transcript.segments[0]
+    {'start': 0.0, 'end': 4.0, 'text': 'This section shows an invasive ductal carcinoma.'}
+    ```
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        backend: str = "transformers",
+        device: str | None = None,
+        batch_size: int = 1,
+        language: str | None = None,
+        dtype: str = "auto",
+    ):
+        if backend not in BACKENDS:
+            raise UserFacingError(f"unknown ASR backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        if dtype not in DTYPES:
+            raise UserFacingError(f"unknown ASR dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+        if batch_size < 1:
+            raise UserFacingError("batch_size must be at least 1")
+        self.backend = backend
+        self.device = device
+        self.batch_size = batch_size
+        self.language = language.strip("<|>").lower() if language else None
+        self.dtype = dtype
+        self.model_name = self._resolve(model)
+
+    def _resolve(self, model: str | None) -> str:
+        from quilt_hf.models import offline_model_path, resolve_model
+
+        if self.backend == "transformers":
+            return resolve_model(model, "asr")
+        if model:
+            path = Path(model).expanduser()
+            if path.is_dir() and not (path / "model.bin").is_file():
+                sibling = path.parent / f"{path.name}-ct2"
+                if (sibling / "model.bin").is_file():
+                    return str(sibling)
+                raise UserFacingError(
+                    f"{model} is not a CTranslate2 model (no model.bin); convert it with: ct2-transformers-converter "
+                    f"--model {model} --output_dir {model}-ct2 --copy_files tokenizer.json preprocessor_config.json"
+                )
+            return str(path) if path.is_dir() else model
+        default = resolve_model(None, "asr")
+        offline = offline_model_path("asr")
+        if offline is not None and Path(default) == offline:
+            ct2 = offline.parent / f"{offline.name}-ct2"
+            if (ct2 / "model.bin").is_file():
+                return str(ct2)
+        return "large-v3-turbo"  # faster-whisper's own name for the Hub CTranslate2 export
+
+    # ------------------------------------------------------------------ loading
+    def _key(self) -> tuple:
+        batched = self.backend == "faster-whisper" and self.batch_size > 1  # a different pipeline object
+        return (self.backend, self.model_name, self.device or _default_device(), self.dtype, batched)
+
+    def _load(self):
+        key = self._key()
+        with _LOCK:
+            if key not in _MODELS:
+                loader = self._load_transformers if self.backend == "transformers" else self._load_faster_whisper
+                _MODELS[key] = loader(key[2])
+            return _MODELS[key]
+
+    def _load_transformers(self, device: str):
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        dtype = self.dtype
+        if dtype == "auto":
+            dtype = "float32" if device == "cpu" else "float16"
+        torch_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype, torch.float32)
+        model = WhisperForConditionalGeneration.from_pretrained(self.model_name, dtype=torch_dtype)
+        processor = WhisperProcessor.from_pretrained(self.model_name)
+        _restore_whisper_generation_fields(model, self.model_name)
+        model.eval()
+        if dtype == "int8":
+            if device != "cpu":
+                raise UserFacingError("dtype='int8' (dynamic quantization) runs on CPU only; use float16 on GPU")
+            model = _quantize_linear_int8(model)
+        model.to(device)
+        _install_static_suppression(model)
+        logger.info("loaded Whisper %s (%s, %s) for ASR", self.model_name, device, dtype)
+        return model, processor
+
+    def _load_faster_whisper(self, device: str):
+        faster_whisper = require("faster_whisper", package="faster-whisper", extra="faster-whisper",
+                                 purpose="the faster-whisper ASR backend")
+        import torch
+
+        kind, _, index = device.partition(":")
+        compute_type = {"auto": "float32" if kind == "cpu" else "float16"}.get(self.dtype, self.dtype)
+        model = faster_whisper.WhisperModel(
+            self.model_name, device=kind, device_index=int(index or 0), compute_type=compute_type,
+            cpu_threads=torch.get_num_threads(),
+        )
+        pipeline = faster_whisper.BatchedInferencePipeline(model) if self.batch_size > 1 else None
+        logger.info("loaded faster-whisper %s (%s, %s) for ASR", self.model_name, device, compute_type)
+        return model, pipeline
+
+    # ------------------------------------------------------------------ transcription
+    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript:
+        """Transcribe one recording.
+
+        Args:
+            audio (`np.ndarray`): mono samples (float32 in [-1, 1]), e.g. from ``load_audio``.
+            sample_rate (`int`): rate of ``audio``; resampled to 16 kHz when different.
+
+        Returns:
+            `Transcript`
+        """
+        return self.transcribe_many([audio], sample_rate=sample_rate)[0]
+
+    def transcribe_many(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[Transcript]:
+        """Transcribe several recordings, ``batch_size`` at a time; one ``Transcript`` per input, in order."""
+        audios = [_as_16k_mono(audio, sample_rate) for audio in audios]
+        results: list[Transcript | None] = [None] * len(audios)
+        todo = []
+        for i, audio in enumerate(audios):
+            if len(audio) < SAMPLE_RATE // 10:  # under 0.1 s: nothing Whisper could hear
+                results[i] = Transcript(language=self.language or "", text="", segments=[])
+            else:
+                todo.append(i)
+        if self.backend == "faster-whisper":
+            for i in todo:
+                results[i] = self._faster_whisper_one(audios[i])
+            return results
+        # Similar lengths together: less padding in long-form batches.
+        todo.sort(key=lambda i: len(audios[i]))
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start : start + self.batch_size]
+            for i, transcript in zip(batch, self._transformers_batch([audios[i] for i in batch])):
+                results[i] = transcript
+        return results
+
+    def _transformers_batch(self, audios: list[np.ndarray]) -> list[Transcript]:
+        import torch
+
+        model, processor = self._load()
+        conv = model.model.encoder.conv1.weight  # stays a float parameter under int8 quantization
+        device, float_dtype = conv.device, conv.dtype
+        long_form = max(len(a) for a in audios) > WINDOW_SECONDS * SAMPLE_RATE
+        features = processor.feature_extractor(
+            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True,
+            **({"padding": "longest", "truncation": False} if long_form else {}),
+        )
+        inputs = {"input_features": features.input_features.to(device, float_dtype)}
+        if long_form:
+            inputs["attention_mask"] = features.attention_mask.to(device)
+        languages = self._languages(model, features.input_features[..., :3000].to(device, float_dtype), processor)
+        with torch.inference_mode():
+            output = model.generate(
+                **inputs, language=languages, task="transcribe", return_timestamps=True,
+                return_segments=True, return_dict_in_generate=True,
+                logits_processor=[processor_ for processor_ in [getattr(model, "_quilt_begin_suppress", None)] if processor_],
+            )
+        tokenizer = processor.tokenizer
+        timestamp_begin = model.generation_config.no_timestamps_token_id + 1
+        transcripts = []
+        for audio, language, segments in zip(audios, languages, output["segments"]):
+            parts = []
+            for segment in segments:
+                ids = [int(t) for t in segment["tokens"] if int(t) < timestamp_begin]
+                parts.append({"start": float(segment["start"]), "end": float(segment["end"]),
+                              "text": tokenizer.decode(ids, skip_special_tokens=True)})
+            clean = _clean_segments(parts, len(audio) / SAMPLE_RATE)
+            transcripts.append(Transcript(language=language, text=" ".join(s["text"] for s in clean), segments=clean))
+        return transcripts
+
+    def _languages(self, model, first_windows, processor) -> list[str]:
+        """The forced language, or one detected on each recording's first 30 s."""
+        import torch
+
+        if self.language:
+            return [self.language] * len(first_windows)
+        if not getattr(model.generation_config, "is_multilingual", True):
+            return ["en"] * len(first_windows)
+        with torch.inference_mode():
+            ids = model.detect_language(first_windows)
+        return [token.strip("<|>") for token in processor.tokenizer.convert_ids_to_tokens(ids.tolist())]
+
+    def _faster_whisper_one(self, audio: np.ndarray) -> Transcript:
+        model, pipeline = self._load()
+        options = {"language": self.language, "beam_size": 1, "without_timestamps": False, "vad_filter": False}
+        if pipeline is not None:
+            segments, info = pipeline.transcribe(audio, batch_size=self.batch_size, **options)
+        else:
+            segments, info = model.transcribe(audio, condition_on_previous_text=False, **options)
+        parts = [{"start": s.start, "end": s.end, "text": s.text} for s in segments]
+        clean = _clean_segments(parts, len(audio) / SAMPLE_RATE)
+        return Transcript(language=info.language, text=" ".join(s["text"] for s in clean), segments=clean)
+
+
+def _as_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:  # (channels, samples) or (samples, channels): average the shorter axis
+        audio = audio.mean(axis=0 if audio.shape[0] < audio.shape[1] else 1)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be 1-d (or 2-d channels x samples), got shape {audio.shape}")
+    if sample_rate != SAMPLE_RATE:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        common = gcd(int(sample_rate), SAMPLE_RATE)
+        audio = resample_poly(audio, SAMPLE_RATE // common, int(sample_rate) // common)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _restore_whisper_generation_fields(model, name: str) -> None:
+    """Put back Whisper fields (``lang_to_id``, ``task_to_id``...) of ``generation_config.json``.
+
+    transformers rebuilds a generation config marked ``_from_model_config`` from the model config and drops
+    the Whisper-only fields that language detection and long-form generation need.
+    """
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(name, "generation_config.json", _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        path = None
+    if path is None:
+        logger.warning("%s has no generation_config.json: language detection may not work", name)
+        return
+    with open(path, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    for key, value in saved.items():
+        if not key.startswith("_") and getattr(model.generation_config, key, None) is None:
+            setattr(model.generation_config, key, value)
+
+
+def _install_static_suppression(model) -> None:
+    """Suppress Whisper's banned tokens with precomputed masks instead of transformers' logits processors.
+
+    transformers' ``SuppressTokensLogitsProcessor`` and ``SuppressTokensAtBeginLogitsProcessor`` rebuild
+    their mask with ``torch.isin(arange(vocab), ids)`` (a sort over the 51,865-token vocabulary) at every
+    decoding step, each: on CPU that was the largest single cost of greedy decoding in our profile. The
+    always-suppressed ids become a forward hook on the output projection (so they are masked before the
+    timestamp rule looks at the logits, as in transformers' order); the begin-suppressed ids, a cached
+    processor passed to ``generate``.
+    """
+    import torch
+
+    generation = model.generation_config
+    suppress, begin = generation.suppress_tokens, generation.begin_suppress_tokens
+    generation.suppress_tokens = None
+    generation.begin_suppress_tokens = None
+    if suppress:
+        ids = torch.tensor(sorted(set(suppress)), dtype=torch.long)
+
+        def mask_logits(module, args, output):
+            return output.index_fill(-1, ids.to(output.device), float("-inf"))
+
+        model.get_output_embeddings().register_forward_hook(mask_logits)
+    if begin:
+        model._quilt_begin_suppress = _CachedBeginSuppress(begin)
+
+
+class _CachedBeginSuppress:
+    """``SuppressTokensAtBeginLogitsProcessor`` without the per-step mask rebuild (see above)."""
+
+    def __init__(self, ids: Sequence[int]):
+        self.ids = list(ids)
+        self.begin_index = 0
+
+    def set_begin_index(self, begin_index: int) -> None:
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[-1] != self.begin_index:
+            return scores
+        import torch
+
+        return scores.index_fill(-1, torch.tensor(self.ids, device=scores.device), float("-inf"))
+
+
+def _quantize_linear_int8(model):
+    """Int8 dynamic quantization of every ``nn.Linear`` (weights int8, activations quantized per call).
+
+    The output projection is tied to the token embeddings; it gets its own quantized copy while the
+    embedding lookup keeps the float weights.
+    """
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates the quantized tensor API in favour of torchao
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
