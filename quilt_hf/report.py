@@ -17,10 +17,23 @@ from pathlib import Path
 
 @dataclass
 class Section:
+    """A titled part of the report: paragraphs, tables and pictures, kept in the order they were added."""
+
     title: str
-    paragraphs: list[str] = field(default_factory=list)
-    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
-    images: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
+    blocks: list[tuple] = field(default_factory=list)
+
+    def text(self, paragraph: str) -> Section:
+        """Add a paragraph (`code` and **bold** spans are rendered in HTML)."""
+        self.blocks.append(("text", paragraph))
+        return self
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Section:
+        self.blocks.append(("table", [str(h) for h in header], [[str(c) for c in row] for row in rows]))
+        return self
+
+    def image(self, path: str | Path, caption: str) -> Section:
+        self.blocks.append(("image", str(path), caption))
+        return self
 
 
 class Report:
@@ -43,15 +56,18 @@ class Report:
         lines = [f"# {self.title}", ""]
         for section in self.sections:
             lines += [f"## {section.title}", ""]
-            for paragraph in section.paragraphs:
-                lines += [paragraph, ""]
-            for header, rows in section.tables:
-                lines.append("| " + " | ".join(header) + " |")
-                lines.append("|" + "---|" * len(header))
-                lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-                lines.append("")
-            for path, caption in section.images:
-                lines += [f"![{caption}]({self._relative(path)})", f"*{caption}*", ""]
+            for kind, *content in section.blocks:
+                if kind == "text":
+                    lines += [content[0], ""]
+                elif kind == "table":
+                    header, rows = content
+                    lines.append("| " + " | ".join(header) + " |")
+                    lines.append("|" + "---|" * len(header))
+                    lines += ["| " + " | ".join(row) + " |" for row in rows]
+                    lines.append("")
+                else:
+                    path, caption = content
+                    lines += [f"![{caption}]({self._relative(path)})", f"*{caption}*", ""]
         return "\n".join(lines)
 
     def html(self) -> str:
@@ -66,19 +82,21 @@ class Report:
         ]
         for section in self.sections:
             parts.append(f"<h2>{html.escape(section.title)}</h2>")
-            parts += [f"<p>{_inline_code(html.escape(p))}</p>" for p in section.paragraphs]
-            for header, rows in section.tables:
-                parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-                parts += [
-                    "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-                ]
-                parts.append("</table>")
-            for path, caption in section.images:
-                data = base64.b64encode(Path(path).read_bytes()).decode()
-                parts.append(
-                    f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-                )
+            for kind, *content in section.blocks:
+                if kind == "text":
+                    parts.append(f"<p>{_inline_code(html.escape(content[0]))}</p>")
+                elif kind == "table":
+                    header, rows = content
+                    parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+                    parts += ["<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>" for row in rows]
+                    parts.append("</table>")
+                else:
+                    path, caption = content
+                    data = base64.b64encode(Path(path).read_bytes()).decode()
+                    parts.append(
+                        f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                    )
         parts.append("</body></html>")
         return "\n".join(parts)
 
@@ -92,9 +110,17 @@ class Report:
         return md, page
 
 
+def _cell_html(cell: str) -> str:
+    """A table cell as HTML: escaped, with the ``<br>`` line breaks that Markdown tables use kept."""
+    return "<br>".join(html.escape(part) for part in cell.split("<br>"))
+
+
 def _inline_code(text: str) -> str:
+    """`code` and **bold** spans of already-escaped text as HTML."""
     pieces = text.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+    text = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+    pieces = text.split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces))
 
 
 def pairs_grid(images: Sequence, captions: Sequence[str], path: str | Path, *, columns: int = 3, title: str = "") -> Path:
@@ -106,7 +132,7 @@ def pairs_grid(images: Sequence, captions: Sequence[str], path: str | Path, *, c
 
     count = len(images)
     rows = max(1, -(-count // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 5.0 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.0 * rows), squeeze=False)
     for k, axis in enumerate(axes.flat):
         axis.axis("off")
         if k >= count:

@@ -109,9 +109,9 @@ _TABLE_NOTES = {
 }
 
 
-def markdown_table(records: Sequence[dict]) -> str:
-    """One Markdown table per task: models as rows, benchmarks as columns."""
-    lines: list[str] = []
+def results_tables(records: Sequence[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One table per task: (title, header, rows) with models as rows and benchmarks as columns."""
+    tables = []
     for task, title in TASK_TITLES.items():
         subset = [r for r in records if r["task"] == task]
         if not subset:
@@ -119,14 +119,17 @@ def markdown_table(records: Sequence[dict]) -> str:
         benchmarks = list(dict.fromkeys(r["benchmark"] for r in subset))
         models = list(dict.fromkeys(r["model"] for r in subset))
         cells = {(r["model"], r["benchmark"]): _cell(r) for r in subset}
-        lines += [
-            f"## {title} ({_TABLE_NOTES[task]})",
-            "",
-            "| model | " + " | ".join(benchmarks) + " |",
-            "|---|" + "---|" * len(benchmarks),
-        ]
-        for model in models:
-            lines.append(f"| {model} | " + " | ".join(cells.get((model, b), "") for b in benchmarks) + " |")
+        rows = [[model] + [cells.get((model, b), "") for b in benchmarks] for model in models]
+        tables.append((f"{title} ({_TABLE_NOTES[task]})", ["model", *benchmarks], rows))
+    return tables
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """One Markdown table per task: models as rows, benchmarks as columns."""
+    lines: list[str] = []
+    for title, header, rows in results_tables(records):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
 

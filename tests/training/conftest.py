@@ -44,34 +44,12 @@ def color_pairs():
 @pytest.fixture(scope="session")
 def tiny_dual_encoder_dir(tmp_path_factory) -> Path:
     """A ``VisionTextDualEncoderModel``: a tiny random ViT at 32 px and the real all-MiniLM-L6-v2 text tower
-    (the shape of the offline ``quiltnet-demo-base``), saved with its processor."""
-    from transformers import (
-        AutoModel,
-        AutoTokenizer,
-        VisionTextDualEncoderConfig,
-        VisionTextDualEncoderModel,
-        VisionTextDualEncoderProcessor,
-        ViTConfig,
-        ViTImageProcessor,
-        ViTModel,
-    )
+    (the offline ``quiltnet-demo-base`` builder at toy size), saved with its processor."""
+    from quilt_hf.convert.offline_models import build_quiltnet_demo_base
 
-    from quilt_hf.offline import minilm_dir
-
-    torch.manual_seed(0)
-    vision = ViTModel(
-        ViTConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2),
-        add_pooling_layer=False,
-    )
-    text = AutoModel.from_pretrained(minilm_dir())
-    config = VisionTextDualEncoderConfig.from_vision_text_configs(vision.config, text.config, projection_dim=16)
-    model = VisionTextDualEncoderModel(config=config, vision_model=vision, text_model=text)
-    processor = VisionTextDualEncoderProcessor(
-        image_processor=ViTImageProcessor(size={"height": 32, "width": 32}),
-        tokenizer=AutoTokenizer.from_pretrained(minilm_dir()),
-    )
     folder = tmp_path_factory.mktemp("tiny_dual_encoder")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    build_quiltnet_demo_base(
+        folder, image_size=32, patch_size=8, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+        projection_dim=16,
+    )
     return folder
