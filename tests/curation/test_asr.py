@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import Scene, histology_like_image, tone
+from factories import Scene, histology_like_image, tone
 
 from quilt_hf.curation.asr import NoAudioError, Transcript, WhisperTranscriber, load_audio
 from quilt_hf.errors import UserFacingError
@@ -111,7 +111,7 @@ def test_bad_options_fail_clearly(tiny_whisper_dir):
 
 @pytest.mark.slow
 def test_whisper_base_on_demo_video_has_sane_wer():
-    from conftest import DEMO_CORPUS
+    from factories import DEMO_CORPUS
 
     from quilt_hf.metrics import wer
     from quilt_hf.models import offline_model_path

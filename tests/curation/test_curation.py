@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang, pyav_load_audio, raise_error
-from conftest import Scene, histology_like_image, slide_like_image, tone, write_video
+from factories import Scene, histology_like_image, slide_like_image, tone, write_video
 
 from quilt_hf.curation.align import AlignOptions, derive_pair_chunk_time, make_chunks
 from quilt_hf.curation.frames import FrameOptions, extract_intervals, hamming, phash, sharpness

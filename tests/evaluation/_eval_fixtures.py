@@ -1,5 +1,5 @@
 """Fixtures of the evaluation tests (imported by each test module; no conftest.py here, so the suite's
-``from conftest import ...`` keeps meaning tests/conftest.py)."""
+fixture names stay unambiguous)."""
 
 from __future__ import annotations
 
