@@ -61,7 +61,7 @@ def main() -> None:
 
     from datasets import load_from_disk
 
-    import quilt_hf.curation.pipeline as pipeline
+    from quilt_hf.curation import pipeline
     from quilt_hf.curation.cli import CurateConfig, run_curate
     from quilt_hf.curation.scoring import asr_word_error_rate, histology_scores, pairing_accuracy
 

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from quilt_hf.curation.text import build_text_processor, load_lexicon  # noqa: E402
+from quilt_hf.curation.text import build_text_processor, load_lexicon  # noqa: E402 - after the sys.path insert
 from quilt_hf.metrics import align_words, normalize_text, wer  # noqa: E402
 
 SPEECH_WORDS_PER_SECOND = 150 / 60
@@ -127,7 +127,7 @@ def simulated_transcripts(videos: list[dict], seed: int = 0, rate: float = 0.5) 
         for n in video["narration"]:
             text = re.sub(
                 r"[A-Za-z]+",
-                lambda m: (
+                lambda m, terms=terms: (
                     corrupt(m.group(0)) if m.group(0).lower() in terms and rng.random() < rate else m.group(0)
                 ),
                 n["text"],

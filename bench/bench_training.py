@@ -143,7 +143,8 @@ def run_openclip(options) -> dict:
     model = open_clip.create_model("ViT-B-32", pretrained=None).to(device)
     loss_fn = open_clip.ClipLoss()
     # open_clip's main.py: no weight decay on gains, biases, norms and the temperature.
-    exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
+    def exclude(n, p):
+        return p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
     params = list(model.named_parameters())
     optimizer = torch.optim.AdamW(
         [{"params": [p for n, p in params if exclude(n, p) and p.requires_grad], "weight_decay": 0.0},

@@ -378,8 +378,10 @@ class Lecture:
 
 
 def lectures() -> list[Lecture]:
-    tia_r = lambda x, y: rot90_point(x, y)
-    tia_f = lambda x, y: flip_point(x, y)
+    def tia_r(x, y):
+        return rot90_point(x, y)
+    def tia_f(x, y):
+        return flip_point(x, y)
     return [
         Lecture(
             "demo01_skin_seborrheic_keratosis",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["UserFacingError", "MissingDependencyError", "require"]
+__all__ = ["MissingDependencyError", "UserFacingError", "require"]
 
 
 class UserFacingError(RuntimeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["normalize_text", "align_words", "word_errors", "wer"]
+__all__ = ["align_words", "normalize_text", "wer", "word_errors"]
 
 _KEEP = re.compile(r"[a-z0-9+%]+")
 

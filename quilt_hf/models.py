@@ -86,7 +86,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     from huggingface_hub import constants
 
     try:
-        urllib.request.urlopen(constants.ENDPOINT, timeout=timeout)  # noqa: S310 - fixed https endpoint
+        urllib.request.urlopen(constants.ENDPOINT, timeout=timeout)
     except Exception:  # any failure means "not reachable", whatever its kind
         return False
     return True

@@ -77,7 +77,8 @@ def write_clip_tokenizer_files(folder: str | Path, bpe_path: str | Path | None =
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = gzip.open(bpe_path or clip_bpe_path(), "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(bpe_path or clip_bpe_path(), "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     base = list(_bytes_to_unicode().values())
     vocab = base + [token + "</w>" for token in base] + ["".join(merge) for merge in merges]
@@ -104,9 +105,8 @@ def clip_tokenizer(folder: str | Path):
 def whisper_tokenizer():
     """Whisper's real multilingual tokenizer (51,865 ids), from the ``tokenizer.json`` shipped with the
     CTranslate2 Whisper base weights."""
-    from transformers import WhisperTokenizerFast
-
     from tokenizers import AddedToken
+    from transformers import WhisperTokenizerFast
 
     files = whisper_base_ct2_files()
     specials = [t["content"] for t in json.loads(files["tokenizer.json"].read_text())["added_tokens"]]

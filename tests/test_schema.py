@@ -4,10 +4,7 @@ from quilt_hf import schema
 
 
 def test_pair_table_keeps_quilt_column_names():
-    quilt_columns = (
-        "video_id chunk_id image_path caption noisy_text corrected_text medical_text roi_text med_umls_ids "
-        "pathology magnification height width subset split video_duration pair_chunk_time fps"
-    ).split()
+    quilt_columns = ["video_id", "chunk_id", "image_path", "caption", "noisy_text", "corrected_text", "medical_text", "roi_text", "med_umls_ids", "pathology", "magnification", "height", "width", "subset", "split", "video_duration", "pair_chunk_time", "fps"]
     assert set(quilt_columns) <= set(schema.PAIR_FEATURES)
     assert isinstance(schema.PAIR_FEATURES["image"], Image)
     for column in ("start", "end", "text_start", "text_end", "source", "asr_model", "pipeline_version"):

@@ -120,7 +120,7 @@ class TransformersHistologyClassifier:
         lower = label.lower()
         if any(word in lower for word in POSITIVE_WORDS) and not lower.startswith(("non", "not")):
             return True
-        return not any(any(w in l.lower() for w in POSITIVE_WORDS) for l in labels) and label in ("LABEL_1", "1")
+        return not any(any(w in name.lower() for w in POSITIVE_WORDS) for name in labels) and label in ("LABEL_1", "1")
 
     def predict(self, images: Sequence[np.ndarray]) -> list[tuple[bool, float]]:
         from PIL import Image

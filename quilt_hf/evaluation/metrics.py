@@ -1,10 +1,13 @@
-"""Classification metrics shared by the tasks (computed locally: ``evaluate.load`` needs the network)."""
+"""Metrics shared by the tasks and by training (computed locally: ``evaluate.load`` needs the network)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+
+DEFAULT_KS = (1, 5, 10)
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -48,3 +51,36 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, class_names: 
     if num_classes > 5:
         metrics["acc5"] = topk_accuracy(scores, labels, 5)
     return metrics
+
+
+def recall_at_k(
+    similarity: torch.Tensor | np.ndarray, text_to_image: Sequence[int], ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
+    """Recall@k both ways from an ``(num_images, num_texts)`` similarity matrix.
+
+    Args:
+        similarity: image x text scores.
+        text_to_image (`Sequence[int]`): for each text, the index of its image.
+        ks (`Sequence[int]`): the cut-offs.
+
+    Returns:
+        `dict`: ``image_retrieval_recall@k`` (text -> image) and ``text_retrieval_recall@k`` (image -> text).
+    """
+    sim = torch.as_tensor(np.asarray(similarity), dtype=torch.float32)
+    num_images, num_texts = sim.shape
+    owner = torch.as_tensor(list(text_to_image), dtype=torch.long)
+    if owner.numel() != num_texts:
+        raise ValueError(f"text_to_image has {owner.numel()} entries for {num_texts} texts")
+    positives = torch.zeros(num_images, num_texts, dtype=torch.bool)
+    positives[owner, torch.arange(num_texts)] = True
+    results: dict[str, float] = {}
+    # Rank with ties counted against the model: the number of strictly better scores decides the rank.
+    true_image_score = sim[owner, torch.arange(num_texts)]
+    text_rank = (sim > true_image_score[None, :]).sum(dim=0)  # 0-based rank of the right image per text
+    best_caption = torch.where(positives, sim, torch.tensor(float("-inf"))).max(dim=1).values
+    has_caption = positives.any(dim=1)
+    image_rank = (torch.where(positives, torch.tensor(float("-inf")), sim) > best_caption[:, None]).sum(dim=1)
+    for k in ks:
+        results[f"image_retrieval_recall@{k}"] = float((text_rank < k).float().mean())
+        results[f"text_retrieval_recall@{k}"] = float((image_rank[has_caption] < k).float().mean())
+    return results

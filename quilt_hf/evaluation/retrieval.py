@@ -14,48 +14,14 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from quilt_hf.errors import UserFacingError
 from quilt_hf.evaluation.features import FeatureCache, image_features, normalize, text_features
+from quilt_hf.evaluation.metrics import DEFAULT_KS, recall_at_k
 
 logger = logging.getLogger(__name__)
 
 TASK = "retrieval"
-DEFAULT_KS = (1, 5, 10)
-
-
-def recall_at_k(
-    similarity: torch.Tensor | np.ndarray, text_to_image: Sequence[int], ks: Sequence[int] = DEFAULT_KS
-) -> dict[str, float]:
-    """Recall@k both ways from an ``(num_images, num_texts)`` similarity matrix.
-
-    Args:
-        similarity: image x text scores.
-        text_to_image (`Sequence[int]`): for each text, the index of its image.
-        ks (`Sequence[int]`): the cut-offs.
-
-    Returns:
-        `dict`: ``image_retrieval_recall@k`` (text -> image) and ``text_retrieval_recall@k`` (image -> text).
-    """
-    sim = torch.as_tensor(np.asarray(similarity), dtype=torch.float32)
-    num_images, num_texts = sim.shape
-    owner = torch.as_tensor(list(text_to_image), dtype=torch.long)
-    if owner.numel() != num_texts:
-        raise ValueError(f"text_to_image has {owner.numel()} entries for {num_texts} texts")
-    positives = torch.zeros(num_images, num_texts, dtype=torch.bool)
-    positives[owner, torch.arange(num_texts)] = True
-    results: dict[str, float] = {}
-    # Rank with ties counted against the model: the number of strictly better scores decides the rank.
-    true_image_score = sim[owner, torch.arange(num_texts)]
-    text_rank = (sim > true_image_score[None, :]).sum(dim=0)  # 0-based rank of the right image per text
-    best_caption = torch.where(positives, sim, torch.tensor(float("-inf"))).max(dim=1).values
-    has_caption = positives.any(dim=1)
-    image_rank = (torch.where(positives, torch.tensor(float("-inf")), sim) > best_caption[:, None]).sum(dim=1)
-    for k in ks:
-        results[f"image_retrieval_recall@{k}"] = float((text_rank < k).float().mean())
-        results[f"text_retrieval_recall@{k}"] = float((image_rank[has_caption] < k).float().mean())
-    return results
 
 
 def group_captions(data, image_column: str, caption_column: str, group_column: str | None):

@@ -28,21 +28,20 @@ def retrieval_recall(
         `dict`: ``text_retrieval_recall@k`` (image query, texts ranked), ``image_retrieval_recall@k`` (text
         query, images ranked), in CLIP_benchmark's naming, and their mean ``mean_recall@k``.
     """
+    from quilt_hf.evaluation.metrics import recall_at_k
+
     image = torch.nn.functional.normalize(torch.as_tensor(np.asarray(image_embeds), dtype=torch.float32), dim=-1)
     text = torch.nn.functional.normalize(torch.as_tensor(np.asarray(text_embeds), dtype=torch.float32), dim=-1)
     n = image.shape[0]
     group = torch.arange(n) if groups is None else torch.as_tensor(np.asarray(groups)).view(-1)
-    similarity = image @ text.T  # (images, texts)
-    match = group[:, None] == group[None, :]
-    metrics = {}
+    # Rows of one group show the same image: rank each distinct image once, every caption against them.
+    _, owner = torch.unique(group, return_inverse=True)
+    first_row = torch.full((int(owner.max()) + 1,), n, dtype=torch.long).scatter_reduce(
+        0, owner, torch.arange(n), reduce="amin"
+    )
+    metrics = recall_at_k(image[first_row] @ text.T, owner.tolist(), ks)
     for k in ks:
-        top_texts = similarity.topk(min(k, n), dim=1).indices
-        top_images = similarity.T.topk(min(k, n), dim=1).indices
-        text_hits = match.gather(1, top_texts).any(dim=1).float().mean().item()
-        image_hits = match.T.gather(1, top_images).any(dim=1).float().mean().item()
-        metrics[f"text_retrieval_recall@{k}"] = text_hits
-        metrics[f"image_retrieval_recall@{k}"] = image_hits
-        metrics[f"mean_recall@{k}"] = (text_hits + image_hits) / 2
+        metrics[f"mean_recall@{k}"] = (metrics[f"text_retrieval_recall@{k}"] + metrics[f"image_retrieval_recall@{k}"]) / 2
     return metrics
 
 

@@ -199,7 +199,8 @@ def run_train(config: TrainConfig) -> dict[str, float]:
     train, held_out = train_eval_split(data, eval_fraction=config.eval_fraction, group_column=config.split_by,
                                        seed=config.seed)
     check_columns(train, [config.image_column, config.caption_column])
-    keep = lambda text: bool(text and text.strip())
+    def keep(text):
+        return bool(text and text.strip())
     train = train.filter(keep, input_columns=config.caption_column, desc="dropping pairs without text")
     if held_out is not None:
         held_out = held_out.filter(keep, input_columns=config.caption_column, desc="dropping pairs without text")

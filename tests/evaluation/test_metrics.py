@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from quilt_hf.evaluation.metrics import classification_metrics, topk_accuracy
-from quilt_hf.evaluation.retrieval import group_captions, recall_at_k
+from quilt_hf.evaluation.metrics import classification_metrics, recall_at_k, topk_accuracy
+from quilt_hf.evaluation.retrieval import group_captions
 
 
 def test_recall_at_k_hand_built_matrix():

@@ -25,9 +25,7 @@ from quilt_hf.curation.text.lexicon import Lexicon
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 # Function words: a window never starts or ends on one (they are never misrecognised term pieces).
 STOPWORDS = frozenset(
-    "a an the and or of in on at to for with by from as is are was were be been this that these those it its "
-    "we you they he she i our your their there here so but if then than not no do does did has have had will "
-    "can may might should would could into onto over under about up down out very more most some any all".split()
+    ["a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "with", "by", "from", "as", "is", "are", "was", "were", "be", "been", "this", "that", "these", "those", "it", "its", "we", "you", "they", "he", "she", "i", "our", "your", "their", "there", "here", "so", "but", "if", "then", "than", "not", "no", "do", "does", "did", "has", "have", "had", "will", "can", "may", "might", "should", "would", "could", "into", "onto", "over", "under", "about", "up", "down", "out", "very", "more", "most", "some", "any", "all"]
 )
 
 

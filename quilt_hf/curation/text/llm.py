@@ -217,7 +217,7 @@ class OpenAIChatLLM:
     def _post(self, body: bytes) -> str:
         request = urllib.request.Request(self.endpoint, data=body, headers=self._headers(), method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - user's URL
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload = response.read()
         except urllib.error.HTTPError as error:
             self.stats[f"llm_http_{error.code}"] += 1

@@ -61,7 +61,7 @@ def test_adversarial_text(processor):
         "12345 678",
     ]
     rows = processor.process_batch(texts)
-    for text, row in zip(texts, rows):
+    for _text, row in zip(texts, rows):
         assert set(row) == set(OUTPUT_COLUMNS)
         assert row["magnification"] in (-1, 0, 1, 2) and len(row["pathology"]) <= 3
     assert [r["corrected_text"] for r in rows[:3]] == texts[:3]
