@@ -197,7 +197,9 @@ def _stage_train(ctx: DemoContext) -> None:
     section.text(
         f"`quilt train` fine-tuned `{ctx.results.get('base_model', 'the base model')}` on the curated training split "
         f"for {ctx.config.train_epochs:g} epochs; the model, its processor and its model card are in `{model_dir}` "
-        "(`from_pretrained` loads it). Held-out figures are on the validation videos, which training never sees."
+        "(`from_pretrained` loads it). Held-out figures are on the validation videos, which training never sees. "
+        "With a few dozen pairs the model overfits (training loss falls while held-out loss rises): the demo shows "
+        "the mechanics, not QuiltNet's accuracy, which needs Quilt-1M-sized data."
     )
     shown = {
         k.removeprefix("eval_"): v
