@@ -45,6 +45,7 @@ bench: install models
 	$(PY) bench/run_all.py
 
 lint: install
+	$(PIP) install -q ruff
 	$(PY) -m ruff check quilt_hf tests bench dataset_scripts examples
 
 clean:
