@@ -80,9 +80,13 @@ def write_hub_folder(
 
     if isinstance(splits, Dataset):
         splits = {"train": splits}
+    if not splits:
+        raise UserFacingError("nothing to write: no split has rows")
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise UserFacingError(f"{folder} exists; choose another output or pass overwrite")
+    if folder.exists() and not _is_hub_folder(folder):
+        raise UserFacingError(f"{folder} exists and is not a Hub-layout dataset folder: refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -118,6 +122,11 @@ def write_hub_folder(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def _is_hub_folder(folder: Path) -> bool:
+    """True for an empty folder or one holding only what ``write_hub_folder`` writes (safe to replace)."""
+    return folder.is_dir() and {p.name for p in folder.iterdir()} <= {"README.md", "data", ".gitattributes"}
 
 
 def push_folder_to_hub(folder: str | Path, repo_id: str, *, private: bool = True, token_env: str = "HF_TOKEN") -> str:

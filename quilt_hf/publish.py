@@ -47,15 +47,16 @@ def video_split(video_id: str, val_fraction: float, test_fraction: float) -> str
 def split_by_video(pairs: Dataset, val_fraction: float = 0.1, test_fraction: float = 0.0) -> dict[str, Dataset]:
     """Split a pairs table by video; the ``split`` column is filled. Empty splits are left out.
 
-    With very few videos a hash split can leave the validation split empty; then the last video (in sorted
-    order) is moved there when ``val_fraction > 0``, so a held-out split always exists.
+    With very few videos a hash split can leave the validation split empty; then the last training video (in
+    sorted order) is moved there when ``val_fraction > 0`` and at least two training videos remain.
     """
     if not 0 <= val_fraction + test_fraction < 1:
         raise UserFacingError("val_fraction + test_fraction must be in [0, 1)")
     videos = sorted(set(pairs["video_id"]))
     assignment = {v: video_split(v, val_fraction, test_fraction) for v in videos}
-    if val_fraction > 0 and len(videos) > 1 and "validation" not in assignment.values():
-        assignment[videos[-1]] = "validation"
+    train_videos = [v for v in videos if assignment[v] == "train"]
+    if val_fraction > 0 and len(train_videos) > 1 and "validation" not in assignment.values():
+        assignment[train_videos[-1]] = "validation"
     pairs = pairs.map(lambda row: {"split": assignment[row["video_id"]]}, desc="Assigning splits")
     splits = {}
     for name in ("train", "validation", "test"):
@@ -72,6 +73,8 @@ def run_publish(config: PublishConfig) -> Path:
     pairs = load_from_disk(str(source))
     if not isinstance(pairs, Dataset):
         raise UserFacingError(f"--dataset {source}: expected one pairs table, found {type(pairs).__name__}")
+    if len(pairs) == 0:
+        raise UserFacingError(f"--dataset {source} has no pairs to publish; see its stats.json for the drop reasons")
     splits = split_by_video(pairs, config.val_fraction, config.test_fraction)
     folder = write_hub_folder(
         splits,

@@ -46,3 +46,32 @@ def test_publish_command_writes_loadable_splits(tmp_path):
     dataset = load_dataset(str(folder))
     assert set(dataset) == {"train", "validation"}
     assert sum(len(part) for part in dataset.values()) == 12
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_hub_dataset(tmp_path):
+    import pytest
+
+    from quilt_hf.errors import UserFacingError
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(UserFacingError, match="refusing"):
+        write_hub_folder({"train": _pairs()}, precious, overwrite=True)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    folder = write_hub_folder({"train": _pairs()}, tmp_path / "hub")
+    write_hub_folder({"train": _pairs(videos=("v9",))}, folder, overwrite=True)  # a Hub folder is replaced
+    import pyarrow.parquet as pq
+
+    # Read the shard itself: load_dataset's cache may key a same-second rewrite to the old files.
+    assert set(pq.read_table(folder / "data" / "train-00000-of-00001.parquet")["video_id"].to_pylist()) == {"v9"}
+
+
+def test_publish_refuses_an_empty_pairs_table(tmp_path):
+    import pytest
+
+    from quilt_hf.errors import UserFacingError
+
+    _pairs().filter(lambda row: False).save_to_disk(str(tmp_path / "pairs"))
+    with pytest.raises(UserFacingError, match="no pairs"):
+        run_publish(PublishConfig(dataset=str(tmp_path / "pairs"), output=str(tmp_path / "out")))

@@ -159,6 +159,7 @@ class Curation:
         settings = dict(getattr(transcriber, "keywords", None) or {})  # a functools.partial factory
         self.asr_name = asr_name or getattr(transcriber, "model_name", "") or settings.get("model") or "unknown-asr"
         self.asr_backend = getattr(transcriber, "backend", "") or settings.get("backend") or ""
+        self.asr_dtype = getattr(transcriber, "dtype", "") or settings.get("dtype") or ""
         if asr_language is None:
             asr_language = getattr(transcriber, "language", None) or settings.get("language")
         self.asr_language = asr_language
@@ -254,7 +255,11 @@ class Curation:
     def classify(self, row: dict) -> dict:
         if self._skip(row):
             return {}
-        key = self.cache.key("histology", row["frames_key"], self.histology.name, getattr(self.histology, "threshold", None))
+        prompts = [getattr(self.histology, a, None) for a in ("positive", "negative")]  # zero-shot classifiers
+        key = self.cache.key(
+            "histology", row["frames_key"], self.histology.name, getattr(self.histology, "threshold", None),
+            *([list(map(list, prompts))] if any(prompts) else []),
+        )
         decisions = self.cache.read_json("histology", key)
         if decisions is None:
             from PIL import Image
@@ -265,7 +270,10 @@ class Curation:
                 decisions = []
                 size = self.options.histology_batch_size
                 for offset in range(0, len(intervals), size):
-                    images = [np.asarray(Image.open(folder / iv["image"]).convert("RGB")) for iv in intervals[offset : offset + size]]
+                    images = []
+                    for interval in intervals[offset : offset + size]:
+                        with Image.open(folder / interval["image"]) as image:
+                            images.append(np.asarray(image.convert("RGB")))
                     decisions += [[bool(flag), float(score)] for flag, score in self.histology.predict(images)]
             except Exception as error:  # a model failure on one video must not stop the run
                 logger.warning("%s: histology classifier failed (%s); dropped", row["video_id"], error)
@@ -281,7 +289,9 @@ class Curation:
     def transcribe(self, row: dict) -> dict:
         if self._skip(row):
             return {}
-        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language)
+        # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
+        dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
+        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language, *([dtype] if dtype else []))
         transcript = self.cache.read_json("asr", key)
         if transcript is None:
             try:

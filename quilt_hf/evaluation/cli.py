@@ -142,11 +142,7 @@ def run_eval(config: EvalConfig) -> list[dict]:
                     )
                     settings = {"fractions": config.fractions, "seeds": config.seeds}
                 else:
-                    split = (
-                        config.retrieval_split
-                        if config.retrieval_split in data.splits
-                        else next(iter(data.splits))
-                    )
+                    split = _retrieval_split(config.retrieval_split, list(data.splits))
                     metrics = retrieval.evaluate(
                         model, data, split=split, batch_size=config.batch_size, cache=cache
                     )
@@ -175,3 +171,17 @@ def run_eval(config: EvalConfig) -> list[dict]:
     paths = write_report(load_results(output), output)  # earlier runs into the same folder stay in the table
     logger.info("report: %s (%d plots)", paths["markdown"], len(paths["plots"]))
     return records
+
+
+def _retrieval_split(wanted: str, splits: list[str]) -> str:
+    """The split retrieval is scored on: the one asked for, else the only one, else a held-out one; never a
+    training split when another exists (scores on training pairs flatter a fine-tuned model)."""
+    if wanted in splits:
+        return wanted
+    if len(splits) == 1:
+        return splits[0]
+    for held_out in ("test", "validation"):
+        if held_out in splits:
+            logger.info("no %r split: retrieval is scored on %r", wanted, held_out)
+            return held_out
+    raise UserFacingError(f"no {wanted!r} split for retrieval among {splits}; pass --retrieval_split")

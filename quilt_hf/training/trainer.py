@@ -192,7 +192,7 @@ class ContrastiveTrainer(Trainer):
         info = {
             "model_name": args.hub_model_id or Path(args.output_dir).name,
             "architecture": type(self.accelerator.unwrap_model(self.model)).__name__,
-            "num_train_pairs": len(self.train_dataset) if self.train_dataset is not None else None,
+            "num_train_pairs": len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None,
             "num_eval_pairs": len(self.eval_dataset) if hasattr(self.eval_dataset, "__len__") else None,
             "caption_column": args.caption_column,
             "loss_type": args.loss_type,

@@ -62,3 +62,16 @@ def test_classification_metrics_by_hand():
     assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     assert "acc5" not in m
     assert topk_accuracy(scores, labels, 2) == pytest.approx(5 / 6)
+
+
+def test_retrieval_never_falls_back_to_the_training_split():
+    import pytest
+
+    from quilt_hf.errors import UserFacingError
+    from quilt_hf.evaluation.cli import _retrieval_split
+
+    assert _retrieval_split("test", ["train", "validation"]) == "validation"
+    assert _retrieval_split("test", ["train"]) == "train"  # the only split there is
+    assert _retrieval_split("validation", ["train", "validation", "test"]) == "validation"
+    with pytest.raises(UserFacingError):
+        _retrieval_split("test", ["train", "extra"])
