@@ -237,6 +237,9 @@ class ImageTextCollator:
         group_column (`str`, *optional*): column identifying the image; rows without it are their own group
             (their text is used as the key).
         max_length (`int`, *optional*): truncate texts to this many tokens.
+        padding (`str` or `bool`): ``True`` pads to the longest text of the batch; ``"max_length"`` pads every
+            text to ``max_length`` (needed by text towers that pool from the last position with no attention
+            mask, such as SigLIP's).
         seed (`int`): augmentation seed; each row's draws are seeded by (seed, epoch, row key), where
             ``epoch`` is set by the trainer at each epoch.
     """
@@ -247,6 +250,7 @@ class ImageTextCollator:
     text_column: str = "caption"
     group_column: str | None = "image_id"
     max_length: int | None = None
+    padding: str | bool = True
     seed: int = 0
     epoch: int = 0
 
@@ -262,7 +266,7 @@ class ImageTextCollator:
             images.append(self.transform(to_rgb_image(row[self.image_column]), generator))
         pixel_values = torch.stack(images)
         tokens = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            texts, padding=self.padding, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         batch = {"pixel_values": pixel_values, **tokens}
         groups = [row.get(self.group_column) if self.group_column else None for row in rows]

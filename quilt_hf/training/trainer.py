@@ -112,6 +112,8 @@ class ContrastiveTrainer(Trainer):
             text_column=args.caption_column,
             group_column=args.group_column,
             max_length=args.max_text_length or max_text_length(model, tokenizer),
+            # SigLIP pools its text from the last position without an attention mask: pad as it was trained.
+            padding="max_length" if getattr(model.config, "model_type", "").startswith("siglip") else True,
             seed=args.seed,
         )
 

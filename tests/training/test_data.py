@@ -77,6 +77,17 @@ def test_collator_batches_rows_and_reseeds_each_epoch(color_pairs, clip_tokenize
     assert not torch.equal(collator(rows)["pixel_values"], batch["pixel_values"])
 
 
+def test_collator_pads_to_max_length_when_asked(color_pairs, clip_tokenizer_dir):
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(clip_tokenizer_dir)
+    rows = [color_pairs[i] for i in range(2)]
+    transform = ImageTransform(size=32)
+    longest = ImageTextCollator(tokenizer=tokenizer, transform=transform, max_length=77)(rows)
+    fixed = ImageTextCollator(tokenizer=tokenizer, transform=transform, max_length=77, padding="max_length")(rows)
+    assert longest["input_ids"].shape[1] < 77 and fixed["input_ids"].shape == (2, 77)
+
+
 def test_retrieval_recall_counts_shared_images_as_matches():
     image = torch.eye(4)
     text = torch.eye(4)[[1, 0, 2, 3]]  # texts of rows 0 and 1 swapped
