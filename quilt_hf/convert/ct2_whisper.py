@@ -221,21 +221,34 @@ def _id_list(value) -> list[int] | None:
     return [int(v) for v in value]
 
 
+def _tensor(model: CT2Model, name: str, dtype):
+    """The CTranslate2 variable ``name`` as a torch tensor of ``dtype``."""
+    return _to_torch(model.get(name), model.dtype_codes[name], dtype)
+
+
 def _linear(out: dict, target: str, model: CT2Model, source: str, dtype, bias: bool = True) -> None:
-    out[f"{target}.weight"] = _to_torch(model.get(f"{source}/weight"), model.dtype_codes.get(f"{source}/weight", 0), dtype)
+    out[f"{target}.weight"] = _tensor(model, f"{source}/weight", dtype)
     if bias:
-        out[f"{target}.bias"] = _to_torch(model.get(f"{source}/bias"), model.dtype_codes.get(f"{source}/bias", 0), dtype)
+        out[f"{target}.bias"] = _tensor(model, f"{source}/bias", dtype)
 
 
 def _norm(out: dict, target: str, model: CT2Model, source: str, dtype) -> None:
-    out[f"{target}.weight"] = _to_torch(model.get(f"{source}/gamma"), model.dtype_codes[f"{source}/gamma"], dtype)
-    out[f"{target}.bias"] = _to_torch(model.get(f"{source}/beta"), model.dtype_codes[f"{source}/beta"], dtype)
+    out[f"{target}.weight"] = _tensor(model, f"{source}/gamma", dtype)
+    out[f"{target}.bias"] = _tensor(model, f"{source}/beta", dtype)
+
+
+def _self_attention(out: dict, target: str, model: CT2Model, source: str, dtype) -> None:
+    """A layer's self-attention: q|k|v fused in ``linear_0`` (k has no bias), output ``linear_1``, its norm."""
+    _split_fused(out, [f"{target}.self_attn.{p}_proj" for p in "qkv"], model, f"{source}/self_attention/linear_0",
+                 dtype, no_bias=[f"{target}.self_attn.k_proj"])
+    _linear(out, f"{target}.self_attn.out_proj", model, f"{source}/self_attention/linear_1", dtype)
+    _norm(out, f"{target}.self_attn_layer_norm", model, f"{source}/self_attention/layer_norm", dtype)
 
 
 def _split_fused(out: dict, targets: Sequence[str], model: CT2Model, source: str, dtype, no_bias: Sequence[str] = ()):
     """Split a linear fused along its output axis (q|k|v or k|v) into equal parts."""
-    weight = _to_torch(model.get(f"{source}/weight"), model.dtype_codes[f"{source}/weight"], dtype)
-    bias = _to_torch(model.get(f"{source}/bias"), model.dtype_codes[f"{source}/bias"], dtype)
+    weight = _tensor(model, f"{source}/weight", dtype)
+    bias = _tensor(model, f"{source}/bias", dtype)
     for target, w, b in zip(targets, weight.chunk(len(targets)), bias.chunk(len(targets))):
         out[f"{target}.weight"] = w.clone()
         if target not in no_bias:
@@ -263,32 +276,20 @@ def whisper_state_dict_from_ct2(model: CT2Model, dtype=None) -> dict:
     enc, dec = "model.encoder", "model.decoder"
     _linear(out, f"{enc}.conv1", model, "encoder/conv1", dtype)
     _linear(out, f"{enc}.conv2", model, "encoder/conv2", dtype)
-    out[f"{enc}.embed_positions.weight"] = _to_torch(
-        model.get("encoder/position_encodings/encodings"), model.dtype_codes["encoder/position_encodings/encodings"], dtype
-    )
+    out[f"{enc}.embed_positions.weight"] = _tensor(model, "encoder/position_encodings/encodings", dtype)
     for i in range(_count_layers(names, "encoder")):
         src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        _split_fused(out, [f"{dst}.self_attn.{p}_proj" for p in "qkv"], model, f"{src}/self_attention/linear_0",
-                     dtype, no_bias=[f"{dst}.self_attn.k_proj"])
-        _linear(out, f"{dst}.self_attn.out_proj", model, f"{src}/self_attention/linear_1", dtype)
-        _norm(out, f"{dst}.self_attn_layer_norm", model, f"{src}/self_attention/layer_norm", dtype)
+        _self_attention(out, dst, model, src, dtype)
         _linear(out, f"{dst}.fc1", model, f"{src}/ffn/linear_0", dtype)
         _linear(out, f"{dst}.fc2", model, f"{src}/ffn/linear_1", dtype)
         _norm(out, f"{dst}.final_layer_norm", model, f"{src}/ffn/layer_norm", dtype)
     _norm(out, f"{enc}.layer_norm", model, "encoder/layer_norm", dtype)
 
-    out[f"{dec}.embed_tokens.weight"] = _to_torch(
-        model.get("decoder/embeddings/weight"), model.dtype_codes["decoder/embeddings/weight"], dtype
-    )
-    out[f"{dec}.embed_positions.weight"] = _to_torch(
-        model.get("decoder/position_encodings/encodings"), model.dtype_codes["decoder/position_encodings/encodings"], dtype
-    )
+    out[f"{dec}.embed_tokens.weight"] = _tensor(model, "decoder/embeddings/weight", dtype)
+    out[f"{dec}.embed_positions.weight"] = _tensor(model, "decoder/position_encodings/encodings", dtype)
     for i in range(_count_layers(names, "decoder")):
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        _split_fused(out, [f"{dst}.self_attn.{p}_proj" for p in "qkv"], model, f"{src}/self_attention/linear_0",
-                     dtype, no_bias=[f"{dst}.self_attn.k_proj"])
-        _linear(out, f"{dst}.self_attn.out_proj", model, f"{src}/self_attention/linear_1", dtype)
-        _norm(out, f"{dst}.self_attn_layer_norm", model, f"{src}/self_attention/layer_norm", dtype)
+        _self_attention(out, dst, model, src, dtype)
         _linear(out, f"{dst}.encoder_attn.q_proj", model, f"{src}/attention/linear_0", dtype)
         _split_fused(out, [f"{dst}.encoder_attn.k_proj", f"{dst}.encoder_attn.v_proj"], model,
                      f"{src}/attention/linear_1", dtype, no_bias=[f"{dst}.encoder_attn.k_proj"])

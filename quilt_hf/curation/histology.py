@@ -96,8 +96,8 @@ class HeuristicHistologyClassifier:
 
 
 @dataclass
-class TransformersHistologyClassifier:
-    """Any transformers image-classification model (Hub name or folder) as a histology filter."""
+class _PipelineClassifier:
+    """A histology filter backed by a transformers pipeline built on first use (once per process)."""
 
     model: str
     threshold: float = 0.5
@@ -105,16 +105,26 @@ class TransformersHistologyClassifier:
     batch_size: int = 16
     name: str = ""
     _pipe: object = field(default=None, repr=False)
+    task = ""  # the pipeline task
+    prefix = ""  # provenance name prefix
 
     def __post_init__(self):
-        self.name = self.name or f"image-classification:{self.model}"
+        self.name = self.name or f"{self.prefix}:{self.model}"
 
     def _pipeline(self):
         if self._pipe is None:
             from transformers import pipeline
 
-            self._pipe = pipeline("image-classification", model=self.model, device=self.device)
+            self._pipe = pipeline(self.task, model=self.model, device=self.device)
         return self._pipe
+
+
+@dataclass
+class TransformersHistologyClassifier(_PipelineClassifier):
+    """Any transformers image-classification model (Hub name or folder) as a histology filter."""
+
+    task = "image-classification"
+    prefix = "image-classification"
 
     def _positive(self, label: str, labels: list[str]) -> bool:
         lower = label.lower()
@@ -136,32 +146,21 @@ class TransformersHistologyClassifier:
 
 
 @dataclass
-class ZeroShotHistologyClassifier:
+class ZeroShotHistologyClassifier(_PipelineClassifier):
     """Zero-shot histology filter with any CLIP-like model (``zero-shot-image-classification`` pipeline)."""
 
-    model: str
     positive: Sequence[str] = ("an H&E stained histopathology image", "a microscopy image of tissue")
     negative: Sequence[str] = (
         "a presentation slide with text", "a person talking", "a diagram", "a photograph", "a title screen",
     )
-    threshold: float = 0.5
-    device: str | int | None = None
-    batch_size: int = 16
-    name: str = ""
-    _pipe: object = field(default=None, repr=False)
-
-    def __post_init__(self):
-        self.name = self.name or f"zero-shot:{self.model}"
+    task = "zero-shot-image-classification"
+    prefix = "zero-shot"
 
     def predict(self, images: Sequence[np.ndarray]) -> list[tuple[bool, float]]:
         from PIL import Image
 
-        if self._pipe is None:
-            from transformers import pipeline
-
-            self._pipe = pipeline("zero-shot-image-classification", model=self.model, device=self.device)
         labels = list(self.positive) + list(self.negative)
-        outputs = self._pipe(
+        outputs = self._pipeline()(
             [Image.fromarray(np.asarray(i)) for i in images], candidate_labels=labels, batch_size=self.batch_size
         )
         if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict):
