@@ -4,6 +4,10 @@ Keys follow CLIP_benchmark: ``image_retrieval_recall@k`` is text -> image (a cap
 among all images), ``text_retrieval_recall@k`` is image -> text (an image counts as found when any of
 its captions is in the top k).
 
+Ties count against the model. An image without a caption (an empty list, ``None`` or blank text) stays in the
+gallery and counts as a miss in ``text_retrieval_recall`` (as in CLIP_benchmark); a ``k`` larger than the number
+of images or texts is left out of the results (it would rank every candidate and score 1.0), with a warning.
+
 Captions of one image are grouped by the benchmark's ``group_column`` (``image_id`` in pairs tables), or
 given as a list in the caption column; otherwise each row is its own image.
 """
@@ -17,15 +21,24 @@ import numpy as np
 
 from quilt_hf.errors import UserFacingError
 from quilt_hf.evaluation.features import FeatureCache, image_features, normalize, text_features
-from quilt_hf.evaluation.metrics import DEFAULT_KS, recall_at_k
+from quilt_hf.evaluation.metrics import DEFAULT_KS, recall_at_k, usable_ks
 
 logger = logging.getLogger(__name__)
 
 TASK = "retrieval"
 
 
+def _texts(value) -> list[str]:
+    """The non-blank captions of one cell (a string, a list of strings, or None)."""
+    texts = value if isinstance(value, list) else [value]
+    return [text for text in texts if isinstance(text, str) and text.strip()]
+
+
 def group_captions(data, image_column: str, caption_column: str, group_column: str | None):
-    """Unique images and their captions: returns (row index of each image, captions, caption owners)."""
+    """Unique images and their captions: returns (row index of each image, captions, caption owners).
+
+    Blank or missing captions are skipped; their image is kept (it then has no caption and counts as a miss).
+    """
     captions_raw = data[caption_column]
     image_rows: list[int] = []
     captions: list[str] = []
@@ -36,15 +49,13 @@ def group_captions(data, image_column: str, caption_column: str, group_column: s
             if group not in first_row:
                 first_row[group] = len(image_rows)
                 image_rows.append(row)
-            texts = captions_raw[row] if isinstance(captions_raw[row], list) else [captions_raw[row]]
-            for text in texts:
+            for text in _texts(captions_raw[row]):
                 captions.append(text)
                 owners.append(first_row[group])
         return image_rows, captions, owners
     for row, value in enumerate(captions_raw):
-        texts = value if isinstance(value, list) else [value]
         image_rows.append(row)
-        for text in texts:
+        for text in _texts(value):
             captions.append(text)
             owners.append(row)
     return image_rows, captions, owners
@@ -93,10 +104,26 @@ def evaluate(
             desc=f"{benchmark.name}/{split}",
         )
     )
+    if not captions:
+        raise UserFacingError(f"{benchmark.pretty_name}/{split}: no caption to retrieve with")
     texts = normalize(text_features(model, captions, cache=cache))
-    metrics: dict = recall_at_k(images @ texts.T, owners, ks)
+    used_ks = usable_ks(ks, len(rows), len(captions))
+    if not used_ks:
+        raise UserFacingError(
+            f"{benchmark.pretty_name}/{split}: {len(rows)} images and {len(captions)} texts are fewer than every k "
+            f"of {list(ks)}; pass smaller cut-offs"
+        )
+    metrics: dict = recall_at_k(images @ texts.T, owners, used_ks)
     metrics["mean_recall"] = float(np.mean(list(metrics.values())))
-    metrics.update(num_images=len(rows), num_texts=len(captions), split=split, ks=list(ks))
+    metrics.update(
+        num_images=len(rows),
+        num_texts=len(captions),
+        num_images_without_caption=len(rows) - len(set(owners)),
+        split=split,
+        ks=used_ks,
+    )
+    if len(used_ks) < len(ks):
+        metrics["ks_left_out"] = [int(k) for k in ks if k not in used_ks]
     logger.info(
         "%s retrieval: %s", benchmark.name, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if "@" in k)
     )

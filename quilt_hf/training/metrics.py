@@ -26,9 +26,10 @@ def retrieval_recall(
 
     Returns:
         `dict`: ``text_retrieval_recall@k`` (image query, texts ranked), ``image_retrieval_recall@k`` (text
-        query, images ranked), in CLIP_benchmark's naming, and their mean ``mean_recall@k``.
+        query, images ranked), in CLIP_benchmark's naming, and their mean ``mean_recall@k``; ties count against
+        the model, and a ``k`` above the number of distinct images is left out (logged).
     """
-    from quilt_hf.evaluation.metrics import recall_at_k
+    from quilt_hf.evaluation.metrics import recall_at_k, usable_ks
 
     image = torch.nn.functional.normalize(torch.as_tensor(np.asarray(image_embeds), dtype=torch.float32), dim=-1)
     text = torch.nn.functional.normalize(torch.as_tensor(np.asarray(text_embeds), dtype=torch.float32), dim=-1)
@@ -39,6 +40,7 @@ def retrieval_recall(
     first_row = torch.full((int(owner.max()) + 1,), n, dtype=torch.long).scatter_reduce(
         0, owner, torch.arange(n), reduce="amin"
     )
+    ks = usable_ks(ks, len(first_row), n)  # a k above the gallery size would score a trivial 1.0
     metrics = recall_at_k(image[first_row] @ text.T, owner.tolist(), ks)
     for k in ks:
         metrics[f"mean_recall@{k}"] = (metrics[f"text_retrieval_recall@{k}"] + metrics[f"image_retrieval_recall@{k}"]) / 2
