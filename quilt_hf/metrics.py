@@ -1,7 +1,11 @@
 """Text metrics computed locally (``evaluate.load`` needs the network): word error rate and word alignment.
 
-The normalizer lower-cases, turns punctuation and hyphens into spaces and keeps letters, digits, ``+`` and
-``%`` (so "TTF-1" and "ttf 1", "3+" and "3 +" compare equal), which is what ASR scoring usually does.
+The normalizer lower-cases, turns punctuation and hyphens into spaces, keeps runs of letters and digits as
+words and ``+`` and ``%`` as words of their own (so "TTF-1" and "ttf 1" compare equal, and so do "3+" and
+"3 +", or "50%" and "50 %"), which is what ASR scoring usually does.
+
+The word error rate is jiwer's (``tests/test_wer.py`` compares the figures): total edits over total reference
+words, where a corpus with no reference word scores its number of inserted words (jiwer 4's rule), never 0.0.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from collections.abc import Sequence
 
 __all__ = ["align_words", "normalize_text", "wer", "word_errors"]
 
-_KEEP = re.compile(r"[a-z0-9+%]+")
+_KEEP = re.compile(r"[a-z0-9]+|[+%]")
 
 
 def normalize_text(text: str) -> list[str]:
-    """Words of ``text`` for scoring: lower case, punctuation removed, hyphenated words split."""
+    """Words of ``text`` for scoring: lower case, punctuation removed, hyphenated words split, ``+`` and ``%``
+    words of their own."""
     return _KEEP.findall((text or "").lower().replace("'", ""))
 
 
@@ -63,7 +68,16 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 def wer(references: Sequence[str] | str, hypotheses: Sequence[str] | str) -> float:
-    """Corpus word error rate: total edits over total reference words (0.0 for an empty reference)."""
+    """Corpus word error rate: total edits over total reference words, after :func:`normalize_text`.
+
+    Args:
+        references (`str` or `Sequence[str]`): the true texts.
+        hypotheses (`str` or `Sequence[str]`): the transcripts, one per reference.
+
+    Returns:
+        `float`: ``edits / reference words``; with no reference word at all, the number of hypothesis words
+        (each one an insertion, as jiwer scores it), so only an empty hypothesis scores 0.0.
+    """
     if isinstance(references, str):
         references, hypotheses = [references], [hypotheses]
     if len(references) != len(hypotheses):
@@ -72,4 +86,4 @@ def wer(references: Sequence[str] | str, hypotheses: Sequence[str] | str) -> flo
     for ref, hyp in zip(references, hypotheses):
         e, w = word_errors(ref, hyp)
         errors, words = errors + e, words + w
-    return errors / words if words else 0.0
+    return errors / max(1, words)
