@@ -57,7 +57,11 @@ class ContrastiveTrainingArguments(TrainingArguments):
         metadata={"help": "Logits only for this process's rows against the global batch (memory linear in batch)."},
     )
     gather_with_grad: bool = field(
-        default=True, metadata={"help": "Back-propagate through the features gathered from other processes."}
+        default=True,
+        metadata={
+            "help": "Back-propagate through the features gathered from other processes. Turning it off needs "
+            "--local_loss False (clip loss only): a local loss without it has gradients that match no large batch."
+        },
     )
     sigmoid_logit_bias: float = field(
         default=-10.0,
@@ -76,4 +80,9 @@ class ContrastiveTrainingArguments(TrainingArguments):
             raise ValueError(f"image_augmentation must be one of {AUGMENTATIONS}, got {self.image_augmentation!r}")
         if self.loss_type not in ("clip", "sigmoid"):
             raise ValueError(f"loss_type must be 'clip' or 'sigmoid', got {self.loss_type!r}")
+        if not self.gather_with_grad and (self.local_loss or self.loss_type == "sigmoid"):
+            raise ValueError(
+                "--gather_with_grad False needs --local_loss False and the clip loss: a local loss without the "
+                "gathered gradient matches neither one large batch nor open_clip (see ClipLoss)"
+            )
         super().__post_init__()

@@ -147,7 +147,12 @@ class ClipLoss(nn.Module):
             batch (memory linear in the global batch). ``False`` builds the full ``global x global`` matrix on
             every process, as the original CLIP recipe did.
         gather_with_grad (`bool`, defaults to `True`): send gradients back through the gathered features of
-            the other processes. Required for exact equivalence with one large batch when ``local_loss`` is on.
+            the other processes. Required for exact equivalence with one large batch when ``local_loss`` is on
+            (and by the sigmoid loss, which is always local): without it, the gradient of each process's
+            features from the other processes' rows is lost, so training would follow neither one large batch
+            nor open_clip's full-matrix loss. That combination is refused with a `ValueError`; use
+            ``local_loss=False`` (full matrix, gradients rescaled to equal one large batch) to gather without
+            gradient.
 
     Example:
 
@@ -169,6 +174,13 @@ class ClipLoss(nn.Module):
         super().__init__()
         if loss_type not in ("clip", "sigmoid"):
             raise ValueError(f"loss_type must be 'clip' or 'sigmoid', got {loss_type!r}")
+        if not gather_with_grad and (local_loss or loss_type == "sigmoid"):
+            raise ValueError(
+                f"ClipLoss(loss_type={loss_type!r}, local_loss={local_loss}, gather_with_grad=False) would drop the "
+                "gradient that other processes' rows send to this process's features, so its updates match neither "
+                "one large batch nor open_clip. Keep gather_with_grad=True (the default; memory linear in the "
+                "batch), or, for the clip loss, set local_loss=False to build the full matrix on every process."
+            )
         self.loss_type = loss_type
         self.local_loss = local_loss
         self.gather_with_grad = gather_with_grad

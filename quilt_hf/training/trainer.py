@@ -125,6 +125,18 @@ class ContrastiveTrainer(Trainer):
             columns += ["pixel_values", "input_ids", "attention_mask", "token_type_ids", "position_ids", GROUP_LABEL]
             self._signature_columns = [column for column in columns if column]
 
+    def get_train_dataloader(self):
+        # The loss gathers equal-sized feature blocks from every process (and labels row i of rank r as column
+        # r * batch + i): a short last batch on one process would break both. Drop it when distributed.
+        if self.args.world_size <= 1 or self.args.dataloader_drop_last:
+            return super().get_train_dataloader()
+        logger.info("distributed training (%d processes): the last incomplete batch is dropped", self.args.world_size)
+        self.args.dataloader_drop_last = True
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = False
+
     def get_eval_dataloader(self, eval_dataset=None):
         if self.eval_data_collator is None:
             return super().get_eval_dataloader(eval_dataset)

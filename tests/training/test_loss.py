@@ -133,3 +133,21 @@ def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path):
         torch.testing.assert_close(dist_out[f"{k}.loss"][0], loss, msg=f"loss of {config}")
         for name, grad in grads.items():
             torch.testing.assert_close(dist_out[f"{k}.{name}"], grad, msg=f"gradient of {name} with {config}")
+
+
+@pytest.mark.parametrize("loss_type", ["clip", "sigmoid"])
+def test_local_loss_without_gathered_gradient_is_refused(loss_type):
+    with pytest.raises(ValueError, match="gather_with_grad=False"):
+        ClipLoss(loss_type, local_loss=True, gather_with_grad=False)
+    if loss_type == "sigmoid":
+        with pytest.raises(ValueError, match="gather_with_grad=False"):
+            ClipLoss(loss_type, local_loss=False, gather_with_grad=False)
+
+
+def test_training_arguments_refuse_local_loss_without_gathered_gradient(tmp_path):
+    from quilt_hf.training.arguments import ContrastiveTrainingArguments
+
+    with pytest.raises(ValueError, match="--local_loss False"):
+        ContrastiveTrainingArguments(output_dir=str(tmp_path), gather_with_grad=False)
+    args = ContrastiveTrainingArguments(output_dir=str(tmp_path), gather_with_grad=False, local_loss=False)
+    assert ClipLoss(args.loss_type, args.local_loss, args.gather_with_grad).local_loss is False
