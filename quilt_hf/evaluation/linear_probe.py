@@ -5,9 +5,12 @@ split is drawn (at least one image per class), the inverse regularisation streng
 validation split (or, without one, on a stratified 20% carved out of the training split), and the chosen
 model is scored on the test split. Mean and standard deviation over seeds are reported.
 
-The solver minimises scikit-learn's multinomial objective, ``C * sum(cross_entropy) + ||W||^2 / 2``
-(intercept not penalised), with full-batch L-BFGS in torch, so it runs on the GPU when the model does;
-``backend="sklearn"`` uses ``sklearn.linear_model.LogisticRegression`` itself (the default on CPU).
+The solver minimises scikit-learn's objective, ``C * sum(log_loss) + ||W||^2 / 2`` (intercept not penalised),
+with full-batch L-BFGS in torch, so it runs on the GPU when the model does; ``backend="sklearn"`` uses
+``sklearn.linear_model.LogisticRegression`` itself (the default on CPU). Both fit the same model: multinomial
+(one weight vector per class) for three classes or more, and, as scikit-learn does, a single weight vector
+(binary logistic loss) when the training subset holds two classes, so binary benchmarks (MHIST, PCam) tune the
+same objective on GPU and CPU. Classes absent from a training subset are left out of the fit and never predicted.
 Features are L2-normalised.
 """
 
@@ -32,7 +35,10 @@ DEFAULT_C_GRID = tuple(float(c) for c in np.logspace(-2, 5, 8))
 
 
 class LogisticRegressionTorch:
-    """Multinomial L2 logistic regression with scikit-learn's objective, solved by L-BFGS in torch.
+    """L2 logistic regression with scikit-learn's objective, solved by L-BFGS in torch.
+
+    With ``num_classes == 2`` it fits one weight vector and one intercept (the score of class 1 against class 0),
+    as ``sklearn.linear_model.LogisticRegression`` does; with more, one vector per class (multinomial).
 
     Args:
         C (`float`): inverse regularisation strength, as in scikit-learn.
@@ -54,15 +60,19 @@ class LogisticRegressionTorch:
         num_classes: int,
         init: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> LogisticRegressionTorch:
+        """Fit on ``(n, dim)`` features and ``(n,)`` labels in ``[0, num_classes)``; ``init`` warm-starts from
+        a previous fit's ``(weight, bias)`` (shapes ``(rows, dim)`` and ``(rows,)``, one row when binary)."""
         dtype = torch.float64 if self.device.type == "cpu" else torch.float32
         x = features.to(self.device, dtype)
         y = labels.to(self.device, torch.long)
         n, dim = x.shape
-        if init is not None:
+        self.binary = num_classes == 2
+        rows = 1 if self.binary else num_classes
+        if init is not None and init[0].shape == (rows, dim):
             weight, bias = (t.detach().clone().to(self.device, dtype) for t in init)
         else:
-            weight = torch.zeros(num_classes, dim, device=self.device, dtype=dtype)
-            bias = torch.zeros(num_classes, device=self.device, dtype=dtype)
+            weight = torch.zeros(rows, dim, device=self.device, dtype=dtype)
+            bias = torch.zeros(rows, device=self.device, dtype=dtype)
         weight.requires_grad_(True)
         bias.requires_grad_(True)
         strength = 1.0 / (self.C * n)  # the objective divided by C * n: mean loss + strength / 2 * ||W||^2
@@ -78,7 +88,11 @@ class LogisticRegressionTorch:
 
         def closure():
             weight.grad = bias.grad = None  # optimizer.zero_grad() goes through torch._dynamo: slow per call
-            loss = torch.nn.functional.cross_entropy(x @ weight.T + bias, y)
+            logits = x @ weight.T + bias
+            if self.binary:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y.to(dtype))
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, y)
             loss = loss + 0.5 * strength * (weight * weight).sum()
             loss.backward()
             return loss
@@ -89,8 +103,12 @@ class LogisticRegressionTorch:
         return self
 
     def decision_function(self, features: torch.Tensor) -> torch.Tensor:
+        """``(n, num_classes)`` scores; for a binary model ``[0, score of class 1]`` per row."""
         x = features.to(self.device, self.weight.dtype)
-        return (x @ self.weight.T + self.bias).float().cpu()
+        scores = (x @ self.weight.T + self.bias).float().cpu()
+        if self.binary:
+            scores = torch.cat([torch.zeros_like(scores), scores], dim=1)
+        return scores
 
 
 def _fit_predict(backend: str, C: float, x_train, y_train, x_eval, num_classes: int, device, init=None):
@@ -109,8 +127,12 @@ def _fit_predict(backend: str, C: float, x_train, y_train, x_eval, num_classes: 
         scores = np.full((len(x_eval), num_classes), -np.inf)
         scores[:, int(y_train[0])] = 0.0
         return scores, None
-    model = LogisticRegressionTorch(C, device=device).fit(x_train, y_train, num_classes, init=init)
-    return model.decision_function(x_eval).numpy(), (model.weight, model.bias)
+    # As scikit-learn: fit the classes present in this subset only (binary when there are two).
+    present, y_local = torch.unique(y_train, return_inverse=True)
+    model = LogisticRegressionTorch(C, device=device).fit(x_train, y_local, len(present), init=init)
+    scores = np.full((len(x_eval), num_classes), -np.inf)
+    scores[:, present.numpy()] = model.decision_function(x_eval).numpy()
+    return scores, (model.weight, model.bias)
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -70,6 +70,30 @@ def test_torch_logistic_regression_equals_sklearn():
         )
 
 
+def test_torch_logistic_regression_equals_sklearn_on_binary_tasks():
+    """sklearn fits one weight vector for two classes with C on it; a two-vector softmax would equal it at 2C."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    x = rng.normal(0, 1, (300, 16)) + 0.6 * (2 * y[:, None] - 1) * rng.normal(1, 0.3, 16)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for C in (0.3, 3.0):
+        ours = linear_probe.LogisticRegressionTorch(C).fit(torch.tensor(x), torch.tensor(y), 2)
+        ref = LogisticRegression(C=C, max_iter=10000, tol=1e-10).fit(x, y)
+        assert ours.weight.shape == ref.coef_.shape == (1, 16)
+        np.testing.assert_allclose(ours.weight.numpy(), ref.coef_, rtol=1e-3, atol=2e-4)
+        np.testing.assert_allclose(ours.bias.numpy(), ref.intercept_, rtol=1e-3, atol=2e-4)
+        scores = ours.decision_function(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(scores[:, 1] - scores[:, 0], ref.decision_function(x), rtol=1e-3, atol=2e-4)
+    # Through the probe's fitting helper, with labels 1 and 3 of a 4-class benchmark: scores equal sklearn's.
+    labels = torch.tensor(np.where(y == 1, 3, 1))
+    ours, _ = linear_probe._fit_predict("torch", 1.0, torch.tensor(x), labels, torch.tensor(x[:20]), 4, "cpu")
+    ref, _ = linear_probe._fit_predict("sklearn", 1.0, torch.tensor(x), labels, torch.tensor(x[:20]), 4, "cpu")
+    assert np.isinf(ours[:, [0, 2]]).all() and np.isinf(ref[:, [0, 2]]).all()
+    np.testing.assert_allclose(ours[:, [1, 3]], ref[:, [1, 3]], rtol=1e-3, atol=2e-4)
+
+
 def test_linear_probe_equals_sklearn_backend(tiny_adapter, offline_benchmark):
     cache = FeatureCache()
     kwargs = {"fractions": (0.1, 1.0), "seeds": (0,), "c_grid": (0.1, 10.0), "cache": cache}
