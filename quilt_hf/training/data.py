@@ -20,7 +20,9 @@ from quilt_hf.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 
-EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test", "eval")
+EVAL_SPLIT_NAMES = ("validation", "valid", "val", "eval")
+#: Never evaluated on during training (model selection on them would leak into the reported test figures).
+TEST_SPLIT_NAMES = ("test",)
 GROUP_LABEL = "pair_group"  # the collator's "label": which rows show the same image (for retrieval recall)
 
 
@@ -64,13 +66,15 @@ def _unit_hash(key: str, seed: int) -> float:
 def train_eval_split(data, *, eval_fraction: float = 0.1, group_column: str = "video_id", seed: int = 0):
     """The training and held-out evaluation sets of ``data``.
 
-    A ``DatasetDict`` keeps its own ``train`` and ``validation``/``test`` splits; a table with a ``split``
-    column (the published pairs table) uses it; otherwise rows are split by ``group_column`` (whole videos go
-    to one side, so no image of a held-out video leaks into training), or at random when that column is
-    missing or holds a single value.
+    A ``DatasetDict`` keeps its own ``train`` and validation split (``validation``, ``valid``, ``val`` or
+    ``eval``); a table with a ``split`` column (the published pairs table) uses it likewise. A ``test`` split is
+    never evaluated on during training (choosing checkpoints on it would leak into the test figures): with only
+    train and test, the held-out set is carved out of train as below, and the test rows are left out (logged).
+    Otherwise rows are split by ``group_column`` (whole videos go to one side, so no image of a held-out video
+    leaks into training), or at random when that column is missing or holds a single value.
 
     Returns:
-        `tuple`: ``(train, eval)``; ``eval`` is None when ``eval_fraction`` is 0 and no split exists.
+        `tuple`: ``(train, eval)``; ``eval`` is None when ``eval_fraction`` is 0 and no validation split exists.
     """
     import datasets
 
@@ -80,6 +84,7 @@ def train_eval_split(data, *, eval_fraction: float = 0.1, group_column: str = "v
         for name in EVAL_SPLIT_NAMES:
             if name in data:
                 return data["train"], data[name]
+        _log_test_split_unused([name for name in data if name in TEST_SPLIT_NAMES], eval_fraction)
         data = data["train"]
     if "split" in data.column_names:
         splits = set(data.unique("split"))
@@ -87,6 +92,9 @@ def train_eval_split(data, *, eval_fraction: float = 0.1, group_column: str = "v
         if "train" in splits and held_out is not None:
             train = data.filter(lambda s: s == "train", input_columns="split", desc="train split")
             return train, data.filter(lambda s: s == held_out, input_columns="split", desc=f"{held_out} split")
+        if "train" in splits and splits & set(TEST_SPLIT_NAMES):
+            _log_test_split_unused(sorted(splits & set(TEST_SPLIT_NAMES)), eval_fraction)
+            data = data.filter(lambda s: s == "train", input_columns="split", desc="train split")
     if eval_fraction <= 0:
         return data, None
     if len(data) < 2:
@@ -103,6 +111,21 @@ def train_eval_split(data, *, eval_fraction: float = 0.1, group_column: str = "v
         return data.select(train_rows), data.select(eval_rows)
     parts = data.train_test_split(test_size=max(1, math.ceil(eval_fraction * len(data))), seed=seed)
     return parts["train"], parts["test"]
+
+
+def _log_test_split_unused(test_splits: list[str], eval_fraction: float) -> None:
+    if not test_splits:
+        return
+    how = (
+        f"{eval_fraction:.0%} of the training groups are held out for evaluation instead"
+        if eval_fraction > 0
+        else "no evaluation during training (eval_fraction 0)"
+    )
+    logger.warning(
+        "the %s split is not used during training (score it afterwards with quilt eval); no validation split: %s",
+        "/".join(test_splits),
+        how,
+    )
 
 
 def check_columns(data, columns: list[str]) -> None:

@@ -31,13 +31,35 @@ def test_split_holds_out_whole_videos(color_pairs):
 def test_split_prefers_existing_splits(color_pairs, tmp_path):
     from datasets import DatasetDict
 
-    with_column = color_pairs.add_column("split", ["test" if i < 3 else "train" for i in range(len(color_pairs))])
+    with_column = color_pairs.add_column(
+        "split", ["validation" if i < 3 else "train" for i in range(len(color_pairs))]
+    )
     train, held_out = train_eval_split(with_column, eval_fraction=0.5)
     assert (len(train), len(held_out)) == (9, 3)
     DatasetDict({"train": color_pairs, "validation": color_pairs.select(range(2))}).save_to_disk(tmp_path / "dd")
     train, held_out = train_eval_split(load_pairs(str(tmp_path / "dd")))
     assert (len(train), len(held_out)) == (12, 2)
     assert train_eval_split(color_pairs, eval_fraction=0)[1] is None
+
+
+def test_training_never_evaluates_on_the_test_split(color_pairs, tmp_path, caplog):
+    from datasets import DatasetDict
+
+    test_rows = color_pairs.select(range(3))
+    # A split column with train and test only: the test rows are left out, validation is carved from train.
+    with_column = color_pairs.add_column("split", ["test" if i < 3 else "train" for i in range(len(color_pairs))])
+    with caplog.at_level("WARNING"):
+        train, held_out = train_eval_split(with_column, eval_fraction=0.34, group_column="video_id")
+    assert "test split is not used during training" in caplog.text
+    assert len(train) + len(held_out) == 9
+    assert set(held_out["image_id"]).isdisjoint(test_rows["image_id"])
+    assert set(train["image_id"]).isdisjoint(test_rows["image_id"])
+    assert set(train["video_id"]).isdisjoint(held_out["video_id"])
+    # A DatasetDict with train and test only: the same, and eval_fraction 0 means no evaluation at all.
+    splits = DatasetDict({"train": color_pairs.select(range(3, 12)), "test": test_rows})
+    train, held_out = train_eval_split(splits, eval_fraction=0.34, group_column="video_id")
+    assert len(train) + len(held_out) == 9 and set(held_out["image_id"]).isdisjoint(test_rows["image_id"])
+    assert train_eval_split(splits, eval_fraction=0)[1] is None
 
 
 def test_missing_inputs_fail_with_what_to_do(color_pairs, tmp_path):
@@ -92,8 +114,13 @@ def test_retrieval_recall_counts_shared_images_as_matches():
     image = torch.eye(4)
     text = torch.eye(4)[[1, 0, 2, 3]]  # texts of rows 0 and 1 swapped
     assert retrieval_recall(image, text, ks=(1,))["mean_recall@1"] == pytest.approx(0.5)
-    # rows 0 and 1 show the same image: the swap no longer matters
+    # rows 0 and 1 show the same image (and their captions say the same): without groups every score of theirs
+    # ties, which counts against the model; with the groups they are one image with two captions.
+    image = torch.eye(4)[[0, 0, 2, 3]]
+    text = image.clone()
+    assert retrieval_recall(image, text, ks=(1,))["mean_recall@1"] == pytest.approx(0.5)
     groups = torch.tensor([7, 7, 8, 9])
-    recall = retrieval_recall(image, text, groups, ks=(1, 5))
+    recall = retrieval_recall(image, text, groups, ks=(1, 3, 5))
     assert recall["text_retrieval_recall@1"] == recall["image_retrieval_recall@1"] == 1.0
-    assert recall["mean_recall@5"] == 1.0
+    assert recall["mean_recall@3"] == 1.0
+    assert "mean_recall@5" not in recall  # 3 distinct images: k = 5 would rank everything
