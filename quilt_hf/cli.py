@@ -175,3 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", error)
         return 1
     return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # python -m quilt_hf.cli, accelerate launch -m quilt_hf.cli, torchrun -m quilt_hf.cli
+    raise SystemExit(main())
