@@ -127,9 +127,9 @@ def run_eval(config: EvalConfig) -> list[dict]:
                     continue
                 if task == "zero_shot":
                     metrics = zero_shot.evaluate(model, data, batch_size=config.batch_size, cache=cache)
-                    settings = {"templates": list(data.benchmark.templates)}
+                    settings = {"templates": list(data.benchmark.templates), "split": metrics["split"]}
                 elif task == "linear_probe":
-                    if "train" not in data.splits:
+                    if "train" not in data.splits and not data.unsplit:
                         logger.warning("skipping linear_probe on %s: no train split", data.name)
                         continue
                     metrics = linear_probe.evaluate(
@@ -141,6 +141,8 @@ def run_eval(config: EvalConfig) -> list[dict]:
                         cache=cache,
                     )
                     settings = {"fractions": config.fractions, "seeds": config.seeds}
+                    if "split_note" in metrics:
+                        settings["split"] = metrics["split_note"]
                 else:
                     split = _retrieval_split(config.retrieval_split, list(data.splits))
                     metrics = retrieval.evaluate(

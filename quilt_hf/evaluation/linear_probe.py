@@ -32,6 +32,9 @@ TASK = "linear_probe"
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_C_GRID = tuple(float(c) for c in np.logspace(-2, 5, 8))
+#: Unsplit data (a plain folder of class subfolders): the share held out as the test split, and its seed.
+UNSPLIT_TEST_FRACTION = 0.2
+UNSPLIT_SEED = 0
 
 
 class LogisticRegressionTorch:
@@ -146,6 +149,24 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.sort(np.concatenate(chosen))
 
 
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded, stratified ``(train, held_out)`` split of ``labels``'s indices.
+
+    Each class with at least two members gives ``round(fraction * n)`` of them (at least one, never all) to the
+    held-out side; a class with a single member stays in training.
+    """
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            continue
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(rng.choice(members, size=count, replace=False))
+    held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held_out), held_out
+
+
 def select_C(
     x_train,
     y_train,
@@ -201,7 +222,10 @@ def evaluate(
 
     Args:
         model (`DualEncoderAdapter`): from `load_model`.
-        dataset (`BenchmarkData`): a classification benchmark with train and test splits.
+        dataset (`BenchmarkData`): a classification benchmark with train and test splits, or unsplit data (one
+            set, e.g. a folder of class subfolders): then a stratified ``UNSPLIT_TEST_FRACTION`` of it, drawn
+            with seed ``UNSPLIT_SEED``, is the test split, the rest the training split; the results say so in
+            ``split_note``.
         fractions (`Sequence[float]`): training fractions (0-1].
         seeds (`Sequence[int]`): one run per seed and fraction.
         c_grid (`Sequence[float]`): candidate inverse regularisation strengths.
@@ -226,8 +250,25 @@ def evaluate(
     if backend == "auto":
         backend = "sklearn" if torch.device(device).type == "cpu" else "torch"
     num_classes = len(benchmark.classes)
-    x_train_all, y_train_all = _split_features(model, dataset, "train", batch_size, cache)
-    x_test, y_test = _split_features(model, dataset, "test", batch_size, cache)
+    split_note = None
+    if getattr(dataset, "unsplit", False):
+        x_all, y_all = _split_features(model, dataset, dataset.ALL, batch_size, cache)
+        train_rows, test_rows = stratified_holdout(y_all.numpy(), UNSPLIT_TEST_FRACTION, UNSPLIT_SEED)
+        if len(test_rows) == 0:
+            raise UserFacingError(
+                f"{benchmark.pretty_name}: every class has a single image; the linear probe needs at least two "
+                "images of some class to hold one out for testing"
+            )
+        x_train_all, y_train_all = x_all[train_rows], y_all[train_rows]
+        x_test, y_test = x_all[test_rows], y_all[test_rows]
+        split_note = (
+            f"no train/test split in the data: stratified {1 - UNSPLIT_TEST_FRACTION:.0%}/{UNSPLIT_TEST_FRACTION:.0%} "
+            f"train/test split drawn with seed {UNSPLIT_SEED} ({len(train_rows)} train, {len(test_rows)} test images)"
+        )
+        logger.info("%s linear probe: %s", benchmark.name, split_note)
+    else:
+        x_train_all, y_train_all = _split_features(model, dataset, "train", batch_size, cache)
+        x_test, y_test = _split_features(model, dataset, "test", batch_size, cache)
     has_val = "validation" in dataset.splits
     if has_val:
         x_val, y_val = _split_features(model, dataset, "validation", batch_size, cache)
@@ -294,4 +335,6 @@ def evaluate(
         backend=backend,
         validation="validation split" if has_val else "20% of train",
     )
+    if split_note:
+        result.update(split_note=split_note, test_fraction=UNSPLIT_TEST_FRACTION, split_seed=UNSPLIT_SEED)
     return result

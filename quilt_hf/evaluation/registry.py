@@ -518,11 +518,23 @@ class BenchmarkData:
         splits (`dict[str, datasets.Dataset]`): role (``train`` / ``validation`` / ``test``) -> split,
             with labels in registry order for classification.
         source (`str`): where the data came from (folder or Hub name).
+        unsplit (`bool`): the classification data came as one set with no test or validation split (a plain
+            folder of class subfolders, say); it is then the ``all`` role. Zero-shot scores all of it and the
+            linear probe makes a stratified, seeded train/test split of it (and says so in its results).
     """
 
     benchmark: Benchmark
     splits: dict
     source: str
+    unsplit: bool = False
+
+    #: The role of an unsplit set.
+    ALL = "all"
+
+    @property
+    def evaluation_role(self) -> str:
+        """The role zero-shot scores: ``test``, or ``all`` for unsplit data."""
+        return self.ALL if self.unsplit else "test"
 
     @property
     def name(self) -> str:
@@ -711,6 +723,17 @@ def load_benchmark(name_or_path: str, *, data_dir: str | Path | None = None, max
     splits = {role: raw[split] for role, split in roles.items()}
     if benchmark is None:
         benchmark = _infer_benchmark(Path(name_or_path).name or name_or_path, splits)
+    unsplit = False
+    if benchmark.task == CLASSIFICATION and set(splits) == {"train"}:
+        # One set and no held-out split (load_dataset calls a plain class-folder tree "train"): evaluate all of it.
+        logger.info(
+            "%s has a single split (%r) and no test split: zero-shot scores all %d images; the linear probe splits "
+            "it itself (stratified, seeded)",
+            benchmark.name,
+            roles["train"],
+            len(splits["train"]),
+        )
+        splits, unsplit = {BenchmarkData.ALL: splits["train"]}, True
     if benchmark.task == CLASSIFICATION:
         splits = {role: _align_labels(ds, benchmark) for role, ds in splits.items()}
     if max_samples is not None:
@@ -718,7 +741,7 @@ def load_benchmark(name_or_path: str, *, data_dir: str | Path | None = None, max
             role: ds.shuffle(seed=0).select(range(min(max_samples, len(ds)))) if len(ds) > max_samples else ds
             for role, ds in splits.items()
         }
-    return BenchmarkData(benchmark=benchmark, splits=splits, source=source)
+    return BenchmarkData(benchmark=benchmark, splits=splits, source=source, unsplit=unsplit)
 
 
 def with_classes(benchmark: Benchmark, class_names: dict[str, Sequence[str]]) -> Benchmark:

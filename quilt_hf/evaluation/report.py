@@ -131,6 +131,19 @@ def markdown_table(records: Sequence[dict]) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
+    notes = [
+        f"- {record['model']} on {record['benchmark']} ({record['task']}): {record['metrics']['split_note']}"
+        for record in records
+        if record["metrics"].get("split_note")
+    ]
+    notes += [
+        f"- {record['model']} on {record['benchmark']} ({record['task']}): scored on all {record['metrics']['num_samples']} "
+        "images (the data has no test split)"
+        for record in records
+        if record["task"] == "zero_shot" and record["metrics"].get("split") == "all"
+    ]
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)
 
 

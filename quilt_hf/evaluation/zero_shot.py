@@ -48,7 +48,7 @@ def evaluate(
     model,
     dataset,
     *,
-    split: str = "test",
+    split: str | None = None,
     templates: Sequence[str] | None = None,
     batch_size: int = 64,
     cache: FeatureCache | None = None,
@@ -58,7 +58,8 @@ def evaluate(
     Args:
         model (`DualEncoderAdapter`): from `load_model`.
         dataset (`BenchmarkData`): from `load_benchmark` (classification).
-        split (`str`): the split role to score.
+        split (`str`, *optional*): the split role to score; default ``test``, or ``all`` for unsplit data (a
+            plain folder of class subfolders: zero-shot needs no training data, so all of it is scored).
         templates (`Sequence[str]`, *optional*): prompt templates with ``{c}``; default the benchmark's.
         batch_size (`int`): images per forward pass.
         cache (`FeatureCache`, *optional*): feature cache shared between tasks.
@@ -74,6 +75,7 @@ def evaluate(
             f"{benchmark.pretty_name} has no classes: zero-shot classification does not apply"
         )
     templates = list(templates or benchmark.templates)
+    split = split or getattr(dataset, "evaluation_role", "test")
     data = dataset.split(split)
     labels = np.asarray(data[benchmark.label_column], dtype=np.int64)
     images = normalize(
