@@ -2,7 +2,10 @@
 
 Both sides train a ViT-B/32-size CLIP (vision 768x12 at 224 px / patch 32, text 512x12, 77 tokens, GELU,
 projection 512) from random initialisation with AdamW (lr 5e-4, betas (0.9, 0.98), eps 1e-6, weight decay 0.2
-off gains and biases), no gradient clipping, the same batch, precision and synthetic data (same seed). Ours
+off gains and biases), no gradient clipping, the same batch, precision and synthetic data (same seed). Both
+sides use the SAME optimizer implementation, ``--optim`` (default ``adamw_torch``: ``torch.optim.AdamW`` with
+torch's default kernel choice; ``adamw_torch_fused``: its fused kernel, the Trainer's own default), and each
+prints the optimizer it actually ran. Ours
 runs ``Trainer.train`` (our ``compute_loss`` + ``ClipLoss``, the Trainer's optimizer step); the peer runs
 open_clip's ``create_model("ViT-B-32")``, ``ClipLoss`` and AdamW as its training loop does. Each side runs in
 its own subprocess (peak memory is per process); step times exclude the first ``--warmup`` steps. The script
@@ -13,6 +16,10 @@ open_clip needs torchvision, which cannot live in the project venv: make a separ
         open_clip_torch transformers
 and point ``--openclip-python`` (or ``$OPENCLIP_PYTHON``) at its python. Run:
     .venv/bin/python bench/bench_training.py [--batch 32] [--steps 4] [--device cpu|cuda] [--precision fp32|bf16]
+
+``--smoke``: a tiny CLIP on both sides (2 layers, width 64, 64 px images), batch 4, two timed steps, a small
+loss-memory table: offline, CPU, well under a minute; the peer is printed as unavailable when its python or
+open_clip cannot be found.
 """
 
 from __future__ import annotations
@@ -29,16 +36,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OPENCLIP_PYTHON = "/tmp/openclip_venv/bin/python"
+#: Model sizes: ViT-B/32 as QuiltNet, and a tiny one for --smoke (same code paths).
+SIZES = {
+    "vit-b-32": {"image_size": 224, "vision_width": 768, "vision_layers": 12, "vision_heads": 12,
+                 "text_width": 512, "text_layers": 12, "text_heads": 8, "embed_dim": 512},
+    "tiny": {"image_size": 64, "vision_width": 64, "vision_layers": 2, "vision_heads": 2,
+             "text_width": 64, "text_layers": 2, "text_heads": 2, "embed_dim": 32},
+}
 SOT, EOT, VOCAB, CONTEXT = 49406, 49407, 49408, 77
 
 
 # --------------------------------------------------------------------------------------------- shared
-def synthetic_batch(batch: int, seed: int):
+def synthetic_batch(batch: int, seed: int, image_size: int = 224):
     """Images (N(0,1) pixels) and CLIP-style token rows [SOT, words..., EOT, 0...] of random lengths."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, 3, 224, 224, generator=generator)
+    images = torch.randn(batch, 3, image_size, image_size, generator=generator)
     tokens = torch.zeros(batch, CONTEXT, dtype=torch.long)
     lengths = torch.randint(8, CONTEXT - 1, (batch,), generator=generator)
     for row, length in enumerate(lengths.tolist()):
@@ -83,16 +97,19 @@ def run_ours(options) -> dict:
     from quilt_hf.training.trainer import ContrastiveTrainer
 
     torch.manual_seed(0)
+    size = SIZES[options.size]
     config = CLIPConfig(
-        text_config={"vocab_size": VOCAB, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                     "num_attention_heads": 8, "max_position_embeddings": CONTEXT, "hidden_act": "gelu",
-                     "bos_token_id": SOT, "eos_token_id": EOT, "pad_token_id": 0},
-        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                       "num_attention_heads": 12, "image_size": 224, "patch_size": 32, "hidden_act": "gelu"},
-        projection_dim=512,
+        text_config={"vocab_size": VOCAB, "hidden_size": size["text_width"],
+                     "intermediate_size": 4 * size["text_width"], "num_hidden_layers": size["text_layers"],
+                     "num_attention_heads": size["text_heads"], "max_position_embeddings": CONTEXT,
+                     "hidden_act": "gelu", "bos_token_id": SOT, "eos_token_id": EOT, "pad_token_id": 0},
+        vision_config={"hidden_size": size["vision_width"], "intermediate_size": 4 * size["vision_width"],
+                       "num_hidden_layers": size["vision_layers"], "num_attention_heads": size["vision_heads"],
+                       "image_size": size["image_size"], "patch_size": 32, "hidden_act": "gelu"},
+        projection_dim=size["embed_dim"],
     )
     model = CLIPModel(config)
-    images, tokens = synthetic_batch(options.batch, options.seed)
+    images, tokens = synthetic_batch(options.batch, options.seed, size["image_size"])
 
     class Repeat(torch.utils.data.Dataset):
         def __len__(self):
@@ -125,12 +142,12 @@ def run_ours(options) -> dict:
         adam_epsilon=1e-6, warmup_steps=0, max_grad_norm=0.0, logging_steps=10_000, save_strategy="no",
         eval_strategy="no", use_cpu=options.device == "cpu", bf16=options.precision == "bf16",
         fp16=options.precision == "fp16", dataloader_num_workers=0, disable_tqdm=True, seed=options.seed,
-        group_column=None,
+        group_column=None, optim=options.optim,
     )
     trainer = ContrastiveTrainer(model, args, data_collator=collate, train_dataset=Repeat(), callbacks=[timer],
                                  compute_metrics=None)
     trainer.train()
-    return _result("ours (ContrastiveTrainer)", timer.times[options.warmup :], options, model)
+    return _result("ours (ContrastiveTrainer)", timer.times[options.warmup :], options, model, trainer.optimizer)
 
 
 # --------------------------------------------------------------------------------------------- open_clip
@@ -140,7 +157,17 @@ def run_openclip(options) -> dict:
 
     torch.manual_seed(0)
     device = torch.device(options.device)
-    model = open_clip.create_model("ViT-B-32", pretrained=None).to(device)
+    size = SIZES[options.size]
+    if options.size == "vit-b-32":
+        model = open_clip.create_model("ViT-B-32", pretrained=None).to(device)
+    else:
+        from open_clip.model import CLIP
+
+        vision = {"image_size": size["image_size"], "layers": size["vision_layers"], "width": size["vision_width"],
+                  "patch_size": 32, "head_width": size["vision_width"] // size["vision_heads"]}
+        text = {"context_length": CONTEXT, "vocab_size": VOCAB, "width": size["text_width"],
+                "heads": size["text_heads"], "layers": size["text_layers"]}
+        model = CLIP(size["embed_dim"], vision, text).to(device)
     loss_fn = open_clip.ClipLoss()
     # open_clip's main.py: no weight decay on gains, biases, norms and the temperature.
     def exclude(n, p):
@@ -150,8 +177,11 @@ def run_openclip(options) -> dict:
         [{"params": [p for n, p in params if exclude(n, p) and p.requires_grad], "weight_decay": 0.0},
          {"params": [p for n, p in params if not exclude(n, p) and p.requires_grad], "weight_decay": 0.2}],
         lr=5e-4, betas=(0.9, 0.98), eps=1e-6,
+        # The same implementation as the Trainer's --optim: transformers passes fused=True for adamw_torch_fused
+        # and nothing (torch's default kernel choice) for adamw_torch.
+        **({"fused": True} if options.optim == "adamw_torch_fused" else {}),
     )
-    images, tokens = synthetic_batch(options.batch, options.seed)
+    images, tokens = synthetic_batch(options.batch, options.seed, size["image_size"])
     times = []
     model.train()
     for _ in range(options.steps + options.warmup):
@@ -168,15 +198,24 @@ def run_openclip(options) -> dict:
             model.logit_scale.clamp_(0, math.log(100))
         _sync(options.device)
         times.append(time.perf_counter() - start)
-    return _result("open_clip (ViT-B-32, ClipLoss, AdamW)", times[options.warmup :], options, model)
+    name = "ViT-B-32" if options.size == "vit-b-32" else "tiny CLIP"
+    return _result(f"open_clip ({name}, ClipLoss, AdamW)", times[options.warmup :], options, model, optimizer)
 
 
-def _result(name: str, times: list[float], options, model) -> dict:
+def _optimizer_name(optimizer) -> str:
+    """The optimizer class and kernel flags that actually ran (unwrapping accelerate's wrapper)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    defaults = getattr(inner, "defaults", {})
+    return f"{type(inner).__module__}.{type(inner).__name__}(fused={defaults.get('fused')}, foreach={defaults.get('foreach')})"
+
+
+def _result(name: str, times: list[float], options, model, optimizer) -> dict:
     import torch
 
     step = sorted(times)[len(times) // 2]  # median step time
     return {
         "name": name,
+        "optimizer": _optimizer_name(optimizer),
         "torch": torch.__version__,
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "step_s": step,
@@ -238,7 +277,8 @@ def _child(side: str, options) -> dict:
     python = sys.executable if side == "ours" else options.openclip_python
     command = [python, __file__, "--worker", side, "--batch", str(options.batch), "--steps", str(options.steps),
                "--warmup", str(options.warmup), "--device", options.device, "--precision", options.precision,
-               "--seed", str(options.seed), "--threads", str(options.threads), "--workdir", options.workdir]
+               "--seed", str(options.seed), "--threads", str(options.threads), "--workdir", options.workdir,
+               "--optim", options.optim, "--size", options.size]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     completed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)  # no shell
@@ -246,6 +286,17 @@ def _child(side: str, options) -> dict:
     if completed.returncode != 0 or not lines:
         raise SystemExit(f"{side} run failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def _peer_missing(options) -> str | None:
+    """Why the open_clip peer cannot run (its python or open_clip missing), or None."""
+    if not Path(options.openclip_python).is_file():
+        return f"no python at {options.openclip_python}"
+    probe = subprocess.run([options.openclip_python, "-c", "import open_clip"], capture_output=True, text=True,
+                           check=False)
+    if probe.returncode != 0:
+        return f"open_clip cannot be imported by {options.openclip_python}: {probe.stderr.strip().splitlines()[-1:]}"
+    return None
 
 
 def main() -> None:
@@ -261,8 +312,16 @@ def main() -> None:
     parser.add_argument("--openclip-python", default=os.environ.get("OPENCLIP_PYTHON", DEFAULT_OPENCLIP_PYTHON))
     parser.add_argument("--workdir", default="/tmp/bench_training")
     parser.add_argument("--skip-peer", action="store_true", help="only our side and the loss-memory table")
+    parser.add_argument("--optim", default="adamw_torch", choices=["adamw_torch", "adamw_torch_fused"],
+                        help="optimizer implementation, the same on both sides")
+    parser.add_argument("--size", default="vit-b-32", choices=sorted(SIZES), help="model size on both sides")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny model, batch 4, 2 steps, CPU: a quick offline check that the script runs")
     parser.add_argument("--worker", choices=["ours", "openclip"], help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.smoke and not options.worker:
+        options.size, options.batch, options.steps, options.warmup, options.repeats = "tiny", 4, 2, 1, 1
+        options.device, options.precision = "cpu", "fp32"
 
     if options.worker:
         import torch
@@ -272,14 +331,19 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         return
 
-    if not options.skip_peer and not Path(options.openclip_python).is_file():
+    peer_missing = _peer_missing(options)
+    if options.smoke and peer_missing and not options.skip_peer:
+        print(f"# peer unavailable: {peer_missing}")
+        options.skip_peer = True
+    if not options.skip_peer and peer_missing:
         raise SystemExit(
             f"open_clip's python not found at {options.openclip_python}. Make the peer's venv:\n"
             "  python3 -m venv /tmp/openclip_venv && /tmp/openclip_venv/bin/pip install torch==2.14.1 "
             "torchvision==0.29.1 open_clip_torch transformers\n"
             "then pass --openclip-python /tmp/openclip_venv/bin/python (or set OPENCLIP_PYTHON), or use --skip-peer."
         )
-    print(f"# training step, ViT-B/32-size CLIP, batch {options.batch}, {options.precision}, {options.device}, "
+    model_name = "ViT-B/32-size" if options.size == "vit-b-32" else "tiny (smoke)"
+    print(f"# training step, {model_name} CLIP, batch {options.batch}, {options.precision}, {options.device}, "
           f"{options.threads} CPU threads per side, median of {options.steps} steps after {options.warmup} warm-up")
     best: dict[str, dict] = {}
     sides = ["ours"] if options.skip_peer else ["ours", "openclip"]
@@ -287,7 +351,8 @@ def main() -> None:
         for side in sides:
             result = _child(side, options)
             print(f"  {result['name']:<40} torch {result['torch']:<14} {result['parameters_m']:6.1f}M params  "
-                  f"{result['samples_per_s']:8.2f} samples/s  peak memory {result['peak_memory_mb']:,} MiB")
+                  f"{result['samples_per_s']:8.2f} samples/s  peak memory {result['peak_memory_mb']:,} MiB  "
+                  f"optimizer {result['optimizer']}")
             if side not in best or result["samples_per_s"] > best[side]["samples_per_s"]:
                 best[side] = result
     if "openclip" in best:
@@ -299,6 +364,8 @@ def main() -> None:
           "gather_with_grad, our default) vs the full global x global matrix")
     print(f"  {'global batch':>12} {'local':>10} {'full':>10} {'full/local':>10}")
     batches = (1024, 4096, 16384, 32768) if options.device == "cuda" else (256, 1024, 2048, 4096)
+    if options.smoke:
+        batches = (64, 128, 256)
     for batch, local, full in loss_step_memory(batches, device=options.device):
         print(f"  {batch:>12} {local:>10.1f} {full:>10.1f} {full / local:>10.1f}")
 
