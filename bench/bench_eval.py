@@ -14,6 +14,9 @@ Figures printed:
    probe's feature extraction for that split): goal nearly free.
 
 Run: ``.venv/bin/python bench/bench_eval.py [--num-images 256] [--batch-size 32] [--device cpu]``
+
+``--smoke``: a tiny CLIP (2 layers, width 64, 64 px) on 32 images, one repeat, CPU: a quick offline check that
+the script runs (its ratio is dominated by fixed costs and means little).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 
-def build_model(folder: Path, device: str):
+def build_model(folder: Path, device: str, tiny: bool = False):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     from quilt_hf.evaluation.adapters import TransformersAdapter
@@ -40,11 +43,20 @@ def build_model(folder: Path, device: str):
 
     clip_tokenizer(folder / "tok").save_pretrained(folder / "tok")
     torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig()).eval().to(device)  # defaults = openai/clip-vit-base-patch32 sizes
-    processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(), tokenizer=CLIPTokenizer.from_pretrained(folder / "tok")
-    )
-    return model, processor, TransformersAdapter(model, processor, name="clip-vit-b32-random", device=device)
+    if tiny:
+        layers = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2}
+        config = CLIPConfig(
+            text_config=dict(layers), vision_config=dict(layers, image_size=64, patch_size=32), projection_dim=32
+        )
+        image_processor = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+        name = "clip-tiny-random"
+    else:
+        config = CLIPConfig()  # defaults = openai/clip-vit-base-patch32 sizes
+        image_processor = CLIPImageProcessor()
+        name = "clip-vit-b32-random"
+    model = CLIPModel(config).eval().to(device)
+    processor = CLIPProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer.from_pretrained(folder / "tok"))
+    return model, processor, TransformersAdapter(model, processor, name=name, device=device)
 
 
 def bench_data(num_images: int):
@@ -80,7 +92,10 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each; the fastest counts")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 32 images, one repeat, CPU")
     args = parser.parse_args()
+    if args.smoke:
+        args.num_images, args.batch_size, args.repeats, args.device = 32, 16, 1, "cpu"
     torch.set_num_threads(args.threads)
 
     from quilt_hf.evaluation import zero_shot
@@ -88,14 +103,15 @@ def main() -> int:
     from quilt_hf.evaluation.registry import HISTOLOGY_TEMPLATES
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, processor, adapter = build_model(Path(tmp), args.device)
+        model, processor, adapter = build_model(Path(tmp), args.device, tiny=args.smoke)
         data = bench_data(args.num_images)
         images = [
             image.convert("RGB") for image in data.split("test")["image"]
         ]  # the peer gets decoded images
         print(
             f"device {args.device}, threads {args.threads}, {len(images)} images, batch {args.batch_size}, "
-            f"CLIPModel ViT-B/32 config ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params)"
+            f"CLIPModel {'tiny (smoke)' if args.smoke else 'ViT-B/32'} config "
+            f"({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params)"
         )
         bare_forward(model, processor, images[: args.batch_size], args.batch_size, args.device)  # warm-up
         _ = adapter.fingerprint  # computed once per model, not per task
