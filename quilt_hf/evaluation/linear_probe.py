@@ -24,7 +24,7 @@ import torch
 
 from quilt_hf.errors import UserFacingError
 from quilt_hf.evaluation.features import FeatureCache, image_features, normalize
-from quilt_hf.evaluation.metrics import classification_metrics
+from quilt_hf.evaluation.metrics import classification_metrics, topk_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def select_C(
     init = None
     for C in sorted(c_grid):
         scores, init = _fit_predict(backend, C, x_train, y_train, x_val, num_classes, device, init)
-        accuracies[C] = float((scores.argmax(axis=1) == y_val.numpy()).mean())
+        accuracies[C] = topk_accuracy(scores, y_val.numpy(), 1)  # the tie rule of every reported metric
     best = max(sorted(accuracies), key=lambda c: (accuracies[c], -c))
     return best, accuracies
 
