@@ -506,6 +506,8 @@ def generate(corpus: Path, wheel: Path, per_family: int, seed: int):
     people = [f for f, label, kind, _ in demo if kind == "presenter"]
     photos, faces = wheel_images(wheel)
     logger.info("demo: %d frames (%d histology); %d photographs, %d faces", len(demo), len(tissue), len(photos), len(faces))
+    if not tissue:
+        raise SystemExit(f"{corpus}: no histology frames found (the generators re-stain them)")
     for frame, label, kind, _ in demo:
         yield degrade(frame, rng), label, f"demo_{kind}"
 
@@ -543,6 +545,8 @@ def generate(corpus: Path, wheel: Path, per_family: int, seed: int):
         "slide_with_pip": lambda: picture_in_picture(text_slide(rng, photos), inset(), rng),
         "annotated_photo": lambda: annotate(photograph(photos, rng), rng),
     }
+    if not people:
+        del negatives["presenter_demo"]
     for families, label in ((positives, True), (negatives, False)):
         for family, make in families.items():
             for _ in range(per_family):
@@ -569,8 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         "`pip download --no-deps scikit-image==0.26.0 -d /tmp/skimage_wheel`.",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_WEIGHTS, help="Where to write the weights JSON.")
-    parser.add_argument("--per-family", type=int, default=160, help="Generated frames per generator family.")
-    parser.add_argument("--hidden", type=int, default=24, help="Hidden units of the MLP.")
+    parser.add_argument("--per-family", type=int, default=200, help="Generated frames per generator family.")
+    parser.add_argument("--hidden", type=int, default=32, help="Hidden units of the MLP.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-examples", type=Path, default=None, help="Write a few PNGs per family here (to look at).")
     args = parser.parse_args(argv)
