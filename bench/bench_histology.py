@@ -11,8 +11,8 @@ Corpora: ``--corpus demo`` (``demo_corpus/``, the TUNING set: the learned filter
 or ``--corpus heldout`` (``benchmarks/heldout_lectures/``, HELD OUT: nothing is trained or tuned on it), or a
 folder with a ``ground_truth.json``.
 
-Peer: ``heuristic`` (the stain-colour-and-texture rule, the filter a user had before); also, when the offline
-models are prepared, zero-shot CLIP with the offline QuiltNet demo model. ``--quilt-ensemble DIR`` adds Quilt's
+Peer: ``heuristic`` (the stain-colour-and-texture rule, the filter a user had before). Any other ``--histology``
+spec joins with ``--backends`` (e.g. ``zero-shot:<CLIP-like model>``). ``--quilt-ensemble DIR`` adds Quilt's
 released ConvNeXt+DINO filter (the three files from wisdomik/QuiltNet-B-32 plus DINO's ViT-S/16 backbone).
 
 Run: ``python bench/bench_histology.py [--corpus demo|heldout|DIR] [--backends heuristic,learned,...]
@@ -90,19 +90,14 @@ def evaluate(classifier, frames, batch_size: int = 16) -> dict:
 
 
 def default_backends() -> list[str]:
-    backends = ["heuristic", "learned"]
-    from quilt_hf.models import offline_models_dir
-
-    clip = offline_models_dir() / "quiltnet-demo-base"
-    if (clip / "config.json").is_file():
-        backends.append(f"zero-shot:{clip}")
-    return backends
+    """heuristic (the peer) and learned; zero-shot and image-classification models are added with --backends."""
+    return ["heuristic", "learned"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default="demo", help="demo (tuning set), heldout (held out), or a folder.")
-    parser.add_argument("--backends", default=None, help="Comma-separated --histology specs (default: heuristic, learned, zero-shot CLIP when available).")
+    parser.add_argument("--backends", default=None, help="Comma-separated --histology specs (default: heuristic,learned).")
     parser.add_argument("--quilt-ensemble", default=None, help="A folder with Quilt's released filter files (adds quilt-ensemble:DIR).")
     parser.add_argument("--fps", type=float, default=1.0, help="Frames sampled per second inside each interval.")
     parser.add_argument("--json", default=None, help="Also write the figures here.")
