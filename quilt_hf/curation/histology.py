@@ -182,11 +182,11 @@ def _is_clip_like(model: str) -> bool:
     return hasattr(config, "text_config") and hasattr(config, "vision_config")
 
 
-def build_histology_classifier(spec: str | None = "heuristic", threshold: float | None = None, device=None) -> HistologyClassifier:
+def build_histology_classifier(spec: str | None = "learned", threshold: float | None = None, device=None) -> HistologyClassifier:
     """A histology classifier from a string: ``heuristic``, ``learned`` (or ``learned:<weights.json>``),
     ``quilt-ensemble:<folder>``, ``zero-shot:<model>``, or a model name/folder (CLIP-like models are used
     zero-shot, others as image classifiers)."""
-    spec = spec or "heuristic"
+    spec = spec or "learned"
     extra = {} if threshold is None else {"threshold": threshold}
     if spec == "heuristic":
         return HeuristicHistologyClassifier(**extra)

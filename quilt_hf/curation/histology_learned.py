@@ -224,16 +224,25 @@ class LearnedHistologyClassifier:
         self.name = self.name or ("learned-mlp-v1" if self.weights is None else f"learned-mlp:{self.weights}")
 
     def load(self) -> LearnedHistologyClassifier:
-        """Read the weights (raises ``FileNotFoundError`` / ``ValueError`` when missing or incompatible)."""
+        """Read the weights once; raises :class:`~quilt_hf.errors.ModelLoadError` when missing or incompatible."""
         if self._mlp is None:
+            from quilt_hf.errors import ModelLoadError
+
             path = Path(self.weights) if self.weights is not None else DEFAULT_WEIGHTS
+            spec = "learned" if self.weights is None else f"learned:{self.weights}"
             if not path.is_file():
-                raise FileNotFoundError(
-                    f"learned histology filter weights not found at {path}: "
-                    "run `python dataset_scripts/train_histology_filter.py` to build them"
+                raise ModelLoadError(
+                    "--histology", spec, f"no weights at {path}",
+                    "build them with `python dataset_scripts/train_histology_filter.py`",
                 )
-            self._mlp = MLPWeights.from_json(path)
+            try:
+                self._mlp = MLPWeights.from_json(path)
+            except (ValueError, KeyError) as error:
+                raise ModelLoadError("--histology", spec, str(error), "retrain or use --histology heuristic") from error
         return self
+
+    def __getstate__(self):  # travels to worker processes (Ray) without its loaded weights: it loads there
+        return {**self.__dict__, "_mlp": None}
 
     def scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
         self.load()

@@ -244,20 +244,32 @@ class QuiltEnsembleHistologyClassifier:
         self.name = self.name or f"quilt-ensemble:{self.directory}"
 
     def load(self) -> QuiltEnsembleHistologyClassifier:
-        """Read and map the three checkpoints (raises ``FileNotFoundError`` / ``ValueError`` saying what is wrong)."""
+        """Read and map the checkpoints once; raises :class:`~quilt_hf.errors.ModelLoadError` saying what is wrong."""
         if self._members:
             return self
-        import torch
+        from quilt_hf.errors import ModelLoadError
 
         folder = Path(self.directory)
         needed = [*CONVNEXT_FILES, DINO_HEAD_FILE, DINO_BACKBONE_FILE]
         missing = [name for name in needed if not (folder / name).is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"quilt-ensemble: {folder} lacks {', '.join(missing)}. The first three are in the Hub repository "
-                "wisdomik/QuiltNet-B-32; the DINO backbone is "
-                "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth"
+            raise ModelLoadError(
+                "--histology", self.name, f"{folder} lacks {', '.join(missing)}",
+                "the first three are in the Hub repository wisdomik/QuiltNet-B-32; the DINO backbone is "
+                "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
             )
+        try:
+            self._load(folder)
+        except (ValueError, KeyError) as error:
+            raise ModelLoadError("--histology", self.name, str(error), "give the files as released (see the module docs)") from error
+        return self
+
+    def __getstate__(self):  # travels to worker processes (Ray) without its loaded models: it loads there
+        return {**self.__dict__, "_members": []}
+
+    def _load(self, folder: Path) -> None:
+        import torch
+
         device = torch.device(self.device or "cpu")
         members = []
         for name in CONVNEXT_FILES:
@@ -275,9 +287,8 @@ class QuiltEnsembleHistologyClassifier:
                 f"DINO head takes {head.in_features} features; the backbone gives 4 x {backbone.config.hidden_size}"
             )
         members.append((DINO_HEAD_FILE, "dino", backbone, head.eval().to(device)))
-        self._members = members
         self._device = device
-        return self
+        self._members = members
 
     def member_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Class-1 (histology) probability of each member: ``N x 3`` (cyto_histo, all_inclusive, dino)."""

@@ -22,6 +22,7 @@ from quilt_hf.curation.histology_learned import (
     frame_features,
     trim_letterbox,
 )
+from quilt_hf.errors import ModelLoadError
 
 TRAIN_SCRIPT = REPO / "dataset_scripts" / "train_histology_filter.py"
 
@@ -33,9 +34,13 @@ def _training_module():
     return module
 
 
-def test_learned_is_registered_and_loads_the_shipped_weights():
-    classifier = build_histology_classifier("learned")
+def test_learned_is_the_default_and_loads_the_shipped_weights():
+    from quilt_hf.curation.cli import CurateConfig
+
+    assert CurateConfig.__dataclass_fields__["histology"].default == "learned"
+    classifier = build_histology_classifier(None)
     assert isinstance(classifier, LearnedHistologyClassifier)
+    assert isinstance(build_histology_classifier("learned"), LearnedHistologyClassifier)
     assert classifier.load()._mlp.feature_names == FEATURE_NAMES
     assert build_histology_classifier("learned", threshold=0.9).threshold == 0.9
 
@@ -59,6 +64,10 @@ def test_learned_scores_are_kept_and_empty_input_is_fine():
     assert decisions[0][0] and not decisions[1][0]
     assert 0.5 <= decisions[0][1] <= 1.0 and 0.0 <= decisions[1][1] < 0.5
     assert classifier.predict([]) == []
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(classifier))  # to a worker process: without the loaded weights
+    assert clone._mlp is None and clone.predict([histology_like_image(3)])[0][0]
 
 
 def test_letterbox_bars_do_not_change_the_features():
@@ -83,9 +92,9 @@ def test_weights_round_trip_and_refuse_other_features(tmp_path):
     data = json.loads((tmp_path / "w.json").read_text())
     data["feature_names"] = data["feature_names"][:-1]
     (tmp_path / "old.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="retrain"):
+    with pytest.raises(ModelLoadError, match="retrain"):
         LearnedHistologyClassifier(tmp_path / "old.json").load()
-    with pytest.raises(FileNotFoundError, match="train_histology_filter"):
+    with pytest.raises(ModelLoadError, match="train_histology_filter"):
         build_histology_classifier(f"learned:{tmp_path / 'missing.json'}").load()
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from quilt_hf.curation.histology import build_histology_classifier
 from quilt_hf.curation.histology_quilt import QuiltEnsembleHistologyClassifier, load_checkpoint, state_dict_of
+from quilt_hf.errors import ModelLoadError
 
 FIXTURE = REPO / "tests" / "fixtures" / "quilt_filter"
 
@@ -66,7 +67,7 @@ def test_ema_weights_are_preferred_like_timm():
 
 def test_missing_files_are_named(tmp_path):
     shutil.copy(FIXTURE / "cyto_histo.pth.tar", tmp_path)
-    with pytest.raises(FileNotFoundError, match="all_inclusive.pth.tar.*dino_deitsmall16_pretrain.pth"):
+    with pytest.raises(ModelLoadError, match="all_inclusive.pth.tar.*dino_deitsmall16_pretrain.pth"):
         QuiltEnsembleHistologyClassifier(tmp_path).load()
 
 
@@ -78,7 +79,7 @@ def test_checkpoints_with_arbitrary_objects_are_refused(tmp_path):
     for name in ("cyto_histo.pth.tar", "dino_checkpoint.pth.tar", "dino_deitsmall16_pretrain.pth"):
         shutil.copy(FIXTURE / name, tmp_path)
     torch.save({"state_dict": {}, "payload": NotAWeight()}, tmp_path / "all_inclusive.pth.tar")
-    with pytest.raises(ValueError, match="weights-only"):
+    with pytest.raises(ModelLoadError, match="weights-only"):
         QuiltEnsembleHistologyClassifier(tmp_path).load()
 
 
@@ -86,7 +87,7 @@ def test_wrong_architecture_is_a_clear_error(tmp_path):
     for name in ("all_inclusive.pth.tar", "dino_checkpoint.pth.tar", "dino_deitsmall16_pretrain.pth"):
         shutil.copy(FIXTURE / name, tmp_path)
     torch.save({"state_dict": {"fc.weight": torch.zeros(2, 4)}}, tmp_path / "cyto_histo.pth.tar")
-    with pytest.raises(ValueError, match="not a timm ConvNeXt"):
+    with pytest.raises(ModelLoadError, match="not a timm ConvNeXt"):
         QuiltEnsembleHistologyClassifier(tmp_path).load()
 
 
