@@ -120,9 +120,8 @@ def convnext_from_timm(state: dict):
 # -- DINO ViT -> transformers -----------------------------------------------------------------------------------
 def dino_position_embeddings(pos_embed, grid: int, patch_size: int):
     """DINO's ``interpolate_pos_encoding`` for a ``grid x grid`` patch input (bicubic, scale factor + 0.1)."""
-    import torch.nn.functional as F
-
     import torch
+    import torch.nn.functional as F
 
     n = pos_embed.shape[1] - 1
     side = int(math.sqrt(n))
