@@ -14,10 +14,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 
 DEFAULT = [
-    ("curation quality (oracle transcript) vs 'no filter'", ["bench_curation.py"]),
+    ("curation quality, tuning set (demo), real ASR, vs 'no filter'", ["bench_curation.py", "--corpus", "demo"]),
+    ("curation quality, held out, real ASR, vs 'no filter'", ["bench_curation.py", "--corpus", "heldout"]),
     ("frame stage vs plain PyAV decode, memory 5 vs 30 min", ["bench_frames.py"]),
     ("text stage vs a difflib corrector (simulated ASR noise)", ["bench_text.py", "--simulate"]),
     ("evaluation overhead vs the bare forward", ["bench_eval.py"]),
+    ("histology filters per hard case, tuning set (demo), vs the heuristic", ["bench_histology.py", "--corpus", "demo"]),
+    ("histology filters per hard case, held out, vs the heuristic", ["bench_histology.py", "--corpus", "heldout"]),
 ]
 NEEDS_MORE = [
     ("bench_asr.py", "faster-whisper peers: pip install 'quilt_hf[faster-whisper]'"),

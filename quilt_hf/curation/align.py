@@ -7,10 +7,12 @@ last more than ``pair_chunk_time`` seconds (so chunks hold whole intervals). One
 than the budget is cut into equal chunks of about ``pair_chunk_time``, each paired with its own part of the
 narration: the pairing is many-to-many, as in Quilt. Chunks whose window holds no narration are dropped.
 
-**Transcript window** (stage 7). A chunk closed at time ``close`` reads the narration in
-``[max(prev_close, close - pair_chunk_time), close]``, where ``prev_close`` is the latest earlier close:
-the previous chunk's close or the end of a non-histology stretch, so no sentence is used by two chunks
-and the narration over a title or presenter shot is not given to the next slide. A transcript segment
+**Transcript window** (stage 7). A chunk opened at ``open`` and closed at ``close`` reads the narration in
+``[max(prev_close, min(open, close - pair_chunk_time)), close]``, where ``prev_close`` is the latest earlier
+close: the previous chunk's close or the end of a non-histology stretch, so no sentence is used by two chunks
+and the narration over a title or presenter shot is not given to the next slide. The window always covers the
+chunk itself (an image shown a little longer than ``pair_chunk_time`` is not cut, and the narration that opens
+it belongs to it), and reaches back before it up to ``pair_chunk_time``. A transcript segment
 belongs to the window holding its midpoint.
 
 **pair_chunk_time**, derived per video. Quilt's values vary per video (e.g. 11 s, 48.7 s) and the
@@ -38,7 +40,7 @@ from dataclasses import asdict, dataclass
 
 from quilt_hf.curation.frames import hamming
 
-ALIGN_VERSION = "1"
+ALIGN_VERSION = "2"
 
 
 @dataclass
@@ -138,7 +140,7 @@ def make_chunks(intervals: Sequence[dict], segments: Sequence[dict], duration: f
 
     def close_chunk(close: float) -> None:
         nonlocal open_time, prev_close
-        chunks.append((open_time, close, max(prev_close, close - budget)))
+        chunks.append((open_time, close, max(prev_close, min(open_time, close - budget))))
         prev_close = close
         open_time = None
 

@@ -28,8 +28,10 @@ class CurateConfig(TextStageOptions):
     language: str | None = field(default=None, metadata={"help": "Spoken language (e.g. en); default: detected."})
     device: str | None = field(default=None, metadata={"help": "Device for the models (cpu, cuda, cuda:1); default: auto."})
     histology: str = field(
-        default="heuristic",
-        metadata={"help": "Histology classifier: heuristic, a transformers image-classification model (name or "
+        default="learned",
+        metadata={"help": "Histology classifier: learned (default: a small offline colour-texture MLP), heuristic, "
+                  "quilt-ensemble:<folder with Quilt's released ConvNeXt+DINO filter>, a transformers "
+                  "image-classification model (name or "
                   "folder), or zero-shot:<CLIP-like model>."},
     )
     histology_threshold: float | None = field(default=None, metadata={"help": "Score at or above which a frame is histology."})

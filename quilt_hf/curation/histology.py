@@ -182,13 +182,22 @@ def _is_clip_like(model: str) -> bool:
     return hasattr(config, "text_config") and hasattr(config, "vision_config")
 
 
-def build_histology_classifier(spec: str | None = "heuristic", threshold: float | None = None, device=None) -> HistologyClassifier:
-    """A histology classifier from a string: ``heuristic``, ``zero-shot:<model>``, or a model name/folder
-    (CLIP-like models are used zero-shot, others as image classifiers)."""
-    spec = spec or "heuristic"
+def build_histology_classifier(spec: str | None = "learned", threshold: float | None = None, device=None) -> HistologyClassifier:
+    """A histology classifier from a string: ``heuristic``, ``learned`` (or ``learned:<weights.json>``),
+    ``quilt-ensemble:<folder>``, ``zero-shot:<model>``, or a model name/folder (CLIP-like models are used
+    zero-shot, others as image classifiers)."""
+    spec = spec or "learned"
     extra = {} if threshold is None else {"threshold": threshold}
     if spec == "heuristic":
         return HeuristicHistologyClassifier(**extra)
+    if spec == "learned" or spec.startswith("learned:"):
+        from quilt_hf.curation.histology_learned import LearnedHistologyClassifier
+
+        return LearnedHistologyClassifier(spec.split(":", 1)[1] if ":" in spec else None, **extra)
+    if spec.startswith("quilt-ensemble:"):
+        from quilt_hf.curation.histology_quilt import QuiltEnsembleHistologyClassifier
+
+        return QuiltEnsembleHistologyClassifier(spec.split(":", 1)[1], device=device, **extra)
     if spec.startswith("zero-shot:"):
         return ZeroShotHistologyClassifier(spec.split(":", 1)[1], device=device, **extra)
     if _is_clip_like(spec):
