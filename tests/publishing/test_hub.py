@@ -2,8 +2,8 @@ import numpy as np
 from datasets import Dataset, load_dataset
 from PIL import Image
 
-from quilt_hf.hub import write_hub_folder
-from quilt_hf.publish import PublishConfig, run_publish, split_by_video
+from quilt_hf.publishing.hub import write_hub_folder
+from quilt_hf.publishing.publish import PublishConfig, run_publish, split_by_video
 from quilt_hf.schema import PAIR_FEATURES, empty_row
 
 
