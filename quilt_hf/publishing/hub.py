@@ -44,6 +44,19 @@ def _num_shards(dataset: Dataset, max_shard_bytes: int) -> int:
     return max(1, min(len(dataset), int(size / max_shard_bytes) + 1)) if len(dataset) else 1
 
 
+def write_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> int:
+    """Write ``dataset`` as ``folder/<split>-NNNNN-of-NNNNN.parquet`` shards of about ``max_shard_bytes`` each,
+    images embedded; returns the number of shards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    embedded = _embed_external_files(dataset)
+    shards = _num_shards(embedded, max_shard_bytes)
+    for index in range(shards):
+        shard = embedded.shard(num_shards=shards, index=index, contiguous=True)
+        shard.to_parquet(str(folder / f"{split}-{index:05d}-of-{shards:05d}.parquet"))
+    logger.info("wrote %s/%s: %d rows in %d shard(s)", folder.name, split, len(dataset), shards)
+    return shards
+
+
 def write_hub_folder(
     splits: Mapping[str, Dataset] | DatasetDict | Dataset,
     folder: str | Path,
@@ -95,14 +108,8 @@ def write_hub_folder(
     try:
         data_files = []
         for split, dataset in splits.items():
-            (staging / "data").mkdir(exist_ok=True)
-            embedded = _embed_external_files(dataset)
-            shards = _num_shards(embedded, max_shard_bytes)
-            for index in range(shards):
-                shard = embedded.shard(num_shards=shards, index=index, contiguous=True)
-                shard.to_parquet(str(staging / "data" / f"{split}-{index:05d}-of-{shards:05d}.parquet"))
+            write_shards(dataset, staging / "data", split, max_shard_bytes)
             data_files.append({"split": split, "path": f"data/{split}-*"})
-            logger.info("wrote %s: %d rows in %d shard(s)", split, len(dataset), shards)
         card_data = DatasetCardData(
             pretty_name=pretty_name,
             license=license,

@@ -1,34 +1,84 @@
-"""``quilt publish``: a curated pairs table to a Hub-layout folder (and to the Hub when asked).
+"""``quilt publish``: pairs tables from one or more sources merged into a Hub-layout folder (and pushed when asked).
 
-Splits are assigned per video (a stable hash of ``video_id``), so no video contributes pairs to two splits.
+Steps (:mod:`quilt_hf.publishing.merge`): concatenate the inputs (each row keeps its ``subset`` and provenance),
+merge exact and near-duplicate images (:mod:`quilt_hf.publishing.dedup`), drop images of ``--exclude_benchmarks``,
+assign splits per group of rows sharing a video or an image, then write ``data/<subset>/<split>-*.parquet``
+shards (one config per subset plus ``all``, the default), ``stats.json``, ``stats/*.png``, ``drops.jsonl`` and the
+card. The folder is staged beside ``--output`` and swapped in, so a crash leaves the previous version whole.
+
+``split_by_video`` (one table, split by a stable hash of ``video_id``) stays for callers of the old API.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from dataclasses import dataclass, field
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datasets import Dataset, load_from_disk
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetInfo, Image
+from datasets.table import InMemoryTable
 
 from quilt_hf.errors import UserFacingError
-from quilt_hf.publishing.hub import push_folder_to_hub, write_hub_folder
+from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
+from quilt_hf.publishing.hub import (
+    DATASET_CARD_TEMPLATE,
+    DEFAULT_MAX_SHARD_BYTES,
+    _is_hub_folder,
+    push_folder_to_hub,
+    recover_folder,
+    swap_in,
+    write_shards,
+)
+from quilt_hf.publishing.merge import SPLITS, MergeReport, arrow_table, concat_inputs, merge_tables
+from quilt_hf.publishing.stats import PLOTS, compute_stats, markdown_tables, write_plots
+from quilt_hf.publishing.tables import load_pairs
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class PublishConfig:
-    """Write a curated pairs table (from `quilt curate`) as a Hub-layout dataset folder, split by video, with a
-    dataset card; optionally push it to the Hub (token from $HF_TOKEN)."""
+    """Merge pairs tables (from `quilt curate` or `quilt import`) into one Hub-layout dataset: duplicate images
+    merged, evaluation images removed when asked, split so that no video or image is in two splits, one config
+    per subset plus `all`, with a card, statistics and plots; optionally push it to the Hub (token from
+    $HF_TOKEN)."""
 
-    dataset: str = field(metadata={"help": "Pairs table written by `quilt curate` (a save_to_disk folder)."})
+    dataset: list[str] = field(
+        metadata={"help": "Pairs tables to merge: outputs of `quilt curate` (pairs/) or `quilt import`, Hub-layout "
+                  "folders or parquet files."}
+    )
     output: str = field(metadata={"help": "Folder to write the Hub-layout dataset to (README.md + data/*.parquet)."})
-    val_fraction: float = field(default=0.1, metadata={"help": "Share of videos held out as the validation split."})
-    test_fraction: float = field(default=0.0, metadata={"help": "Share of videos held out as the test split."})
+    val_fraction: float = field(default=0.1, metadata={"help": "Share of videos/images held out as validation."})
+    test_fraction: float = field(default=0.0, metadata={"help": "Share of videos/images held out as test."})
+    keep_release_split: bool = field(
+        default=False,
+        metadata={"help": "Keep the inputs' own `split` column (the release's); a video or image the input put in "
+                  "several splits goes to the most held-out one. Rows without a split are hashed."},
+    )
+    exclude_benchmarks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Evaluation benchmarks (registered names or folders) whose images, and their near "
+                  "duplicates, are removed from the dataset; counted in stats.json."},
+    )
+    min_similarity: float = field(
+        default=DEFAULT_MIN_SIMILARITY,
+        metadata={"help": "Cosine of the 16x16 perceptual fingerprints at or above which two images are the same "
+                  "image (see quilt_hf.publishing.dedup)."},
+    )
+    max_shard_bytes: int = field(default=DEFAULT_MAX_SHARD_BYTES, metadata={"help": "Target size of a parquet shard."})
     pretty_name: str = field(default="Quilt-style histopathology image-text pairs", metadata={"help": "Card title."})
     license: str = field(default="other", metadata={"help": "Licence identifier for the card."})
+    subset_licenses: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Licence of a subset as NAME=LICENCE (repeatable); shown per subset on the card."},
+    )
     repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repository (org/name) to push to."})
     push: bool = field(default=False, metadata={"help": "Upload the folder to --repo-id (needs network + HF_TOKEN)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
@@ -66,27 +116,173 @@ def split_by_video(pairs: Dataset, val_fraction: float = 0.1, test_fraction: flo
     return splits
 
 
+#: What we know of the release's sources; a subset not listed shows "see its source" on the card.
+KNOWN_SUBSETS = {
+    "quilt": ("Narrated histopathology videos on YouTube (Quilt-1M video part, or `quilt curate`)",
+              "the videos' own terms; research use"),
+    "openpath": ("OpenPath: pathology images shared on Twitter (PLIP)", "the posts' own terms; research use"),
+    "pubmed": ("PMC-OA: figures of open-access PubMed Central articles", "the articles' licences (mostly CC)"),
+    "laion": ("LAION-5B histopathology subset", "LAION metadata CC-BY 4.0; images under their owners' terms"),
+}
+
+
+def _config_name(subset: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", subset).strip("_") or "unnamed"
+    return "subset_all" if name == "all" else name
+
+
+def _benchmark_fingerprints(names: list[str]) -> dict[str, list]:
+    from quilt_hf.evaluation.registry import load_benchmark
+    from quilt_hf.publishing.merge import image_keys
+
+    result = {}
+    for name in names:
+        data = load_benchmark(name)
+        fingerprints = []
+        for split in data.splits.values():
+            column = next((c for c, f in split.features.items() if isinstance(f, Image)), None)
+            if column is None:
+                raise UserFacingError(f"--exclude_benchmarks {name}: it has no image column")
+            table = arrow_table(split.cast_column(column, Image(decode=False))).select([column]).rename_columns(["image"])
+            fingerprints += image_keys(table)[2]
+        result[name] = fingerprints
+        logger.info("benchmark %s: %d images to keep out", name, len(fingerprints))
+    return result
+
+
+def _card_body(config: PublishConfig, subsets: list[str], stats: dict, report: dict, plots: dict[str, str],
+               sources: dict[str, list[str]]) -> str:
+    licences = dict(item.split("=", 1) for item in config.subset_licenses if "=" in item)
+    lines = ["## Subsets", "", "| config | source | licence | provenance (inputs) |", "|---|---|---|---|"]
+    for subset in subsets:
+        source, licence = KNOWN_SUBSETS.get(subset, ("see its source", "see its source"))
+        lines.append(f"| `{_config_name(subset)}` | {source} | {licences.get(subset, licence)} | "
+                     f"{', '.join(sorted(sources.get(subset, [])))} |")
+    lines += [
+        "",
+        "Load one subset with `load_dataset(PATH, \"<config>\")`; the default config `all` holds every subset.",
+        "",
+        "## Merging",
+        "",
+        "Images were compared across all inputs: exact duplicates by content hash, near duplicates (re-encoded, "
+        "resized, recoloured, cropped by a few pixels) by a 16x16 grayscale fingerprint at cosine >= "
+        f"{config.min_similarity} (`quilt_hf.publishing.dedup`); each duplicate group keeps one image with all its "
+        "captions. Splits are assigned per group of rows sharing a video or an image, so no video and no image is "
+        "in two splits" + (" (the inputs' own splits were kept where given)." if config.keep_release_split else ".")
+        + (f" Images of {', '.join(config.exclude_benchmarks)} and their near duplicates were removed."
+           if config.exclude_benchmarks else ""),
+        "",
+        "## Statistics",
+        "",
+        markdown_tables(stats, report),
+        "",
+    ]
+    lines += [f"![{PLOTS[name]}](stats/{file})" for name, file in plots.items()]
+    return "\n".join(lines)
+
+
 def run_publish(config: PublishConfig) -> Path:
-    source = Path(config.dataset)
-    if not source.is_dir():
-        raise UserFacingError(f"--dataset {source}: not a folder; point it at the output of `quilt curate`")
-    pairs = load_from_disk(str(source))
-    if not isinstance(pairs, Dataset):
-        raise UserFacingError(f"--dataset {source}: expected one pairs table, found {type(pairs).__name__}")
-    if len(pairs) == 0:
-        raise UserFacingError(f"--dataset {source} has no pairs to publish; see its stats.json for the drop reasons")
-    splits = split_by_video(pairs, config.val_fraction, config.test_fraction)
-    folder = write_hub_folder(
-        splits,
-        config.output,
-        pretty_name=config.pretty_name,
-        license=config.license,
-        extra_card_data={"task_categories": ["zero-shot-image-classification"], "tags": ["histopathology", "quilt"]},
-        overwrite=config.overwrite,
+    """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from quilt_hf.cards import template_path
+
+    inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
+    if not inputs:
+        raise UserFacingError("--dataset: give at least one pairs table")
+    datasets: dict[str, Dataset] = {}
+    for path in inputs:
+        source = Path(path)
+        if not source.exists():
+            raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")
+        name = source.name if source.name != "pairs" else source.parent.name or "pairs"
+        while name in datasets:
+            name += "_"
+        datasets[name] = load_pairs(source)
+    if sum(len(d) for d in datasets.values()) == 0:
+        raise UserFacingError(f"--dataset {inputs} has no pairs to publish; see its stats.json for the drop reasons")
+    output = Path(config.output)
+    recover_folder(output)
+    if output.exists() and not config.overwrite:
+        raise UserFacingError(f"{output} exists; choose another output or pass --overwrite")
+    if output.exists() and not _is_hub_folder(output):
+        raise UserFacingError(f"{output} exists and is not a Hub-layout dataset folder: refusing to replace it")
+    started = time.perf_counter()
+    table, features = concat_inputs(datasets)
+    report = MergeReport(rows_in={name: len(d) for name, d in datasets.items()})
+    drops: list[dict] = []
+    table = merge_tables(
+        table,
+        min_similarity=config.min_similarity,
+        benchmark_fingerprints=_benchmark_fingerprints(config.exclude_benchmarks),
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        keep_release_split=config.keep_release_split,
+        report=report,
+        drops=drops,
     )
-    logger.info("Hub-layout dataset: %s (%s)", folder, ", ".join(f"{k}: {len(v)}" for k, v in splits.items()))
+    if len(table) == 0:
+        raise UserFacingError("nothing left to publish after merging (see the drop reasons logged above)")
+    subsets = sorted(set(table.column("subset").to_pylist()))
+    provenance = {}
+    for name, dataset in datasets.items():
+        for subset in set(arrow_table(dataset).column("subset").to_pylist()) if "subset" in dataset.column_names else []:
+            provenance.setdefault(subset or name, []).append(name)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        configs = [{"config_name": "all", "default": True, "data_files": []}]
+        splits_present = set()
+        for subset in subsets:
+            part = table.filter(pc.equal(table.column("subset"), subset))
+            data_files = []
+            for split in SPLITS:
+                rows = part.filter(pc.equal(part.column("split"), split))
+                if not len(rows):
+                    continue
+                splits_present.add(split)
+                write_shards(Dataset(InMemoryTable(rows), info=DatasetInfo(features=features)), staging / "data" / _config_name(subset), split,
+                             config.max_shard_bytes)
+                data_files.append({"split": split, "path": f"data/{_config_name(subset)}/{split}-*"})
+            configs.append({"config_name": _config_name(subset), "data_files": data_files})
+        configs[0]["data_files"] = [{"split": s, "path": f"data/*/{s}-*"} for s in SPLITS if s in splits_present]
+        stats = compute_stats(table)
+        merge_figures = asdict(report)
+        merge_figures["dropped_rows"] = len(drops)
+        plots = write_plots(stats, staging / "stats")
+        (staging / "stats.json").write_text(json.dumps({"stats": stats, "merge": merge_figures}, indent=2))
+        with (staging / "drops.jsonl").open("w", encoding="utf-8") as handle:
+            for drop in drops:
+                handle.write(json.dumps(drop, ensure_ascii=False) + "\n")
+        card_data = DatasetCardData(
+            pretty_name=config.pretty_name,
+            license=config.license,
+            configs=configs,
+            dataset_info={"features": features._to_yaml_list()},
+            task_categories=["zero-shot-image-classification"],
+            tags=["histopathology", "quilt"],
+        )
+        num_rows = {s: int(pc.sum(pc.equal(table.column("split"), s)).as_py() or 0) for s in SPLITS if s in splits_present}
+        card = DatasetCard.from_template(
+            card_data,
+            template_path=str(template_path(DATASET_CARD_TEMPLATE)),
+            pretty_name=config.pretty_name,
+            body=_card_body(config, subsets, stats, merge_figures, plots, provenance),
+            num_rows=num_rows,
+        )
+        card.save(staging / "README.md")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, output)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "Hub-layout dataset: %s (%s; %d rows in, %d out, %d dropped) in %.1f s",
+        output, ", ".join(f"{k}: {v}" for k, v in num_rows.items()), sum(report.rows_in.values()), len(table),
+        len(drops), seconds,
+    )
     if config.push:
         if not config.repo_id:
-            raise UserFacingError("--push needs --repo-id org/name")
-        push_folder_to_hub(folder, config.repo_id)
-    return folder
+            raise UserFacingError("--push needs --repo_id org/name")
+        push_folder_to_hub(output, config.repo_id)
+    return output

@@ -1,6 +1,10 @@
+import zlib
+
 import numpy as np
 from datasets import Dataset, load_dataset
 from PIL import Image
+
+from factories import histology_like_image
 
 from quilt_hf.publishing.hub import write_hub_folder
 from quilt_hf.publishing.publish import PublishConfig, run_publish, split_by_video
@@ -13,7 +17,8 @@ def _pairs(videos=("v1", "v2", "v3", "v4"), per_video=3) -> Dataset:
         for k in range(per_video):
             row = empty_row(PAIR_FEATURES)
             row.update(video_id=v, chunk_id=k, caption=f"{v} caption {k}", pathology=["Breast"], magnification=2)
-            row["image"] = Image.fromarray(np.full((12, 10, 3), 20 * k, np.uint8))
+            # Distinct images: identical ones would (rightly) be merged and tie their videos to one split.
+            row["image"] = Image.fromarray(histology_like_image(zlib.crc32(f"{v}:{k}".encode()), (12, 10)))
             rows.append(row)
     return Dataset.from_list(rows, features=PAIR_FEATURES)
 
