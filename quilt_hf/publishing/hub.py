@@ -34,9 +34,31 @@ def _embed_external_files(dataset: Dataset) -> Dataset:
 
     if not any(require_decoding(f, ignore_decode_attribute=True) for f in dataset.features.values()):
         return dataset
+    if not _has_unembedded_files(dataset):
+        return dataset
     return dataset.with_format("arrow").map(embed_table_storage, batched=True, desc="Embedding images").with_format(
         None
     )
+
+
+def _has_unembedded_files(dataset: Dataset) -> bool:
+    """False when every top-level image/audio cell already holds its bytes (or is null): nothing to embed."""
+    import pyarrow.compute as pc
+    from datasets import Audio, Image
+    from datasets.features.features import require_decoding
+
+    for name, feature in dataset.features.items():
+        if not require_decoding(feature, ignore_decode_attribute=True):
+            continue
+        if not isinstance(feature, (Image, Audio)):
+            return True  # nested images: let datasets walk them
+        column = dataset.data.table.column(name) if dataset._indices is None else dataset.flatten_indices().data.column(name)
+        if column.null_count == len(column):
+            continue
+        path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
+        if pc.any(path_only).as_py():
+            return True
+    return False
 
 
 def _num_shards(dataset: Dataset, max_shard_bytes: int) -> int:

@@ -260,12 +260,13 @@ def merge_tables(
                 drops.append({"reason": "duplicate_pair", "image_id": image_ids[row], "provenance": provenance[row]})
                 continue
             seen_pairs.add(pair)
-    if (canonical_row != np.arange(len(table))).any():
+    if (canonical_row != np.arange(len(table))).any():  # only then copy the image columns
         index = pa.array(canonical_row)
         for name in ("image", "image_id", "image_path"):
             position = table.column_names.index(name)
             table = table.set_column(position, name, table.column(name).take(index))
-    table = table.filter(pa.array(keep))
+    if not keep.all():
+        table = table.filter(pa.array(keep))
     group_key = [g for g, k in zip(group_key, keep.tolist()) if k]
     # Splits: a video's rows and an image's rows never straddle two splits.
     video_ids = [v or "" for v in table.column("video_id").to_pylist()]
@@ -283,3 +284,24 @@ def split_counts(table: pa.Table) -> dict[str, Counter]:
     for subset, split in zip(table.column("subset").to_pylist(), table.column("split").to_pylist()):
         counts.setdefault(subset, Counter())[split] += 1
     return counts
+
+
+def subset_split_ranges(table: pa.Table) -> dict:
+    """Rows ordered by (subset, split) with one ``take`` (none when already in order), and the row range of each
+    (subset, split) pair in it, so each part is a zero-copy slice. The ordered table is under ``"__table__"``."""
+    subsets = table.column("subset").to_pylist()
+    splits = table.column("split").to_pylist()
+    split_rank = {name: i for i, name in enumerate(SPLITS)}
+    subset_rank = {name: i for i, name in enumerate(sorted(set(subsets)))}
+    keys = np.array([subset_rank[a] * 8 + split_rank.get(b, 7) for a, b in zip(subsets, splits)], dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    if (np.diff(keys) < 0).any():
+        table = table.take(pa.array(order))
+        keys = keys[order]
+    ranges: dict = {"__table__": table}
+    names = {v: k for k, v in subset_rank.items()}
+    for key in np.unique(keys).tolist():
+        start, stop = int(np.searchsorted(keys, key, "left")), int(np.searchsorted(keys, key, "right"))
+        if key % 8 < len(SPLITS):
+            ranges[(names[key // 8], SPLITS[key % 8])] = (start, stop)
+    return ranges

@@ -36,7 +36,14 @@ from quilt_hf.publishing.hub import (
     swap_in,
     write_shards,
 )
-from quilt_hf.publishing.merge import SPLITS, MergeReport, arrow_table, concat_inputs, merge_tables
+from quilt_hf.publishing.merge import (
+    SPLITS,
+    MergeReport,
+    arrow_table,
+    concat_inputs,
+    merge_tables,
+    subset_split_ranges,
+)
 from quilt_hf.publishing.stats import PLOTS, compute_stats, markdown_tables, write_plots
 from quilt_hf.publishing.tables import load_pairs
 
@@ -132,6 +139,8 @@ def _config_name(subset: str) -> str:
 
 
 def _benchmark_fingerprints(names: list[str]) -> dict[str, list]:
+    if not names:
+        return {}
     from quilt_hf.evaluation.registry import load_benchmark
     from quilt_hf.publishing.merge import image_keys
 
@@ -233,11 +242,13 @@ def run_publish(config: PublishConfig) -> Path:
     try:
         configs = [{"config_name": "all", "default": True, "data_files": []}]
         splits_present = set()
+        ranges = subset_split_ranges(table)
+        table = ranges.pop("__table__")
         for subset in subsets:
-            part = table.filter(pc.equal(table.column("subset"), subset))
             data_files = []
             for split in SPLITS:
-                rows = part.filter(pc.equal(part.column("split"), split))
+                start, stop = ranges.get((subset, split), (0, 0))
+                rows = table.slice(start, stop - start)  # zero-copy
                 if not len(rows):
                     continue
                 splits_present.add(split)
