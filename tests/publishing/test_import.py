@@ -116,3 +116,56 @@ def test_import_streams_a_million_rows_in_flat_memory(tmp_path):
 
     small, large = peak_mb(50_000), peak_mb(1_000_000)
     assert large < small + 150, f"peak memory grew from {small} MB to {large} MB with 20x the rows"
+
+
+def _jpeg_file(path, seed):
+    from factories import histology_like_image
+    from PIL import Image
+
+    Image.fromarray(histology_like_image(seed, (32, 48))).save(path, format="JPEG")
+
+
+def test_image_caption_folder_and_tables_keep_subset_and_provenance(tmp_path):
+    folder = tmp_path / "laion_subset"
+    (folder / "part0").mkdir(parents=True)
+    _jpeg_file(folder / "part0" / "a.jpg", 1)
+    (folder / "part0" / "a.txt").write_text("an H&E image of a lymph node")
+    _jpeg_file(folder / "part0" / "b.jpg", 2)  # no caption file
+    result = run_import(ImportConfig(format="folder", source=str(folder), output=str(tmp_path / "f")))
+    assert (result.rows_out, result.drops) == (1, {"no_text": 1})
+    row = load_pairs(tmp_path / "f")[0]
+    assert (row["subset"], row["provenance"], row["caption"]) == ("laion_subset", "part0/a.jpg", "an H&E image of a lymph node")
+    # JSONL with a URL (never fetched; found in the given cache), a relative path and a broken image.
+    (tmp_path / "cache").mkdir()
+    _jpeg_file(tmp_path / "cache" / "fig1.jpg", 3)
+    _jpeg_file(tmp_path / "local.jpg", 4)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    lines = [{"url": "https://www.ncbi.nlm.nih.gov/pmc/fig1.jpg?x=1", "text": "PMC figure"},
+             {"url": "local.jpg", "text": "a local figure", "split": "test"},
+             {"url": "broken.jpg", "text": "broken"}]
+    (tmp_path / "pmc.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n{not json\n")
+    result = run_import(ImportConfig(format="table", source=str(tmp_path / "pmc.jsonl"), image_column="url",
+                                     text_column="text", subset="pubmed", url_cache=str(tmp_path / "cache"),
+                                     output=str(tmp_path / "t")))
+    assert result.rows_in == 4 and result.rows_out == 2
+    assert result.drops == {"unreadable_image": 1, "malformed_row": 1}
+    pairs = load_pairs(tmp_path / "t")
+    assert pairs["subset"] == ["pubmed", "pubmed"] and pairs["split"] == ["", "test"]
+    assert pairs["provenance"] == ["pmc.jsonl:0", "pmc.jsonl:1"] and pairs[0]["image"].size == (48, 32)
+
+
+def test_any_datasets_dataset_with_an_image_and_a_text_column(tmp_path):
+    from datasets import Dataset, Features, Image, Value
+    from factories import histology_like_image
+    from PIL import Image as PILImage
+
+    images = [PILImage.fromarray(histology_like_image(s, (16, 16))) for s in range(3)]
+    Dataset.from_dict({"img": images, "sentence": ["one", "two", ""]},
+                      features=Features({"img": Image(), "sentence": Value("string")})).save_to_disk(str(tmp_path / "ds"))
+    result = run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="img", text_column="sentence",
+                                     output=str(tmp_path / "out")))
+    assert (result.rows_out, result.drops) == (2, {"no_text": 1})
+    pairs = load_pairs(tmp_path / "out")
+    assert pairs["caption"] == ["one", "two"] and pairs["subset"] == ["ds", "ds"]
+    with pytest.raises(UserFacingError, match="no column"):
+        run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="image", output=str(tmp_path / "x")))
