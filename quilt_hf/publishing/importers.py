@@ -159,29 +159,30 @@ def import_quilt1m(lookup: str | Path, images: list[str], folder: Path, drops: D
         extra_names = [n for n in extra if n != "release_index"]
         unnamed = index.get("", index.get("Unnamed: 0"))
         writer = PairTableWriter(folder, pair_features(extra))
-        columns = {name: index[name] for name in LOOKUP_COLUMNS}
-        width = len(header)
+        positions = [index[name] for name in LOOKUP_COLUMNS]  # cells unpack in LOOKUP_COLUMNS order
+        num_fields = len(header)
         for line, cells in enumerate(tqdm(reader, desc="Importing quilt_1M_lookup.csv", unit=" rows", mininterval=5)):
             result.rows_in += 1
             provenance = f"{lookup.name}:{line}"  # data row number (0-based; a quoted caption may span lines)
-            if len(cells) != width:
+            if len(cells) != num_fields:
                 drops.add("malformed_row", row=line, provenance=provenance, fields=len(cells))
                 continue
-            get = {name: cells[i] for name, i in columns.items()}
+            (caption, image_path, subset, split, pathology, roi_text, noisy_text, corrected_text, med_umls_ids,
+             magnification, height, width) = [cells[i] for i in positions]
             try:
                 row = {
-                    "caption": parse_text_cell(get["caption"]),
-                    "image_path": get["image_path"],
-                    "subset": get["subset"],
-                    "split": get["split"],
-                    "pathology": parse_list_cell(get["pathology"]),
-                    "roi_text": parse_text_cell(get["roi_text"]),
-                    "noisy_text": parse_text_cell(get["noisy_text"]),
-                    "corrected_text": parse_text_cell(get["corrected_text"]),
-                    "med_umls_ids": parse_list_cell(get["med_umls_ids"]),
-                    "magnification": parse_int_cell(get["magnification"], MAGNIFICATION_UNKNOWN),
-                    "height": parse_int_cell(get["height"], 0),
-                    "width": parse_int_cell(get["width"], 0),
+                    "caption": parse_text_cell(caption),
+                    "image_path": image_path,
+                    "subset": subset,
+                    "split": split,
+                    "pathology": parse_list_cell(pathology),
+                    "roi_text": parse_text_cell(roi_text),
+                    "noisy_text": parse_text_cell(noisy_text),
+                    "corrected_text": parse_text_cell(corrected_text),
+                    "med_umls_ids": parse_list_cell(med_umls_ids),
+                    "magnification": parse_int_cell(magnification, MAGNIFICATION_UNKNOWN),
+                    "height": parse_int_cell(height, 0),
+                    "width": parse_int_cell(width, 0),
                     "release_index": parse_int_cell(cells[unnamed], line) if unnamed is not None else line,
                 }
             except CellError as error:

@@ -123,6 +123,74 @@ def _stable_bucket(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
+def codes(column, missing: tuple = ("",)) -> tuple[np.ndarray, list]:
+    """Integer codes of a string column (``-1`` for null and ``missing`` values) and its distinct values, without
+    building one Python string per row."""
+    encoded = pc.dictionary_encode(column)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks() if encoded.num_chunks else pa.array([], pa.dictionary(pa.int32(), pa.string()))
+    values = encoded.dictionary.to_pylist()
+    indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    for value in missing:
+        if value in values:
+            indices[indices == values.index(value)] = -1
+    return indices, values
+
+
+def split_groups(video_codes: np.ndarray, image_nodes: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of rows joined through shared videos (``video_codes``, -1 for none) and shared image
+    nodes (every row has one); returns (number of groups, group label of each row)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    size = len(image_nodes)
+    if size == 0:
+        return 0, np.zeros(0, np.int64)
+    _, image_nodes = np.unique(image_nodes, return_inverse=True)
+    images = int(image_nodes.max()) + 1
+    has_video = video_codes >= 0
+    rows = np.concatenate([np.arange(size), np.nonzero(has_video)[0]])
+    cols = np.concatenate([image_nodes, images + video_codes[has_video]]) + size
+    total = size + images + (int(video_codes.max()) + 1 if has_video.any() else 0)
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(total, total))
+    _, labels = connected_components(graph, directed=False)
+    _, row_labels = np.unique(labels[:size], return_inverse=True)
+    return int(row_labels.max()) + 1, row_labels
+
+
+def assign_split_codes(
+    group_labels: np.ndarray,
+    group_keys: list[str],
+    release_ranks: np.ndarray | None,
+    val_fraction: float,
+    test_fraction: float,
+) -> tuple[np.ndarray, int]:
+    """The split (index into :data:`SPLITS`) of each row from its group.
+
+    ``group_keys[g]`` is the stable text a group is hashed by (its first video id, else its first image id). With
+    ``release_ranks`` (per row: the release's split as an index into ``SPLITS``, -1 for none) a group takes the most
+    held-out split the release gave any of its rows. With no group drawn for validation and at least two for
+    training, the training group with the largest key moves to validation (tiny datasets).
+
+    Returns:
+        `tuple`: the split index of each row, and the rows moved off their release split.
+    """
+    if not 0 <= val_fraction + test_fraction < 1:
+        raise UserFacingError("val_fraction + test_fraction must be in [0, 1)")
+    hashed = np.array([SPLITS.index(_hash_split(k, val_fraction, test_fraction)) for k in group_keys], np.int64)
+    if release_ranks is not None:
+        wanted = np.full(len(group_keys), -1, np.int64)
+        np.maximum.at(wanted, group_labels, release_ranks)
+        group_split = np.where(wanted >= 0, wanted, hashed)
+        splits = group_split[group_labels]
+        return splits, int(((release_ranks >= 0) & (release_ranks != splits)).sum())
+    group_split = hashed
+    train = np.nonzero(group_split == 0)[0]
+    if val_fraction > 0 and len(train) > 1 and not (group_split == 1).any():
+        group_split[max(train.tolist(), key=lambda g: group_keys[g])] = 1
+    return group_split[group_labels], 0
+
+
 def assign_splits(
     video_ids: list[str],
     image_groups: list[str],
@@ -130,68 +198,33 @@ def assign_splits(
     val_fraction: float,
     test_fraction: float,
 ) -> tuple[list[str], int, int]:
-    """Split rows so that all rows of a video and all rows of an image land on one side.
-
-    Rows are joined into groups through shared videos and shared images (connected components); a group's split
-    is a stable hash of its first key, or, with ``release_splits``, the release's split (a group the release put
-    on several sides goes to the most held-out of them: test, then validation). With very few groups and none
-    drawn for validation, the last training group moves there.
+    """Split rows so that all rows of a video and all rows of an image land on one side (list interface of
+    :func:`split_groups` + :func:`assign_split_codes`).
 
     Returns:
         `tuple`: the split of each row, the number of groups, the rows moved off their release split.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if not 0 <= val_fraction + test_fraction < 1:
-        raise UserFacingError("val_fraction + test_fraction must be in [0, 1)")
-    nodes: dict[str, int] = {}
-    rows, cols = [], []
-    for row, (video, image) in enumerate(zip(video_ids, image_groups)):
-        image_node = nodes.setdefault("i:" + image, len(nodes))
-        rows.append(row)
-        cols.append(image_node)
-        if video:
-            rows.append(row)
-            cols.append(nodes.setdefault("v:" + video, len(nodes)))
-    size = len(video_ids)
-    # A bipartite graph rows <-> keys; its components are the groups.
-    total = size + len(nodes)
-    graph = coo_matrix((np.ones(len(rows), np.int8), (np.array(rows), np.array(cols) + size)), shape=(total, total))
-    count, labels = connected_components(graph, directed=False)
-    row_labels = labels[:size]
-    first_row: dict[int, int] = {}
-    for row, label in enumerate(row_labels.tolist()):
-        first_row.setdefault(label, row)
-    order = sorted(first_row, key=first_row.get)
-    moves = 0
+    video_codes, _ = codes(pa.array(video_ids, pa.string()))
+    image_codes, _ = codes(pa.array(image_groups, pa.string()), missing=())
+    count, labels = split_groups(video_codes, image_codes)
+    first = _first_rows(labels, count)
+    keys = [video_ids[r] or image_groups[r] for r in first.tolist()]
+    ranks = None
     if release_splits is not None:
-        rank = {"test": 2, "validation": 1, "train": 0}
-        wanted: dict[int, str] = {}
-        for row, label in enumerate(row_labels.tolist()):
-            split = _SPLIT_ALIASES.get((release_splits[row] or "").strip().lower(), "")
-            if split and rank[split] > rank.get(wanted.get(label, ""), -1):
-                wanted[label] = split
-        group_split = {}
-        for label in order:
-            row = first_row[label]
-            key = video_ids[row] or image_groups[row]
-            group_split[label] = wanted.get(label) or _hash_split(key, val_fraction, test_fraction)
-        splits = [group_split[label] for label in row_labels.tolist()]
-        moves = sum(
-            1 for row, split in enumerate(splits)
-            if _SPLIT_ALIASES.get((release_splits[row] or "").strip().lower(), split) != split
-        )
-        return splits, len(order), moves
-    group_split = {}
-    for label in order:
-        row = first_row[label]
-        group_split[label] = _hash_split(video_ids[row] or image_groups[row], val_fraction, test_fraction)
-    train = [label for label in order if group_split[label] == "train"]
-    if val_fraction > 0 and len(train) > 1 and "validation" not in group_split.values():
-        last = max(train, key=lambda label: video_ids[first_row[label]] or image_groups[first_row[label]])
-        group_split[last] = "validation"
-    return [group_split[label] for label in row_labels.tolist()], len(order), moves
+        ranks = np.array([_rank(s) for s in release_splits], np.int64)
+    splits, moves = assign_split_codes(labels, keys, ranks, val_fraction, test_fraction)
+    return [SPLITS[i] for i in splits.tolist()], count, moves
+
+
+def _rank(split: str | None) -> int:
+    name = _SPLIT_ALIASES.get((split or "").strip().lower())
+    return SPLITS.index(name) if name else -1
+
+
+def _first_rows(labels: np.ndarray, count: int) -> np.ndarray:
+    first = np.full(count, len(labels), np.int64)
+    np.minimum.at(first, labels, np.arange(len(labels)))
+    return first
 
 
 def _hash_split(key: str, val_fraction: float, test_fraction: float) -> str:
@@ -218,64 +251,76 @@ def merge_tables(
 
     Duplicate images (exact or near) are replaced by their group's first image, so each image is stored once per
     group with all its captions; a pair repeated with the same caption on the same image is dropped. Rows whose
-    image is a near duplicate of an image of a named benchmark are dropped. ``split`` is filled.
+    image is a near duplicate of an image of a named benchmark are dropped. ``split`` is filled. Per-row work is
+    done on integer codes (numpy), never on one Python object per row.
     """
+    size = len(table)
     keys, first_rows, fingerprints = image_keys(table)
     report.images = len(first_rows)
     groups = near_duplicate_groups(fingerprints, min_similarity) if first_rows else np.zeros(0, np.int64)
-    report.exact_duplicate_images = int((keys >= 0).sum()) - len(first_rows) if len(first_rows) else 0
+    has_image = keys >= 0
+    report.exact_duplicate_images = int(has_image.sum()) - len(first_rows) if first_rows else 0
     report.near_duplicate_images = int((groups != np.arange(len(groups))).sum())
-    keep = np.ones(len(table), dtype=bool)
-    image_ids = table.column("image_id").to_pylist()
-    provenance = table.column("provenance").to_pylist() if "provenance" in table.column_names else [""] * len(table)
-    # Decontamination: drop rows whose image group touches any benchmark image.
+    row_group = np.where(has_image, groups[np.maximum(keys, 0)] if len(groups) else -1, -1)
+    keep = np.ones(size, dtype=bool)
+
+    def record(rows: np.ndarray, reason: str) -> None:
+        index = pa.array(rows)
+        ids = table.column("image_id").take(index).to_pylist()
+        where = table.column("provenance").take(index).to_pylist() if "provenance" in table.column_names else [""] * len(ids)
+        drops.extend({"reason": reason, "image_id": i, "provenance": w} for i, w in zip(ids, where))
+
     for name, references in (benchmark_fingerprints or {}).items():
         hit = matches_any(fingerprints, references, min_similarity)
-        hit_groups = set(groups[hit].tolist())
-        bad = np.array([k >= 0 and int(groups[k]) in hit_groups for k in keys.tolist()], dtype=bool) & keep
+        hit_groups = np.unique(groups[hit])
+        bad = has_image & np.isin(row_group, hit_groups) & keep
         report.contaminated_images[name] = int(hit.sum())
         report.contaminated_rows[name] = int(bad.sum())
-        for row in np.nonzero(bad)[0].tolist():
-            drops.append({"reason": f"benchmark:{name}", "image_id": image_ids[row], "provenance": provenance[row]})
+        record(np.nonzero(bad)[0], f"benchmark:{name}")
         keep &= ~bad
-    # One image per group: rows point at the group's first row; identical captions on one image are one pair.
-    canonical_row = np.arange(len(table))
-    group_key = [""] * len(table)
-    captions = table.column("caption").to_pylist()
-    seen_pairs: set[tuple[str, str]] = set()
-    for row, key in enumerate(keys.tolist()):
-        if key >= 0:
-            group = int(groups[key])
-            canonical_row[row] = first_rows[group]
-            group_key[row] = f"g{group}"
-        else:
-            group_key[row] = "id:" + (image_ids[row] or provenance[row] or str(row))
-        if not keep[row]:
-            continue
-        pair = (group_key[row], captions[row] or "")
-        if key >= 0 or image_ids[row]:
-            if pair in seen_pairs:
-                keep[row] = False
-                report.duplicate_pairs_dropped += 1
-                drops.append({"reason": "duplicate_pair", "image_id": image_ids[row], "provenance": provenance[row]})
-                continue
-            seen_pairs.add(pair)
-    if (canonical_row != np.arange(len(table))).any():  # only then copy the image columns
-        index = pa.array(canonical_row)
+    # Image node of each row: its duplicate group, else its image_id, else the row itself.
+    image_codes, image_values = codes(table.column("image_id"))
+    images = len(first_rows)
+    image_node = np.where(has_image, row_group, np.where(image_codes >= 0, images + image_codes, -1))
+    no_image = image_node < 0
+    image_node[no_image] = images + len(image_values) + np.nonzero(no_image)[0]
+    # One pair per (image, caption).
+    caption_codes, caption_values = codes(table.column("caption"), missing=())
+    eligible = np.nonzero(keep & ~no_image)[0]
+    pair_key = image_node[eligible] * (len(caption_values) + 1) + caption_codes[eligible] + 1
+    _, first = np.unique(pair_key, return_index=True)
+    repeated = np.ones(len(eligible), bool)
+    repeated[first] = False
+    if repeated.any():
+        record(eligible[repeated], "duplicate_pair")
+        keep[eligible[repeated]] = False
+    report.duplicate_pairs_dropped = int(repeated.sum())
+    if len(groups) and (groups != np.arange(len(groups))).any():  # near duplicates: rows point at the kept image
+        canonical = np.where(has_image, np.asarray(first_rows, np.int64)[groups[np.maximum(keys, 0)]], np.arange(size))
+        index = pa.array(canonical)
         for name in ("image", "image_id", "image_path"):
-            position = table.column_names.index(name)
-            table = table.set_column(position, name, table.column(name).take(index))
+            table = table.set_column(table.column_names.index(name), name, table.column(name).take(index))
+        image_codes, image_values = codes(table.column("image_id"))
     if not keep.all():
         table = table.filter(pa.array(keep))
-    group_key = [g for g, k in zip(group_key, keep.tolist()) if k]
+        image_node, image_codes = image_node[keep], image_codes[keep]
     # Splits: a video's rows and an image's rows never straddle two splits.
-    video_ids = [v or "" for v in table.column("video_id").to_pylist()]
-    release = table.column("split").to_pylist() if keep_release_split else None
-    splits, report.split_groups, report.release_split_moves = assign_splits(
-        video_ids, group_key, release, val_fraction, test_fraction
-    )
-    table = table.set_column(table.column_names.index("split"), "split", pa.array(splits, pa.string()))
-    return table
+    video_codes, video_values = codes(table.column("video_id"))
+    count, labels = split_groups(video_codes, image_node)
+    first = _first_rows(labels, count)
+    keys_text = [
+        video_values[v] if v >= 0 else (image_values[i] if i >= 0 else f"row:{r}")
+        for r, v, i in zip(first.tolist(), video_codes[first].tolist(), image_codes[first].tolist())
+    ]
+    ranks = None
+    if keep_release_split:
+        split_codes, split_values = codes(table.column("split"))
+        value_rank = np.array([_rank(v) for v in split_values] + [-1], np.int64)
+        ranks = value_rank[split_codes]  # -1 indexes the trailing "no split"
+    splits, report.release_split_moves = assign_split_codes(labels, keys_text, ranks, val_fraction, test_fraction)
+    report.split_groups = count
+    split_array = pa.DictionaryArray.from_arrays(pa.array(splits, pa.int8()), pa.array(list(SPLITS))).cast(pa.string())
+    return table.set_column(table.column_names.index("split"), "split", split_array)
 
 
 def split_counts(table: pa.Table) -> dict[str, Counter]:
@@ -289,11 +334,12 @@ def split_counts(table: pa.Table) -> dict[str, Counter]:
 def subset_split_ranges(table: pa.Table) -> dict:
     """Rows ordered by (subset, split) with one ``take`` (none when already in order), and the row range of each
     (subset, split) pair in it, so each part is a zero-copy slice. The ordered table is under ``"__table__"``."""
-    subsets = table.column("subset").to_pylist()
-    splits = table.column("split").to_pylist()
-    split_rank = {name: i for i, name in enumerate(SPLITS)}
-    subset_rank = {name: i for i, name in enumerate(sorted(set(subsets)))}
-    keys = np.array([subset_rank[a] * 8 + split_rank.get(b, 7) for a, b in zip(subsets, splits)], dtype=np.int64)
+    subset_codes, subset_values = codes(table.column("subset"), missing=())
+    split_codes, split_values = codes(table.column("split"), missing=())
+    order_of = np.argsort(np.argsort(np.array(subset_values, dtype=object))) if subset_values else np.zeros(0, np.int64)
+    subset_rank = {name: int(order_of[i]) for i, name in enumerate(subset_values)}
+    split_of_code = np.array([SPLITS.index(v) if v in SPLITS else 7 for v in split_values] + [7], np.int64)
+    keys = order_of[subset_codes] * 8 + split_of_code[split_codes]
     order = np.argsort(keys, kind="stable")
     if (np.diff(keys) < 0).any():
         table = table.take(pa.array(order))

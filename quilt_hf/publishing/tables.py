@@ -79,27 +79,32 @@ class PairTableWriter:
         self.defaults = empty_row(features)
         self.batch_rows = batch_rows
         self.max_shard_bytes = max_shard_bytes
-        self._columns: dict[str, list] = {name: [] for name in features}
-        self._buffered = 0
+        self._rows: list[dict] = []
         self._writer = None
         self._shard_bytes = 0
         self.num_shards = 0
         self.num_rows = 0
 
     def write(self, row: dict) -> None:
-        for name, values in self._columns.items():
-            values.append(row.get(name, self.defaults[name]))
-        self._buffered += 1
-        if self._buffered >= self.batch_rows:
+        self._rows.append(row)
+        if len(self._rows) >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if not self._buffered:
+        rows = self._rows
+        if not rows:
             return
-        table = pa.Table.from_pydict(self._columns, schema=self.schema)
+        present: set[str] = set()
+        for keys in {tuple(row) for row in rows}:  # rows of one source share their keys: few distinct tuples
+            present.update(keys)
+        columns = {
+            name: [row.get(name, default) for row in rows] if name in present else [default] * len(rows)
+            for name, default in self.defaults.items()
+        }
+        table = pa.Table.from_pydict(columns, schema=self.schema)
         if self._writer is None or self._shard_bytes >= self.max_shard_bytes:
             self._close_writer()
             path = self.folder / f"pairs-{self.num_shards:05d}.parquet"
@@ -108,9 +113,8 @@ class PairTableWriter:
             self._shard_bytes = 0
         self._writer.write_table(table)
         self._shard_bytes += table.nbytes
-        self.num_rows += self._buffered
-        self._columns = {name: [] for name in self.features}
-        self._buffered = 0
+        self.num_rows += len(rows)
+        self._rows = []
 
     def _close_writer(self) -> None:
         if self._writer is not None:
