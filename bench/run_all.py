@@ -18,6 +18,7 @@ DEFAULT = [
     ("frame stage vs plain PyAV decode, memory 5 vs 30 min", ["bench_frames.py"]),
     ("text stage vs a difflib corrector (simulated ASR noise)", ["bench_text.py", "--simulate"]),
     ("evaluation overhead vs the bare forward", ["bench_eval.py"]),
+    ("Quilt-1M import/publish at 1M rows vs pandas; dedup vs imagehash", ["bench_quilt1m.py"]),
 ]
 NEEDS_MORE = [
     ("bench_asr.py", "faster-whisper peers: pip install 'quilt_hf[faster-whisper]'"),
