@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, Features
+from datasets import Dataset, Features, Value
 
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY, content_hash, fingerprint, matches_any, near_duplicate_groups
@@ -59,7 +59,14 @@ def concat_inputs(datasets: dict[str, Dataset]) -> tuple[pa.Table, Features]:
         subset = pc.if_else(pc.or_(pc.is_null(subset), pc.equal(subset, "")), pa.scalar(name), subset)
         table = table.set_column(table.column_names.index("subset"), "subset", subset) if "subset" in table.column_names \
             else table.append_column("subset", subset)
+        # Provenance: the input's name where a row has none (tables from `quilt curate` carry no such column).
+        if "provenance" in table.column_names:
+            filled = pc.fill_null(table.column("provenance"), name)
+            table = table.set_column(table.column_names.index("provenance"), "provenance", filled)
+        else:
+            table = table.append_column("provenance", pa.array([name] * len(table), pa.string()))
         tables.append(table)
+    features.setdefault("provenance", Value("string"))
     features = Features(features)
     schema = features.arrow_schema
     conformed = []

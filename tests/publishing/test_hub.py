@@ -51,6 +51,8 @@ def test_publish_command_writes_loadable_splits(tmp_path):
     dataset = load_dataset(str(folder))
     assert set(dataset) == {"train", "validation"}
     assert sum(len(part) for part in dataset.values()) == 12
+    # Rows without subset/provenance (these test rows) take the input's name: "<run>" of "<run>/pairs".
+    assert set(dataset["train"]["provenance"]) == set(dataset["train"]["subset"]) == {tmp_path.name}
 
 
 def test_overwrite_never_replaces_a_folder_that_is_not_a_hub_dataset(tmp_path):
