@@ -130,18 +130,27 @@ def _stable_bucket(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def codes(column, missing: tuple = ("",)) -> tuple[np.ndarray, list]:
-    """Integer codes of a string column (``-1`` for null and ``missing`` values) and its distinct values, without
-    building one Python string per row."""
+def codes(column, missing: tuple = ("",)) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes of a string column (``-1`` for null and ``missing`` values) and its dictionary of distinct
+    values (an Arrow array: no Python string is made per row or per distinct value)."""
     encoded = pc.dictionary_encode(column)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks() if encoded.num_chunks else pa.array([], pa.dictionary(pa.int32(), pa.string()))
-    values = encoded.dictionary.to_pylist()
+    dictionary = encoded.dictionary
     indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     for value in missing:
-        if value in values:
-            indices[indices == values.index(value)] = -1
-    return indices, values
+        position = pc.index(dictionary, value).as_py() if len(dictionary) else -1
+        if position is not None and position >= 0:
+            indices[indices == position] = -1
+    return indices, dictionary
+
+
+def _values_at(dictionary: pa.Array, positions: np.ndarray) -> list:
+    """``dictionary[positions]`` as Python values, None where a position is -1."""
+    if not len(positions):
+        return []
+    taken = dictionary.take(pa.array(np.maximum(positions, 0))).to_pylist() if len(dictionary) else [None] * len(positions)
+    return [v if p >= 0 else None for v, p in zip(taken, positions.tolist())]
 
 
 def split_groups(video_codes: np.ndarray, image_nodes: np.ndarray) -> tuple[int, np.ndarray]:
@@ -316,13 +325,14 @@ def merge_tables(
     count, labels = split_groups(video_codes, image_node)
     first = _first_rows(labels, count)
     keys_text = [
-        video_values[v] if v >= 0 else (image_values[i] if i >= 0 else f"row:{r}")
-        for r, v, i in zip(first.tolist(), video_codes[first].tolist(), image_codes[first].tolist())
+        v if v is not None else (i if i is not None else f"row:{r}")
+        for r, v, i in zip(first.tolist(), _values_at(video_values, video_codes[first]),
+                           _values_at(image_values, image_codes[first]))
     ]
     ranks = None
     if keep_release_split:
         split_codes, split_values = codes(table.column("split"))
-        value_rank = np.array([_rank(v) for v in split_values] + [-1], np.int64)
+        value_rank = np.array([_rank(v) for v in split_values.to_pylist()] + [-1], np.int64)
         ranks = value_rank[split_codes]  # -1 indexes the trailing "no split"
     splits, report.release_split_moves = assign_split_codes(labels, keys_text, ranks, val_fraction, test_fraction)
     report.split_groups = count
@@ -343,6 +353,7 @@ def subset_split_ranges(table: pa.Table) -> dict:
     (subset, split) pair in it, so each part is a zero-copy slice. The ordered table is under ``"__table__"``."""
     subset_codes, subset_values = codes(table.column("subset"), missing=())
     split_codes, split_values = codes(table.column("split"), missing=())
+    subset_values, split_values = subset_values.to_pylist(), split_values.to_pylist()
     order_of = np.argsort(np.argsort(np.array(subset_values, dtype=object))) if subset_values else np.zeros(0, np.int64)
     subset_rank = {name: int(order_of[i]) for i, name in enumerate(subset_values)}
     split_of_code = np.array([SPLITS.index(v) if v in SPLITS else 7 for v in split_values] + [7], np.int64)

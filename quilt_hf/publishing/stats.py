@@ -33,10 +33,8 @@ def compute_stats(table: pa.Table) -> dict:
     counted = table.select(["subset", "split"]).group_by(["subset", "split"]).aggregate([([], "count_all")])
     for subset, split, count in zip(*(counted.column(c).to_pylist() for c in ("subset", "split", "count_all"))):
         per_subset.setdefault(subset, {})[split] = count
-    caption_words = np.asarray(
-        pc.list_value_length(pc.utf8_split_whitespace(pc.fill_null(table.column("caption"), ""))).to_numpy(
-            zero_copy_only=False
-        )
+    caption_words = np.asarray(  # words = runs of non-space characters, counted without splitting
+        pc.count_substring_regex(pc.fill_null(table.column("caption"), ""), r"\S+").to_numpy(zero_copy_only=False)
     )
     video = table.column("video_id")
     has_video = pc.and_(pc.invert(pc.is_null(video)), pc.not_equal(video, ""))
