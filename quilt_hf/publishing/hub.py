@@ -69,14 +69,50 @@ def _num_shards(dataset: Dataset, max_shard_bytes: int) -> int:
 def write_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> int:
     """Write ``dataset`` as ``folder/<split>-NNNNN-of-NNNNN.parquet`` shards of about ``max_shard_bytes`` each,
     images embedded; returns the number of shards."""
-    folder.mkdir(parents=True, exist_ok=True)
     embedded = _embed_external_files(dataset)
-    shards = _num_shards(embedded, max_shard_bytes)
+    if embedded._indices is not None:
+        embedded = embedded.flatten_indices()
+    return write_table_shards(embedded.data.table, embedded.features, folder, split, max_shard_bytes)
+
+
+def write_table_shards(table, features, folder: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> int:
+    """:func:`write_shards` for an Arrow table whose images already hold their bytes (no ``Dataset`` is built:
+    building one fingerprints, and so copies, an in-memory table)."""
+    import pyarrow.parquet as pq
+    from datasets import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    size = table.nbytes or 1
+    shards = max(1, min(len(table), int(size / max_shard_bytes) + 1)) if len(table) else 1
+    schema = features.arrow_schema  # carries the `datasets` features, so images load as images
+    table = table.cast(schema)
+    has_images = any(isinstance(f, Image) for f in features.values())
+    group_rows = 100 if has_images else 10_000  # small row groups for images, as datasets writes them
+    per_shard = -(-len(table) // shards) if len(table) else 0
     for index in range(shards):
-        shard = embedded.shard(num_shards=shards, index=index, contiguous=True)
-        shard.to_parquet(str(folder / f"{split}-{index:05d}-of-{shards:05d}.parquet"))
-    logger.info("wrote %s/%s: %d rows in %d shard(s)", folder.name, split, len(dataset), shards)
+        part = table.slice(index * per_shard, per_shard)
+        # Row groups are written one slice at a time: memory holds one row group, not the shard.
+        with pq.ParquetWriter(str(folder / f"{split}-{index:05d}-of-{shards:05d}.parquet"), schema) as writer:
+            for offset in range(0, max(len(part), 1), group_rows):
+                writer.write_table(part.slice(offset, group_rows), row_group_size=group_rows)
+    logger.info("wrote %s/%s: %d rows in %d shard(s)", folder.name, split, len(table), shards)
     return shards
+
+
+def table_needs_embedding(table, features) -> bool:
+    """True when a top-level image/audio column of ``table`` has a cell with a path but no bytes."""
+    import pyarrow.compute as pc
+    from datasets import Audio, Image
+
+    for name, feature in features.items():
+        if isinstance(feature, (Image, Audio)) and name in table.column_names:
+            column = table.column(name)
+            if column.null_count == len(column):
+                continue
+            path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
+            if pc.any(path_only).as_py():
+                return True
+    return False
 
 
 def write_hub_folder(

@@ -34,7 +34,9 @@ from quilt_hf.publishing.hub import (
     push_folder_to_hub,
     recover_folder,
     swap_in,
+    table_needs_embedding,
     write_shards,
+    write_table_shards,
 )
 from quilt_hf.publishing.merge import (
     SPLITS,
@@ -244,6 +246,7 @@ def run_publish(config: PublishConfig) -> Path:
         splits_present = set()
         ranges = subset_split_ranges(table)
         table = ranges.pop("__table__")
+        needs_embedding = table_needs_embedding(table, features)
         for subset in subsets:
             data_files = []
             for split in SPLITS:
@@ -252,8 +255,12 @@ def run_publish(config: PublishConfig) -> Path:
                 if not len(rows):
                     continue
                 splits_present.add(split)
-                write_shards(Dataset(InMemoryTable(rows), info=DatasetInfo(features=features)), staging / "data" / _config_name(subset), split,
-                             config.max_shard_bytes)
+                target = staging / "data" / _config_name(subset)
+                if needs_embedding:  # image paths (a curate table on disk): let datasets read and embed them
+                    write_shards(Dataset(InMemoryTable(rows), info=DatasetInfo(features=features)), target, split,
+                                 config.max_shard_bytes)
+                else:
+                    write_table_shards(rows, features, target, split, config.max_shard_bytes)
                 data_files.append({"split": split, "path": f"data/{_config_name(subset)}/{split}-*"})
             configs.append({"config_name": _config_name(subset), "data_files": data_files})
         configs[0]["data_files"] = [{"split": s, "path": f"data/*/{s}-*"} for s in SPLITS if s in splits_present]
