@@ -82,3 +82,20 @@ def test_publish_refuses_an_empty_pairs_table(tmp_path):
     _pairs().filter(lambda row: False).save_to_disk(str(tmp_path / "pairs"))
     with pytest.raises(UserFacingError, match="no pairs"):
         run_publish(PublishConfig(dataset=str(tmp_path / "pairs"), output=str(tmp_path / "out")))
+
+
+def test_publish_embeds_images_that_a_pairs_table_holds_as_paths(tmp_path):
+    rows = []
+    for k in range(4):
+        path = tmp_path / f"frame{k}.png"
+        Image.fromarray(histology_like_image(k, (12, 10))).save(path)
+        row = empty_row(PAIR_FEATURES)
+        row.update(video_id=f"v{k}", caption=f"caption {k}", image=str(path))
+        rows.append(row)
+    Dataset.from_list(rows, features=PAIR_FEATURES).save_to_disk(str(tmp_path / "run" / "pairs"))
+    for k in range(4):
+        (tmp_path / f"frame{k}.png").unlink()  # the published folder must not need the originals
+    folder = run_publish(PublishConfig(dataset=str(tmp_path / "run" / "pairs"), output=str(tmp_path / "out")))
+    loaded = [r for split in load_dataset(str(folder)).values() for r in split]
+    assert sorted(r["caption"] for r in loaded) == [f"caption {k}" for k in range(4)]
+    assert all(r["image"].size == (10, 12) for r in loaded)
