@@ -35,7 +35,6 @@ from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.hub import recover_folder, swap_in
 from quilt_hf.publishing.release import (
     LOOKUP_COLUMNS,
-    LOOKUP_OPTIONAL_COLUMNS,
     CellError,
     ImageStore,
     parse_int_cell,

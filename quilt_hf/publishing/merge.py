@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +16,13 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, Value
 
 from quilt_hf.errors import UserFacingError
-from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY, content_hash, fingerprint, matches_any, near_duplicate_groups
+from quilt_hf.publishing.dedup import (
+    DEFAULT_MIN_SIMILARITY,
+    content_hash,
+    fingerprint,
+    matches_any,
+    near_duplicate_groups,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +110,6 @@ def image_keys(table: pa.Table, batch_rows: int = 2048) -> tuple[np.ndarray, lis
     seen: dict[str, int] = {}
     if "image" not in table.column_names or table.column("image").null_count == len(table):
         return keys, first_row, fingerprints
-    offset = 0
     column = table.column("image")
     with tqdm(total=len(table), desc="Fingerprinting images", unit=" rows", mininterval=5) as bar:
         for start in range(0, len(table), batch_rows):
@@ -122,7 +126,6 @@ def image_keys(table: pa.Table, batch_rows: int = 2048) -> tuple[np.ndarray, lis
                     fingerprints.append(fingerprint(data))
                 keys[start + i] = key
             bar.update(len(cells))
-            offset += len(cells)
     return keys, first_row, fingerprints
 
 
@@ -338,14 +341,6 @@ def merge_tables(
     report.split_groups = count
     split_array = pa.DictionaryArray.from_arrays(pa.array(splits, pa.int8()), pa.array(list(SPLITS))).cast(pa.string())
     return table.set_column(table.column_names.index("split"), "split", split_array)
-
-
-def split_counts(table: pa.Table) -> dict[str, Counter]:
-    """Rows per (subset, split)."""
-    counts: dict[str, Counter] = {}
-    for subset, split in zip(table.column("subset").to_pylist(), table.column("split").to_pylist()):
-        counts.setdefault(subset, Counter())[split] += 1
-    return counts
 
 
 def subset_split_ranges(table: pa.Table) -> dict:

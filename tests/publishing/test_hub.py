@@ -1,10 +1,8 @@
 import zlib
 
-import numpy as np
 from datasets import Dataset, load_dataset
-from PIL import Image
-
 from factories import histology_like_image
+from PIL import Image
 
 from quilt_hf.publishing.hub import write_hub_folder
 from quilt_hf.publishing.publish import PublishConfig, run_publish, split_by_video
