@@ -124,14 +124,22 @@ def key_frame_chunks(times: list[float], predictions: list, pair_chunk_time: flo
 # --------------------------------------------------------------------------------------------------- per video
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ _LUMA
+
+
 def _crop_ssim(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> float:
-    from quilt_hf.curation.frames import _gray, ssim
+    """SSIM of the same random 64x64 crop of two frames (grayscale), as the release's recipe."""
+    from quilt_hf.curation.frames import ssim
 
     height, width = a.shape[:2]
     size = min(CROP, height, width)
     y, x = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
-    crop_a = _gray(a[y : y + size, x : x + size].astype(np.float32))
-    crop_b = _gray(b[y : y + size, x : x + size].astype(np.float32))
+    crop_a = _gray(a[y : y + size, x : x + size])
+    crop_b = _gray(b[y : y + size, x : x + size])
     return float(ssim(crop_a, crop_b))
 
 
