@@ -109,6 +109,10 @@ def test_release_and_other_source_merge_into_a_loadable_hub_folder(tmp_path):
     assert set(quilt) == {"train"} and len(quilt["train"]) == 2
     assert quilt["train"][0]["pathology"] == ["Dermatopathology"]
     assert set(load_dataset(str(out), "pubmed")) == {"validation"}
+    from huggingface_hub import DatasetCard
+
+    card_data = DatasetCard.load(out / "README.md").data  # the card's metadata parses as a Hub dataset card
+    assert card_data.pretty_name and card_data.license == "other"
     card = (out / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
     assert {c["config_name"] for c in metadata["configs"]} == {"all", "quilt", "pubmed", "openpath", "pmc_extra"}
