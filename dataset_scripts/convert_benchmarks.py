@@ -322,7 +322,7 @@ def convert(
     csv_options: dict | None = None,
 ) -> Path:
     """Convert benchmark ``name`` from ``source`` into a Hub-layout folder ``output``; returns the folder."""
-    from quilt_hf.hub import BENCHMARK_CARD_TEMPLATE, write_hub_folder
+    from quilt_hf.publishing.hub import BENCHMARK_CARD_TEMPLATE, write_hub_folder
 
     benchmark = get_benchmark(name)
     source = Path(source).expanduser()
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         logger.info("wrote %s", folder)
         if args.push:
-            from quilt_hf.hub import push_folder_to_hub
+            from quilt_hf.publishing.hub import push_folder_to_hub
 
             logger.info("pushed to %s", push_folder_to_hub(folder, args.push))
     except UserFacingError as error:

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.site_packages is not None:
         sys.path.append(str(args.site_packages))  # after ours: our numpy / pillow win
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from quilt_hf.hub import BENCHMARK_CARD_TEMPLATE, write_hub_folder
+    from quilt_hf.publishing.hub import BENCHMARK_CARD_TEMPLATE, write_hub_folder
 
     splits = build(args.tiatoolbox_wheel, args.seed)
     write_hub_folder(

@@ -69,10 +69,24 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "publish",
-            "quilt_hf.publish",
+            "quilt_hf.publishing.publish",
             "PublishConfig",
             "run_publish",
             "Write a curated pairs table as a Hub-layout dataset (split by video, with a card); push it if asked.",
+        ),
+        Command(
+            "import",
+            "quilt_hf.publishing.importers",
+            "ImportConfig",
+            "run_import",
+            "Import the Quilt-1M release (lookup CSV + zip parts) or other image-text sources as a pairs table.",
+        ),
+        Command(
+            "rebuild",
+            "quilt_hf.publishing.rebuild",
+            "RebuildConfig",
+            "run_rebuild",
+            "Rebuild Quilt-1M's video images from your own video downloads and the release's recon files.",
         ),
     )
 }

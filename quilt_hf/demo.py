@@ -130,7 +130,7 @@ def _add_curation_scores(ctx: DemoContext, section) -> None:
 
 
 def _stage_publish(ctx: DemoContext) -> None:
-    from quilt_hf.publish import PublishConfig, run_publish
+    from quilt_hf.publishing.publish import PublishConfig, run_publish
 
     folder = run_publish(
         PublishConfig(
@@ -234,7 +234,7 @@ def _stage_evaluation_report(ctx: DemoContext) -> None:
 
 STAGES: tuple[Stage, ...] = (
     Stage("curate", "quilt_hf.curation.pipeline", "issue #6 curation, #3 text", _stage_curate),
-    Stage("publish", "quilt_hf.publish", "issue #2", _stage_publish),
+    Stage("publish", "quilt_hf.publishing.publish", "issue #2", _stage_publish),
     Stage("evaluate", "quilt_hf.evaluation.cli", "issue #5 evaluation", _stage_evaluate_base),
     Stage("train", "quilt_hf.training.train", "issue #4 training", _stage_train),
     Stage("report", "quilt_hf.report", "issue #2", _stage_evaluation_report),

@@ -40,7 +40,7 @@ def fixture_pairs_folder(tmp_path_factory) -> Path:
     """A synthetic pairs table with the PAIR_FEATURES schema (two captions for some images), in Hub layout."""
     from datasets import Dataset
 
-    from quilt_hf.hub import write_hub_folder
+    from quilt_hf.publishing.hub import write_hub_folder
     from quilt_hf.schema import PAIR_FEATURES, empty_row
 
     words = ["lymphocytes", "adipose tissue", "colonic glands", "keratin pearls", "mucin pools", "necrosis"]

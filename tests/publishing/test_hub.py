@@ -1,9 +1,11 @@
-import numpy as np
+import zlib
+
 from datasets import Dataset, load_dataset
+from factories import histology_like_image
 from PIL import Image
 
-from quilt_hf.hub import write_hub_folder
-from quilt_hf.publish import PublishConfig, run_publish, split_by_video
+from quilt_hf.publishing.hub import write_hub_folder
+from quilt_hf.publishing.publish import PublishConfig, run_publish, split_by_video
 from quilt_hf.schema import PAIR_FEATURES, empty_row
 
 
@@ -13,7 +15,8 @@ def _pairs(videos=("v1", "v2", "v3", "v4"), per_video=3) -> Dataset:
         for k in range(per_video):
             row = empty_row(PAIR_FEATURES)
             row.update(video_id=v, chunk_id=k, caption=f"{v} caption {k}", pathology=["Breast"], magnification=2)
-            row["image"] = Image.fromarray(np.full((12, 10, 3), 20 * k, np.uint8))
+            # Distinct images: identical ones would (rightly) be merged and tie their videos to one split.
+            row["image"] = Image.fromarray(histology_like_image(zlib.crc32(f"{v}:{k}".encode()), (12, 10)))
             rows.append(row)
     return Dataset.from_list(rows, features=PAIR_FEATURES)
 
@@ -46,6 +49,8 @@ def test_publish_command_writes_loadable_splits(tmp_path):
     dataset = load_dataset(str(folder))
     assert set(dataset) == {"train", "validation"}
     assert sum(len(part) for part in dataset.values()) == 12
+    # Rows without subset/provenance (these test rows) take the input's name: "<run>" of "<run>/pairs".
+    assert set(dataset["train"]["provenance"]) == set(dataset["train"]["subset"]) == {tmp_path.name}
 
 
 def test_overwrite_never_replaces_a_folder_that_is_not_a_hub_dataset(tmp_path):
@@ -75,3 +80,20 @@ def test_publish_refuses_an_empty_pairs_table(tmp_path):
     _pairs().filter(lambda row: False).save_to_disk(str(tmp_path / "pairs"))
     with pytest.raises(UserFacingError, match="no pairs"):
         run_publish(PublishConfig(dataset=str(tmp_path / "pairs"), output=str(tmp_path / "out")))
+
+
+def test_publish_embeds_images_that_a_pairs_table_holds_as_paths(tmp_path):
+    rows = []
+    for k in range(4):
+        path = tmp_path / f"frame{k}.png"
+        Image.fromarray(histology_like_image(k, (12, 10))).save(path)
+        row = empty_row(PAIR_FEATURES)
+        row.update(video_id=f"v{k}", caption=f"caption {k}", image=str(path))
+        rows.append(row)
+    Dataset.from_list(rows, features=PAIR_FEATURES).save_to_disk(str(tmp_path / "run" / "pairs"))
+    for k in range(4):
+        (tmp_path / f"frame{k}.png").unlink()  # the published folder must not need the originals
+    folder = run_publish(PublishConfig(dataset=str(tmp_path / "run" / "pairs"), output=str(tmp_path / "out")))
+    loaded = [r for split in load_dataset(str(folder)).values() for r in split]
+    assert sorted(r["caption"] for r in loaded) == [f"caption {k}" for k in range(4)]
+    assert all(r["image"].size == (10, 12) for r in loaded)

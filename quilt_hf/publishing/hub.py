@@ -1,0 +1,247 @@
+"""Hub layout: write a dataset as a folder the Hub (and ``load_dataset(folder)``) reads, and push it.
+
+A Hub-layout folder is ``README.md`` (a dataset card whose YAML ``configs`` names the data files) plus
+``data/<split>-NNNNN-of-NNNNN.parquet`` shards with images embedded as bytes, so the folder is
+self-contained. ``load_dataset(folder)`` works offline; ``push_to_hub`` uploads the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from quilt_hf.errors import UserFacingError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
+DATASET_CARD_TEMPLATE = "dataset_card.md"
+#: What a Hub-layout folder written here may hold (anything else means it is not ours to replace).
+HUB_FOLDER_ENTRIES = {"README.md", "data", ".gitattributes", "stats", "stats.json", "drops.jsonl"}
+BENCHMARK_CARD_TEMPLATE = "benchmark_card.md"
+
+
+def _embed_external_files(dataset: Dataset) -> Dataset:
+    """Replace image/audio paths by their bytes, as ``push_to_hub`` does, so shards are self-contained."""
+    from datasets.features.features import require_decoding
+    from datasets.table import embed_table_storage
+
+    if not any(require_decoding(f, ignore_decode_attribute=True) for f in dataset.features.values()):
+        return dataset
+    if not _has_unembedded_files(dataset):
+        return dataset
+    return dataset.with_format("arrow").map(embed_table_storage, batched=True, desc="Embedding images").with_format(
+        None
+    )
+
+
+def _has_unembedded_files(dataset: Dataset) -> bool:
+    """False when every top-level image/audio cell already holds its bytes (or is null): nothing to embed."""
+    import pyarrow.compute as pc
+    from datasets import Audio, Image
+    from datasets.features.features import require_decoding
+
+    for name, feature in dataset.features.items():
+        if not require_decoding(feature, ignore_decode_attribute=True):
+            continue
+        if not isinstance(feature, (Image, Audio)):
+            return True  # nested images: let datasets walk them
+        column = dataset.data.table.column(name) if dataset._indices is None else dataset.flatten_indices().data.column(name)
+        if column.null_count == len(column):
+            continue
+        path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
+        if pc.any(path_only).as_py():
+            return True
+    return False
+
+
+def _num_shards(dataset: Dataset, max_shard_bytes: int) -> int:
+    size = dataset.data.nbytes or 1
+    return max(1, min(len(dataset), int(size / max_shard_bytes) + 1)) if len(dataset) else 1
+
+
+def write_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> int:
+    """Write ``dataset`` as ``folder/<split>-NNNNN-of-NNNNN.parquet`` shards of about ``max_shard_bytes`` each,
+    images embedded; returns the number of shards."""
+    embedded = _embed_external_files(dataset)
+    if embedded._indices is not None:
+        embedded = embedded.flatten_indices()
+    return write_table_shards(embedded.data.table, embedded.features, folder, split, max_shard_bytes)
+
+
+def write_table_shards(table, features, folder: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> int:
+    """:func:`write_shards` for an Arrow table whose images already hold their bytes (no ``Dataset`` is built:
+    building one fingerprints, and so copies, an in-memory table)."""
+    import pyarrow.parquet as pq
+    from datasets import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    size = table.nbytes or 1
+    shards = max(1, min(len(table), int(size / max_shard_bytes) + 1)) if len(table) else 1
+    schema = features.arrow_schema  # carries the `datasets` features, so images load as images
+    table = table.cast(schema)
+    has_images = any(isinstance(f, Image) for f in features.values())
+    group_rows = 100 if has_images else 10_000  # small row groups for images, as datasets writes them
+    per_shard = -(-len(table) // shards) if len(table) else 0
+    for index in range(shards):
+        part = table.slice(index * per_shard, per_shard)
+        # Row groups are written one slice at a time: memory holds one row group, not the shard.
+        with pq.ParquetWriter(str(folder / f"{split}-{index:05d}-of-{shards:05d}.parquet"), schema) as writer:
+            for offset in range(0, max(len(part), 1), group_rows):
+                writer.write_table(part.slice(offset, group_rows), row_group_size=group_rows)
+    logger.info("wrote %s/%s: %d rows in %d shard(s)", folder.name, split, len(table), shards)
+    return shards
+
+
+def table_needs_embedding(table, features) -> bool:
+    """True when a top-level image/audio column of ``table`` has a cell with a path but no bytes."""
+    import pyarrow.compute as pc
+    from datasets import Audio, Image
+
+    for name, feature in features.items():
+        if isinstance(feature, (Image, Audio)) and name in table.column_names:
+            column = table.column(name)
+            if column.null_count == len(column):
+                continue
+            path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
+            if pc.any(path_only).as_py():
+                return True
+    return False
+
+
+def write_hub_folder(
+    splits: Mapping[str, Dataset] | DatasetDict | Dataset,
+    folder: str | Path,
+    *,
+    card_text: str | None = None,
+    pretty_name: str = "Quilt-style histopathology image-text pairs",
+    license: str = "other",
+    extra_card_data: dict | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    overwrite: bool = False,
+    template: str = DATASET_CARD_TEMPLATE,
+) -> Path:
+    """Write ``splits`` as a Hub-layout dataset folder.
+
+    The folder is assembled under a temporary name beside ``folder`` and renamed at the end, so an
+    interrupted call never leaves a half-written dataset.
+
+    Args:
+        splits (`Mapping[str, Dataset]` or `Dataset`): the splits to write (a single dataset is "train").
+        folder (`str` or `Path`): where to write; it must not exist unless ``overwrite``.
+        card_text (`str`, *optional*): Markdown body of the dataset card; a short default otherwise.
+        pretty_name (`str`): the card's name.
+        license (`str`): the card's licence identifier.
+        extra_card_data (`dict`, *optional*): more card metadata (tags, task_categories, ...).
+        max_shard_bytes (`int`): target size of a parquet shard.
+        overwrite (`bool`): replace an existing folder.
+        template (`str`): card template in ``quilt_hf/model_cards/``: ``dataset_card.md`` for curated pairs,
+            ``benchmark_card.md`` for evaluation benchmarks.
+
+    Returns:
+        `Path`: the folder.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from quilt_hf.cards import template_path
+
+    if isinstance(splits, Dataset):
+        splits = {"train": splits}
+    if not splits:
+        raise UserFacingError("nothing to write: no split has rows")
+    folder = Path(folder)
+    recover_folder(folder)
+    if folder.exists() and not overwrite:
+        raise UserFacingError(f"{folder} exists; choose another output or pass overwrite")
+    if folder.exists() and not _is_hub_folder(folder):
+        raise UserFacingError(f"{folder} exists and is not a Hub-layout dataset folder: refusing to replace it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        data_files = []
+        for split, dataset in splits.items():
+            write_shards(dataset, staging / "data", split, max_shard_bytes)
+            data_files.append({"split": split, "path": f"data/{split}-*"})
+        card_data = DatasetCardData(
+            pretty_name=pretty_name,
+            license=license,
+            configs=[{"config_name": "default", "data_files": data_files}],
+            dataset_info={"features": next(iter(splits.values())).features._to_yaml_list()},
+            **(extra_card_data or {}),
+        )
+        card = DatasetCard.from_template(
+            card_data,
+            template_path=str(template_path(template)),
+            pretty_name=pretty_name,
+            body=card_text or "",
+            num_rows={split: len(dataset) for split, dataset in splits.items()},
+        )
+        card.save(staging / "README.md")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, folder)
+    return folder
+
+
+def _previous_name(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.previous"
+
+
+def recover_folder(folder: str | Path) -> None:
+    """Undo what a crash in the middle of :func:`swap_in` left: the previous version is put back where it was
+    missing, and staging folders of unfinished writes (``.<name>.*``) are removed."""
+    folder = Path(folder)
+    previous = _previous_name(folder)
+    if previous.is_dir() and not folder.exists():
+        os.replace(previous, folder)
+        logger.warning("restored the previous version of %s (an earlier write stopped half-way)", folder)
+    for leftover in folder.parent.glob(f".{folder.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def swap_in(staging: str | Path, folder: str | Path) -> None:
+    """Replace ``folder`` by the finished ``staging`` folder (same file system) so that at every instant either
+    the old or the new version is whole: the old one is renamed aside, the new one renamed in, and only then
+    the old one deleted. A crash between the two renames is undone by :func:`recover_folder`."""
+    staging, folder = Path(staging), Path(folder)
+    previous = _previous_name(folder)
+    if previous.exists():
+        shutil.rmtree(previous)
+    if folder.exists():
+        os.replace(folder, previous)
+    try:
+        os.replace(staging, folder)
+    except BaseException:
+        if previous.exists() and not folder.exists():
+            os.replace(previous, folder)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _is_hub_folder(folder: Path) -> bool:
+    """True for an empty folder or one holding only what ``write_hub_folder`` writes (safe to replace)."""
+    return folder.is_dir() and {p.name for p in folder.iterdir()} <= HUB_FOLDER_ENTRIES
+
+
+def push_folder_to_hub(folder: str | Path, repo_id: str, *, private: bool = True, token_env: str = "HF_TOKEN") -> str:
+    """Upload a Hub-layout folder to ``repo_id`` (a dataset repository); the token comes from ``token_env``.
+
+    Returns:
+        `str`: the URL of the commit.
+    """
+    from huggingface_hub import HfApi
+
+    token = os.environ.get(token_env)  # never logged
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset")
+    logger.info("pushed %s to %s", folder, repo_id)
+    return str(commit)

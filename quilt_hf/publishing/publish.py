@@ -1,0 +1,306 @@
+"""``quilt publish``: pairs tables from one or more sources merged into a Hub-layout folder (and pushed when asked).
+
+Steps (:mod:`quilt_hf.publishing.merge`): concatenate the inputs (each row keeps its ``subset`` and provenance),
+merge exact and near-duplicate images (:mod:`quilt_hf.publishing.dedup`), drop images of ``--exclude_benchmarks``,
+assign splits per group of rows sharing a video or an image, then write ``data/<subset>/<split>-*.parquet``
+shards (one config per subset plus ``all``, the default), ``stats.json``, ``stats/*.png``, ``drops.jsonl`` and the
+card. The folder is staged beside ``--output`` and swapped in, so a crash leaves the previous version whole.
+
+``split_by_video`` (one table, split by a stable hash of ``video_id``) stays for callers of the old API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetInfo, Image
+from datasets.table import InMemoryTable
+
+from quilt_hf.errors import UserFacingError
+from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
+from quilt_hf.publishing.hub import (
+    DATASET_CARD_TEMPLATE,
+    DEFAULT_MAX_SHARD_BYTES,
+    _is_hub_folder,
+    push_folder_to_hub,
+    recover_folder,
+    swap_in,
+    table_needs_embedding,
+    write_shards,
+    write_table_shards,
+)
+from quilt_hf.publishing.merge import (
+    SPLITS,
+    MergeReport,
+    arrow_table,
+    concat_inputs,
+    merge_tables,
+    subset_split_ranges,
+)
+from quilt_hf.publishing.stats import PLOTS, compute_stats, markdown_tables, write_plots
+from quilt_hf.publishing.tables import load_pairs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishConfig:
+    """Merge pairs tables (from `quilt curate` or `quilt import`) into one Hub-layout dataset: duplicate images
+    merged, evaluation images removed when asked, split so that no video or image is in two splits, one config
+    per subset plus `all`, with a card, statistics and plots; optionally push it to the Hub (token from
+    $HF_TOKEN)."""
+
+    dataset: list[str] = field(
+        metadata={"help": "Pairs tables to merge: outputs of `quilt curate` (pairs/) or `quilt import`, Hub-layout "
+                  "folders or parquet files."}
+    )
+    output: str = field(metadata={"help": "Folder to write the Hub-layout dataset to (README.md + data/*.parquet)."})
+    val_fraction: float = field(default=0.1, metadata={"help": "Share of videos/images held out as validation."})
+    test_fraction: float = field(default=0.0, metadata={"help": "Share of videos/images held out as test."})
+    keep_release_split: bool = field(
+        default=False,
+        metadata={"help": "Keep the inputs' own `split` column (the release's); a video or image the input put in "
+                  "several splits goes to the most held-out one. Rows without a split are hashed."},
+    )
+    exclude_benchmarks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Evaluation benchmarks (registered names or folders) whose images, and their near "
+                  "duplicates, are removed from the dataset; counted in stats.json."},
+    )
+    min_similarity: float = field(
+        default=DEFAULT_MIN_SIMILARITY,
+        metadata={"help": "Cosine of the 16x16 perceptual fingerprints at or above which two images are the same "
+                  "image (see quilt_hf.publishing.dedup)."},
+    )
+    max_shard_bytes: int = field(default=DEFAULT_MAX_SHARD_BYTES, metadata={"help": "Target size of a parquet shard."})
+    pretty_name: str = field(default="Quilt-style histopathology image-text pairs", metadata={"help": "Card title."})
+    license: str = field(default="other", metadata={"help": "Licence identifier for the card."})
+    subset_licenses: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Licence of a subset as NAME=LICENCE (repeatable); shown per subset on the card."},
+    )
+    repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repository (org/name) to push to."})
+    push: bool = field(default=False, metadata={"help": "Upload the folder to --repo-id (needs network + HF_TOKEN)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
+
+
+def video_split(video_id: str, val_fraction: float, test_fraction: float) -> str:
+    """The split of a video: a stable function of its id (same answer on every machine and run)."""
+    bucket = int(hashlib.sha256(video_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if bucket < test_fraction:
+        return "test"
+    if bucket < test_fraction + val_fraction:
+        return "validation"
+    return "train"
+
+
+def split_by_video(pairs: Dataset, val_fraction: float = 0.1, test_fraction: float = 0.0) -> dict[str, Dataset]:
+    """Split a pairs table by video; the ``split`` column is filled. Empty splits are left out.
+
+    With very few videos a hash split can leave the validation split empty; then the last training video (in
+    sorted order) is moved there when ``val_fraction > 0`` and at least two training videos remain.
+    """
+    if not 0 <= val_fraction + test_fraction < 1:
+        raise UserFacingError("val_fraction + test_fraction must be in [0, 1)")
+    videos = sorted(set(pairs["video_id"]))
+    assignment = {v: video_split(v, val_fraction, test_fraction) for v in videos}
+    train_videos = [v for v in videos if assignment[v] == "train"]
+    if val_fraction > 0 and len(train_videos) > 1 and "validation" not in assignment.values():
+        assignment[train_videos[-1]] = "validation"
+    pairs = pairs.map(lambda row: {"split": assignment[row["video_id"]]}, desc="Assigning splits")
+    splits = {}
+    for name in ("train", "validation", "test"):
+        part = pairs.filter(lambda row, name=name: row["split"] == name, desc=f"Selecting {name}")
+        if len(part):
+            splits[name] = part
+    return splits
+
+
+#: What we know of the release's sources; a subset not listed shows "see its source" on the card.
+KNOWN_SUBSETS = {
+    "quilt": ("Narrated histopathology videos on YouTube (Quilt-1M video part, or `quilt curate`)",
+              "the videos' own terms; research use"),
+    "openpath": ("OpenPath: pathology images shared on Twitter (PLIP)", "the posts' own terms; research use"),
+    "pubmed": ("PMC-OA: figures of open-access PubMed Central articles", "the articles' licences (mostly CC)"),
+    "laion": ("LAION-5B histopathology subset", "LAION metadata CC-BY 4.0; images under their owners' terms"),
+}
+
+
+def _config_name(subset: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", subset).strip("_") or "unnamed"
+    return "subset_all" if name == "all" else name
+
+
+def _benchmark_fingerprints(names: list[str]) -> dict[str, list]:
+    if not names:
+        return {}
+    from quilt_hf.evaluation.registry import load_benchmark
+    from quilt_hf.publishing.merge import image_keys
+
+    result = {}
+    for name in names:
+        data = load_benchmark(name)
+        fingerprints = []
+        for split in data.splits.values():
+            column = next((c for c, f in split.features.items() if isinstance(f, Image)), None)
+            if column is None:
+                raise UserFacingError(f"--exclude_benchmarks {name}: it has no image column")
+            table = arrow_table(split.cast_column(column, Image(decode=False))).select([column]).rename_columns(["image"])
+            fingerprints += image_keys(table)[2]
+        result[name] = fingerprints
+        logger.info("benchmark %s: %d images to keep out", name, len(fingerprints))
+    return result
+
+
+def _card_body(config: PublishConfig, subsets: list[str], stats: dict, report: dict, plots: dict[str, str],
+               sources: dict[str, list[str]]) -> str:
+    licences = dict(item.split("=", 1) for item in config.subset_licenses if "=" in item)
+    lines = ["## Subsets", "", "| config | source | licence | provenance (inputs) |", "|---|---|---|---|"]
+    for subset in subsets:
+        source, licence = KNOWN_SUBSETS.get(subset, ("see its source", "see its source"))
+        lines.append(f"| `{_config_name(subset)}` | {source} | {licences.get(subset, licence)} | "
+                     f"{', '.join(sorted(sources.get(subset, [])))} |")
+    lines += [
+        "",
+        "Load one subset with `load_dataset(PATH, \"<config>\")`; the default config `all` holds every subset.",
+        "",
+        "## Merging",
+        "",
+        "Images were compared across all inputs: exact duplicates by content hash, near duplicates (re-encoded, "
+        "resized, recoloured, cropped by a few pixels) by a 16x16 grayscale fingerprint at cosine >= "
+        f"{config.min_similarity} (`quilt_hf.publishing.dedup`); each duplicate group keeps one image with all its "
+        "captions. Splits are assigned per group of rows sharing a video or an image, so no video and no image is "
+        "in two splits" + (" (the inputs' own splits were kept where given)." if config.keep_release_split else ".")
+        + (f" Images of {', '.join(config.exclude_benchmarks)} and their near duplicates were removed."
+           if config.exclude_benchmarks else ""),
+        "",
+        "## Statistics",
+        "",
+        markdown_tables(stats, report),
+        "",
+    ]
+    lines += [f"![{PLOTS[name]}](stats/{file})" for name, file in plots.items()]
+    return "\n".join(lines)
+
+
+def run_publish(config: PublishConfig) -> Path:
+    """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from quilt_hf.cards import template_path
+
+    inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
+    if not inputs:
+        raise UserFacingError("--dataset: give at least one pairs table")
+    datasets: dict[str, Dataset] = {}
+    for path in inputs:
+        source = Path(path)
+        if not source.exists():
+            raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")
+        name = source.name if source.name != "pairs" else source.parent.name or "pairs"
+        while name in datasets:
+            name += "_"
+        datasets[name] = load_pairs(source)
+    if sum(len(d) for d in datasets.values()) == 0:
+        raise UserFacingError(f"--dataset {inputs} has no pairs to publish; see its stats.json for the drop reasons")
+    output = Path(config.output)
+    recover_folder(output)
+    if output.exists() and not config.overwrite:
+        raise UserFacingError(f"{output} exists; choose another output or pass --overwrite")
+    if output.exists() and not _is_hub_folder(output):
+        raise UserFacingError(f"{output} exists and is not a Hub-layout dataset folder: refusing to replace it")
+    started = time.perf_counter()
+    table, features = concat_inputs(datasets)
+    report = MergeReport(rows_in={name: len(d) for name, d in datasets.items()})
+    drops: list[dict] = []
+    table = merge_tables(
+        table,
+        min_similarity=config.min_similarity,
+        benchmark_fingerprints=_benchmark_fingerprints(config.exclude_benchmarks),
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        keep_release_split=config.keep_release_split,
+        report=report,
+        drops=drops,
+    )
+    if len(table) == 0:
+        raise UserFacingError("nothing left to publish after merging (see the drop reasons logged above)")
+    subsets = sorted(set(table.column("subset").to_pylist()))
+    provenance = {}
+    for name, dataset in datasets.items():
+        for subset in set(arrow_table(dataset).column("subset").to_pylist()) if "subset" in dataset.column_names else []:
+            provenance.setdefault(subset or name, []).append(name)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        configs = [{"config_name": "all", "default": True, "data_files": []}]
+        splits_present = set()
+        ranges = subset_split_ranges(table)
+        table = ranges.pop("__table__")
+        needs_embedding = table_needs_embedding(table, features)
+        for subset in subsets:
+            data_files = []
+            for split in SPLITS:
+                start, stop = ranges.get((subset, split), (0, 0))
+                rows = table.slice(start, stop - start)  # zero-copy
+                if not len(rows):
+                    continue
+                splits_present.add(split)
+                target = staging / "data" / _config_name(subset)
+                if needs_embedding:  # image paths (a curate table on disk): let datasets read and embed them
+                    write_shards(Dataset(InMemoryTable(rows), info=DatasetInfo(features=features)), target, split,
+                                 config.max_shard_bytes)
+                else:
+                    write_table_shards(rows, features, target, split, config.max_shard_bytes)
+                data_files.append({"split": split, "path": f"data/{_config_name(subset)}/{split}-*"})
+            configs.append({"config_name": _config_name(subset), "data_files": data_files})
+        configs[0]["data_files"] = [{"split": s, "path": f"data/*/{s}-*"} for s in SPLITS if s in splits_present]
+        stats = compute_stats(table)
+        merge_figures = asdict(report)
+        merge_figures["dropped_rows"] = len(drops)
+        plots = write_plots(stats, staging / "stats")
+        (staging / "stats.json").write_text(json.dumps({"stats": stats, "merge": merge_figures}, indent=2))
+        with (staging / "drops.jsonl").open("w", encoding="utf-8") as handle:
+            for drop in drops:
+                handle.write(json.dumps(drop, ensure_ascii=False) + "\n")
+        card_data = DatasetCardData(
+            pretty_name=config.pretty_name,
+            license=config.license,
+            configs=configs,
+            dataset_info={"features": features._to_yaml_list()},
+            task_categories=["zero-shot-image-classification"],
+            tags=["histopathology", "quilt"],
+        )
+        num_rows = {s: int(pc.sum(pc.equal(table.column("split"), s)).as_py() or 0) for s in SPLITS if s in splits_present}
+        card = DatasetCard.from_template(
+            card_data,
+            template_path=str(template_path(DATASET_CARD_TEMPLATE)),
+            pretty_name=config.pretty_name,
+            body=_card_body(config, subsets, stats, merge_figures, plots, provenance),
+            num_rows=num_rows,
+        )
+        card.save(staging / "README.md")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, output)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "Hub-layout dataset: %s (%s; %d rows in, %d out, %d dropped) in %.1f s",
+        output, ", ".join(f"{k}: {v}" for k, v in num_rows.items()), sum(report.rows_in.values()), len(table),
+        len(drops), seconds,
+    )
+    if config.push:
+        if not config.repo_id:
+            raise UserFacingError("--push needs --repo_id org/name")
+        push_folder_to_hub(output, config.repo_id)
+    return output

@@ -1,0 +1,192 @@
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from _release_fixtures import make_release
+from datasets import load_dataset
+from factories import histology_like_image
+from PIL import Image, ImageEnhance
+
+from quilt_hf.errors import UserFacingError
+from quilt_hf.publishing import publish as publish_module
+from quilt_hf.publishing.dedup import fingerprint, near_duplicate_groups
+from quilt_hf.publishing.importers import ImportConfig, run_import
+from quilt_hf.publishing.merge import assign_splits
+from quilt_hf.publishing.publish import PublishConfig, run_publish
+
+
+def _jpeg(image: Image.Image, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _planted(image: np.ndarray) -> dict[str, bytes]:
+    pil = Image.fromarray(image)
+    w, h = pil.size
+    return {
+        "exact": _jpeg(pil),
+        "reencoded": _jpeg(pil, quality=60),
+        "resized": _jpeg(pil.resize((w // 2, h // 2))),
+        "cropped": _jpeg(pil.crop((3, 2, w - 2, h - 3))),
+        "jittered": _jpeg(ImageEnhance.Color(ImageEnhance.Brightness(pil).enhance(1.1)).enhance(0.85)),
+    }
+
+
+def test_planted_duplicates_are_found_and_distinct_images_never_merged():
+    originals = [histology_like_image(seed, (160, 160)) for seed in range(40)]
+    items, truth = [], []
+    for index, image in enumerate(originals):
+        items.append(fingerprint(_jpeg(Image.fromarray(image))))
+        truth.append(index)
+        if index < 20:
+            for data in _planted(image).values():
+                items.append(fingerprint(data))
+                truth.append(index)
+    groups = near_duplicate_groups(items)
+    truth = np.array(truth)
+    for original in range(40):
+        assert len(set(groups[truth == original])) == 1, f"copies of image {original} were not all merged"
+    assert len(set(groups.tolist())) == 40, "two distinct images were merged"
+
+
+def test_splits_never_split_a_video_or_an_image():
+    # rows: (video, image). v1 and v2 share image i2, so v1, v2 and all their rows form one group.
+    videos = ["v1", "v1", "v2", "v3", "", ""]
+    images = ["i1", "i2", "i2", "i3", "i4", "i4"]
+    for seed in range(20):
+        splits, groups, _ = assign_splits([v + str(seed) if v else v for v in videos],
+                                          [i + str(seed) for i in images], None, 0.4, 0.3)
+        assert groups == 3
+        assert len({splits[0], splits[1], splits[2]}) == 1 and splits[4] == splits[5]
+    release = ["train", "test", "train", "val", "train", ""]
+    splits, _, moves = assign_splits(videos, images, release, 0.1, 0.0)
+    assert splits[:3] == ["test"] * 3 and splits[3] == "validation" and moves == 2  # the most held-out side wins
+
+
+def _other_source(tmp_path, duplicate_of: bytes):
+    """A CSV table (the PMC-OA/OpenPath shape): one near duplicate of a release image, one URL, one new image."""
+    folder = tmp_path / "pmc"
+    folder.mkdir()
+    (folder / "dup.jpg").write_bytes(duplicate_of)
+    (folder / "new.jpg").write_bytes(_jpeg(Image.fromarray(histology_like_image(77, (96, 128)))))
+    (folder / "table.csv").write_text(
+        "image,caption\n"
+        "dup.jpg,the same carcinoma field from a paper\n"
+        "https://example.org/figs/remote.jpg,a figure we cannot fetch offline\n"
+        "new.jpg,a new lymph node figure\n"
+    )
+    return folder / "table.csv"
+
+
+@pytest.mark.slow
+def test_release_and_other_source_merge_into_a_loadable_hub_folder(tmp_path):
+    release = make_release(tmp_path / "release")
+    run_import(ImportConfig(format="quilt1m", lookup=str(release["lookup"]), images=[str(p) for p in release["parts"]["full"]],
+                            output=str(tmp_path / "release_pairs")))
+    video_image = release["images"]["dQw4w9WgXcQ_image_0b9f6a2e-5c1d-4d8e-9f00-aa11bb22cc33.jpg"]
+    recoloured = ImageEnhance.Brightness(Image.fromarray(video_image)).enhance(1.08)
+    table = _other_source(tmp_path, _jpeg(recoloured, quality=70))
+    imported = run_import(ImportConfig(format="table", source=str(table), subset="pmc_extra", output=str(tmp_path / "pmc_pairs")))
+    assert imported.drops == {"url_not_fetched": 1} and imported.rows_out == 2
+    out = tmp_path / "hub"
+    run_publish(PublishConfig(dataset=[str(tmp_path / "release_pairs"), str(tmp_path / "pmc_pairs")], output=str(out),
+                              keep_release_split=True))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["merge"]["near_duplicate_images"] == 1  # the recoloured paper figure is the video image
+    everything = load_dataset(str(out))
+    assert sum(len(s) for s in everything.values()) == 6  # 4 release rows + 2 table rows, none lost
+    rows = [r for s in everything.values() for r in s]
+    merged = [r for r in rows if r["caption"] == "the same carcinoma field from a paper"][0]
+    assert merged["image_id"] == "dQw4w9WgXcQ_image_0b9f6a2e-5c1d-4d8e-9f00-aa11bb22cc33"  # one image, all captions
+    assert merged["subset"] == "pmc_extra" and merged["provenance"] == "table.csv:0"
+    same_image = {r["split"] for r in rows if r["image_id"] == merged["image_id"]}
+    assert same_image == {"train"}  # the release's split, shared by every caption of the image
+    quilt = load_dataset(str(out), "quilt")
+    assert set(quilt) == {"train"} and len(quilt["train"]) == 2
+    assert quilt["train"][0]["pathology"] == ["Dermatopathology"]
+    assert set(load_dataset(str(out), "pubmed")) == {"validation"}
+    from huggingface_hub import DatasetCard
+
+    card_data = DatasetCard.load(out / "README.md").data  # the card's metadata parses as a Hub dataset card
+    assert card_data.pretty_name and card_data.license == "other"
+    card = (out / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert {c["config_name"] for c in metadata["configs"]} == {"all", "quilt", "pubmed", "openpath", "pmc_extra"}
+    for plot in ("pairs_per_subset", "caption_length", "images_per_video", "pathology", "magnification"):
+        assert f"(stats/{plot}.png)" in card
+        assert Image.open(out / "stats" / f"{plot}.png").size[0] > 100
+    assert "PMC-OA" in card and "release_pairs" in card  # source and provenance per subset
+
+
+def test_decontamination_removes_benchmark_images_and_counts_them(tmp_path, monkeypatch):
+    benchmark = [histology_like_image(500 + i, (64, 64)) for i in range(3)]
+    folder = tmp_path / "pmc"
+    folder.mkdir()
+    lines = ["image,caption"]
+    for i in range(6):
+        image = benchmark[i] if i < 2 else histology_like_image(900 + i, (64, 64))
+        (folder / f"{i}.jpg").write_bytes(_jpeg(Image.fromarray(image).resize((96, 96))))  # resized copies
+        lines.append(f"{i}.jpg,caption {i}")
+    (folder / "t.csv").write_text("\n".join(lines) + "\n")
+    run_import(ImportConfig(format="table", source=str(folder / "t.csv"), output=str(tmp_path / "pairs")))
+    monkeypatch.setattr(publish_module, "_benchmark_fingerprints",
+                        lambda names: {"toy_bench": [fingerprint(_jpeg(Image.fromarray(b))) for b in benchmark]})
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub"),
+                                    exclude_benchmarks=["toy_bench"]))
+    stats = json.loads((out / "stats.json").read_text())["merge"]
+    assert stats["contaminated_rows"] == {"toy_bench": 2}
+    kept = load_dataset(str(out))
+    assert sorted(r["caption"] for s in kept.values() for r in s) == [f"caption {i}" for i in range(2, 6)]
+    drops = [json.loads(line) for line in (out / "drops.jsonl").read_text().splitlines()]
+    assert [d["reason"] for d in drops] == ["benchmark:toy_bench"] * 2
+
+
+def test_the_offline_benchmark_can_be_excluded_by_name(tmp_path):
+    release = make_release(tmp_path / "release")
+    run_import(ImportConfig(format="quilt1m", lookup=str(release["lookup"]), images=[str(p) for p in release["parts"]["full"]],
+                            output=str(tmp_path / "pairs")))
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub"),
+                                    exclude_benchmarks=["quilt_offline_patches"]))
+    stats = json.loads((out / "stats.json").read_text())["merge"]
+    assert stats["contaminated_rows"] == {"quilt_offline_patches": 0}
+
+
+def test_a_crash_while_publishing_leaves_the_previous_version_whole(tmp_path, monkeypatch):
+    release = make_release(tmp_path / "release")
+    run_import(ImportConfig(format="quilt1m", lookup=str(release["lookup"]), output=str(tmp_path / "pairs")))
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub")))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(publish_module, "write_plots", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(out), overwrite=True))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(tmp_path.glob(".hub.*"))
+    # A crash between the two renames of the swap: the next run puts the old version back first.
+    out.rename(tmp_path / ".hub.previous")  # the old version renamed aside, the new one not yet in
+    from quilt_hf.publishing.hub import recover_folder
+
+    recover_folder(out)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_publish_refuses_missing_inputs(tmp_path):
+    with pytest.raises(UserFacingError, match="no such folder"):
+        run_publish(PublishConfig(dataset=[str(tmp_path / "nope")], output=str(tmp_path / "hub")))
+
+
+def test_shards_are_bounded(tmp_path):
+    release = make_release(tmp_path / "release")
+    run_import(ImportConfig(format="quilt1m", lookup=str(release["lookup"]), images=[str(p) for p in release["parts"]["full"]],
+                            output=str(tmp_path / "pairs")))
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub"), max_shard_bytes=1,
+                                    val_fraction=0.0))
+    shards = sorted((out / "data" / "quilt").glob("*.parquet"))
+    assert len(shards) == 2 and sum(pq.read_metadata(s).num_rows for s in shards) == 2
