@@ -74,6 +74,13 @@ COMMANDS: dict[str, Command] = {
             "run_publish",
             "Write a curated pairs table as a Hub-layout dataset (split by video, with a card); push it if asked.",
         ),
+        Command(
+            "app",
+            "quilt_hf.app.cli",
+            "AppConfig",
+            "run_app",
+            "Web app (Gradio): browse, search and flag pairs, try a model, read the leaderboard.",
+        ),
     )
 }
 

@@ -32,6 +32,12 @@ class PublishConfig:
     repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repository (org/name) to push to."})
     push: bool = field(default=False, metadata={"help": "Upload the folder to --repo-id (needs network + HF_TOKEN)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
+    drop_flagged: bool = field(
+        default=False,
+        metadata={"help": "Drop pairs flagged by reviewers (`quilt app`): flags in --flags, else in "
+                  "<--dataset>.flags.jsonl and <--output>.flags.jsonl. The count is logged."},
+    )
+    flags: list[str] = field(default_factory=list, metadata={"help": "Flags files for --drop_flagged."})
 
 
 def video_split(video_id: str, val_fraction: float, test_fraction: float) -> str:
@@ -75,6 +81,14 @@ def run_publish(config: PublishConfig) -> Path:
         raise UserFacingError(f"--dataset {source}: expected one pairs table, found {type(pairs).__name__}")
     if len(pairs) == 0:
         raise UserFacingError(f"--dataset {source} has no pairs to publish; see its stats.json for the drop reasons")
+    if config.drop_flagged:
+        from quilt_hf.flags import default_flags_path, drop_flagged, flagged_keys
+
+        files = config.flags or [default_flags_path(source), default_flags_path(config.output)]
+        pairs, dropped = drop_flagged(pairs, flagged_keys(files))
+        logger.info("dropped %d flagged pair(s) (flags: %s); %d left", dropped, ", ".join(map(str, files)), len(pairs))
+        if len(pairs) == 0:
+            raise UserFacingError("every pair is flagged: nothing left to publish")
     splits = split_by_video(pairs, config.val_fraction, config.test_fraction)
     folder = write_hub_folder(
         splits,
