@@ -3,7 +3,7 @@
 Element ids (``elem_id``) are stable: the browser test and anyone scripting the app rely on them.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Gradio reads the `gr.SelectData` annotations at run time.
 
 import logging
 import re
@@ -66,7 +66,7 @@ def build_app(backend: AppBackend):
                     video = dropdown("video", store.choices("video_id"), "filter-video")
                 with gr.Row():
                     previous_button = gr.Button("◀ previous", elem_id="page-previous", size="sm")
-                    page_number = gr.Number(value=0, precision=0, label="page", elem_id="page-number", minimum=0)
+                    page_number = gr.Number(value=1, precision=0, label="page", elem_id="page-number", minimum=1)
                     next_button = gr.Button("next ▶", elem_id="page-next", size="sm")
                     page_info = gr.Markdown(elem_id="page-info")
                 grid = gr.Gallery(label="pairs", columns=6, height=520, allow_preview=False, elem_id="browse-grid")
@@ -81,24 +81,26 @@ def build_app(backend: AppBackend):
 
                 def show_page(subset_, split_, pathology_, magnification_, video_, page_):
                     filters = backend.filters(subset_, split_, pathology_, magnification_, video_)
-                    items, rows, total = backend.page(filters, int(page_ or 0), PAGE_SIZE)
+                    total = len(backend.store.select(filters))
                     pages = max(1, -(-total // PAGE_SIZE))
-                    info = f"{total:,} matching pairs · page {int(page_ or 0) + 1} of {pages}"
-                    return items, rows, info
+                    page_ = min(max(1, int(page_ or 1)), pages)
+                    items, rows, total = backend.page(filters, page_ - 1, PAGE_SIZE)
+                    info = f"{total:,} matching pairs · page {page_} of {pages}"
+                    return items, rows, info, page_
 
                 filter_inputs = [subset, split, pathology, magnification, video]
                 for component in filter_inputs:
-                    component.change(lambda: 0, None, page_number).then(
-                        show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info]
+                    component.change(lambda: 1, None, page_number).then(
+                        show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info, page_number]
                     )
-                page_number.submit(show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info])
-                next_button.click(lambda p: int(p or 0) + 1, page_number, page_number).then(
-                    show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info]
+                page_number.submit(show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info, page_number])
+                next_button.click(lambda p: int(p or 1) + 1, page_number, page_number).then(
+                    show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info, page_number]
                 )
-                previous_button.click(lambda p: max(0, int(p or 0) - 1), page_number, page_number).then(
-                    show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info]
+                previous_button.click(lambda p: max(1, int(p or 1) - 1), page_number, page_number).then(
+                    show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info, page_number]
                 )
-                app.load(show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info])
+                app.load(show_page, [*filter_inputs, page_number], [grid, grid_rows, page_info, page_number])
 
                 def show_detail(rows, evt: gr.SelectData):
                     row = rows[evt.index]
