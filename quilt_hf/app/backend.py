@@ -99,6 +99,9 @@ class AppBackend:
             f"text window {record.get('text_start', 0):.1f}-{record.get('text_end', 0):.1f} s "
             f"(chunk {record.get('chunk_id', '')}, video length {record.get('video_duration', 0):.1f} s)"
         )
+        location = self.store.video_location(video, float(record.get("start") or 0))
+        if location:
+            lines.append(f"**watch** {location}")
         score = self.store.histology_score(record)
         lines.append(f"**histology score** {score:.3f}" if score is not None else "**histology score** not recorded")
         magnification = record.get("magnification")

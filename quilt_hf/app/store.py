@@ -140,6 +140,7 @@ class PairStore:
         self.num_rows = self.facets.num_rows
         self._selections: OrderedDict[Filters, np.ndarray] = OrderedDict()
         self._histology_scores: dict[str, float] | None = None
+        self._videos: dict[str, dict] | None = None
         logger.info("dataset %s: %d pairs", self.source, self.num_rows)
 
     def _fingerprint(self) -> str:
@@ -249,19 +250,39 @@ class PairStore:
             self._histology_scores = self._load_histology_scores()
         return self._histology_scores.get(record.get("image_id", ""))
 
-    def _load_histology_scores(self) -> dict[str, float]:
+    def _curated_table(self, name: str, columns: set[str]):
+        """A table of the curation output beside the dataset (``<name>/`` next to a pairs folder, or
+        ``curated/<name>/`` next to a published folder) with ``columns``, memory-mapped; None if there is none."""
         if self.folder is None:
-            return {}
-        candidates = [self.folder.parent / "chunks", self.folder.parent / "curated" / "chunks"]
-        for folder in candidates:
+            return None
+        for folder in (self.folder.parent / name, self.folder.parent / "curated" / name):
             if (folder / "state.json").is_file():
                 from datasets import load_from_disk
 
-                chunks = load_from_disk(str(folder))
-                if {"image_id", "histology_score"} <= set(chunks.column_names):
-                    table = chunks.data.table.select(["image_id", "histology_score"])
-                    return dict(zip(table["image_id"].to_pylist(), table["histology_score"].to_pylist()))
-        return {}
+                table = load_from_disk(str(folder))
+                if columns <= set(table.column_names):
+                    return table.data.table.select(sorted(columns))
+        return None
+
+    def _load_histology_scores(self) -> dict[str, float]:
+        table = self._curated_table("chunks", {"image_id", "histology_score"})
+        if table is None:
+            return {}
+        return dict(zip(table["image_id"].to_pylist(), table["histology_score"].to_pylist()))
+
+    def video_location(self, video_id: str, start: float = 0.0) -> str:
+        """Where a video can be watched: its URL (YouTube links jump to ``start``) or local path, from the curated
+        videos table beside the dataset; "" when unknown."""
+        if self._videos is None:
+            table = self._curated_table("videos", {"video_id", "url", "path"})
+            self._videos = {} if table is None else {r["video_id"]: r for r in table.to_pylist()}
+        video = self._videos.get(video_id)
+        if not video:
+            return ""
+        url = video.get("url") or ""
+        if "youtube.com/watch" in url or "youtu.be/" in url:
+            return f"{url}{'&' if '?' in url else '?'}t={int(start)}s"
+        return url or video.get("path") or ""
 
     def iter_batches(self, columns: list[str], batch_size: int = 1024):
         """Record batches of ``columns`` over the whole dataset, in row order."""

@@ -120,3 +120,25 @@ def test_leaderboard_reads_model_index_from_a_model_card(tmp_path):
     entries = leaderboard.entries_from_model_card(str(tmp_path))
     assert entries == [leaderboard.Entry("zero_shot", "pcam", "card-model", leaderboard.MODEL_CARD,
                                          "top-1 accuracy", 55.5)]
+
+
+def test_curated_folder_with_chunks_and_videos_tables(tmp_path):
+    from datasets import Dataset
+    from pairs_factory import build_pairs
+
+    pairs = build_pairs(6)
+    pairs.save_to_disk(str(tmp_path / "curated" / "pairs"))
+    Dataset.from_dict({"image_id": pairs["image_id"], "histology_score": [0.25 + 0.1 * i for i in range(6)]}
+                      ).save_to_disk(str(tmp_path / "curated" / "chunks"))
+    Dataset.from_dict({"video_id": ["vid0", "vid1"], "url": ["https://www.youtube.com/watch?v=abc", ""],
+                       "path": ["/videos/vid0.mp4", "/videos/vid1.mp4"]}).save_to_disk(str(tmp_path / "curated"
+                                                                                           / "videos"))
+    backend = AppBackend(str(tmp_path / "curated" / "pairs"), cache_dir=str(tmp_path / "cache"))
+    assert backend.store.num_rows == 6
+    assert backend.flags_path == tmp_path / "curated" / "pairs.flags.jsonl"
+    row = pairs["image_id"].index("vid0_0_3")
+    text, _, _ = backend.detail(row)
+    assert "histology score** 0.550" in text and "watch** https://www.youtube.com/watch?v=abc&t=3s" in text
+    text, _, _ = backend.detail(pairs["video_id"].index("vid1"))
+    assert "/videos/vid1.mp4" in text
+    assert backend.search_words("osteoid") == [5]
