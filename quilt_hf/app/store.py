@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,64 @@ def decode_image(value):
     return None
 
 
+class RowReader:
+    """Reads rows by number, touching only the parquet row groups that hold them.
+
+    ``pyarrow.dataset.Dataset.take`` scans the dataset from the start up to the last index asked for, so a page near
+    the end of a million rows costs a read of nearly all of it. Here each parquet file's row-group sizes (footer
+    metadata) give every row group's first row number; a page reads its one or two row groups (the images of a
+    published dataset are written in row groups of about 100 rows), and the last few are kept. An in-memory
+    (memory-mapped) table is read with ``Table.take``.
+    """
+
+    def __init__(self, dataset, cache_size: int = 8):
+        import pyarrow.dataset as pads
+
+        self.table = dataset.to_table() if isinstance(dataset, pads.InMemoryDataset) else None
+        self.files: list = []
+        starts, groups = [0], []
+        if self.table is None:
+            import pyarrow.parquet as pq
+
+            for number, path in enumerate(dataset.files):
+                handle = pq.ParquetFile(path)
+                self.files.append(handle)
+                for group in range(handle.metadata.num_row_groups):
+                    groups.append((number, group))
+                    starts.append(starts[-1] + handle.metadata.row_group(group).num_rows)
+        self.groups = groups
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _row_group(self, index: int, columns: tuple[str, ...]):
+        key = (index, columns)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            number, group = self.groups[index]
+            table = self.files[number].read_row_group(group, columns=list(columns))
+            self._cache[key] = table
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return table
+
+    def take(self, sorted_rows: np.ndarray, columns: list[str]):
+        """A table of ``sorted_rows`` (ascending row numbers) with ``columns``."""
+        import pyarrow as pa
+
+        if self.table is not None:
+            return self.table.select(columns).take(pa.array(sorted_rows))
+        group_of_row = np.searchsorted(self.starts, sorted_rows, side="right") - 1
+        parts = []
+        for index in np.unique(group_of_row):
+            local = sorted_rows[group_of_row == index] - self.starts[index]
+            parts.append(self._row_group(int(index), tuple(columns)).take(pa.array(local)))
+        return pa.concat_tables(parts)
+
+
 class PairStore:
     """Paged, filtered access to a pairs dataset.
 
@@ -135,6 +194,7 @@ class PairStore:
 
                 cache_dir = Path(quilt_home()) / "app-cache" / self.source.replace("/", "__")
         self.cache_dir = Path(cache_dir)
+        self._reader = RowReader(self.dataset)
         facet_columns = [c for c in FACET_COLUMNS if c in self.columns]
         self.facets = self.dataset.to_table(columns=facet_columns)
         self.num_rows = self.facets.num_rows
@@ -199,14 +259,11 @@ class PairStore:
     # ---- rows ---------------------------------------------------------------------------------------------
     def take(self, rows, columns: list[str] | None = None) -> list[dict]:
         """The given rows as dicts (``columns`` only, default all), in the order given."""
-        import pyarrow as pa
-
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
             return []
         order = np.argsort(rows, kind="stable")
-        table = self.dataset.take(pa.array(rows[order]), columns=columns)
-        records = table.to_pylist()
+        records = self._reader.take(rows[order], columns or self.columns).to_pylist()
         out: list[dict] = [{}] * len(rows)
         for position, record in zip(order, records):
             record["_row"] = int(rows[position])
