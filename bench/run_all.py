@@ -18,6 +18,7 @@ DEFAULT = [
     ("frame stage vs plain PyAV decode, memory 5 vs 30 min", ["bench_frames.py"]),
     ("text stage vs a difflib corrector (simulated ASR noise)", ["bench_text.py", "--simulate"]),
     ("evaluation overhead vs the bare forward", ["bench_eval.py"]),
+    ("quilt app paging and search on 1M generated pairs vs datasets / substring scan / numpy", ["bench_app.py"]),
 ]
 NEEDS_MORE = [
     ("bench_asr.py", "faster-whisper peers: pip install 'quilt_hf[faster-whisper]'"),
