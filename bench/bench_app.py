@@ -112,8 +112,10 @@ def clustered_vectors(rows: int, dim: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(256, dim)).astype(np.float32)
     vectors = centres[rng.integers(0, 256, size=rows)]
-    vectors += rng.normal(scale=0.6, size=vectors.shape).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for start in range(0, rows, 50_000):  # in blocks: no float64 copy of the whole matrix
+        block = vectors[start : start + 50_000]
+        block += 0.6 * rng.standard_normal(size=block.shape, dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
     return vectors
 
 

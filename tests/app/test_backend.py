@@ -65,6 +65,7 @@ def test_meaning_search_caches_embeddings_and_ranks_exact_image_first(backend, t
     assert len(caption_hits) == 10
     files = list(backend.store.cache_dir.glob("embeddings-*.safetensors"))
     assert len(files) == 1
+    assert len(list(backend.store.cache_dir.glob("embeddings-*.faiss"))) == 2  # image and text indexes
     text_hits, _ = backend.search_meaning(model, text="lung granuloma")
     assert len(text_hits) == 18
 
