@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ def open_arrow_dataset(source: str | os.PathLike):
                 "`quilt publish` output or a `quilt curate` pairs folder"
             )
         return pads.dataset([str(f) for f in files], format="parquet"), path
-    if "/" in str(source) and not path.exists():
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", str(source)) and not path.exists():  # a Hub name, org/name
         return pads.dataset([str(f) for f in _hub_files(str(source))], format="parquet"), None
     raise UserFacingError(f"--dataset {source}: no such folder or file")
 

@@ -143,3 +143,13 @@ def test_curated_folder_with_chunks_and_videos_tables(tmp_path):
     text, _, _ = backend.detail(pairs["video_id"].index("vid1"))
     assert "/videos/vid1.mp4" in text
     assert backend.search_words("osteoid") == [5]
+
+
+def test_quilt_app_refuses_a_missing_or_wrong_dataset(tmp_path, caplog):
+    from quilt_hf.cli import main
+
+    assert main(["app", "--dataset", str(tmp_path / "missing")]) == 1
+    assert "no such folder" in caplog.text
+    (tmp_path / "empty").mkdir()
+    assert main(["app", "--dataset", str(tmp_path / "empty")]) == 1
+    assert "no parquet files" in caplog.text
