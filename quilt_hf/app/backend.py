@@ -107,8 +107,8 @@ class AppBackend:
         magnification = record.get("magnification")
         lines.append(f"**magnification** {MAGNIFICATION_NAMES.get(magnification, magnification)}")
         for column in ("pathology", "med_umls_ids", "subset", "split", "source", "asr_model", "text_backend"):
-            if column in record:
-                value = record[column]
+            value = record.get(column)
+            if value not in (None, "", []):
                 lines.append(f"**{column}** {', '.join(map(str, value)) if isinstance(value, list) else value}")
         entities = record.get("entities") or []
         if entities:

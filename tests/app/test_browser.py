@@ -2,6 +2,9 @@
 through Playwright. Opens each tab, filters, searches, flags, runs a zero-shot query and reads the leaderboard,
 saving a screenshot per tab to docs/screenshots/ (the README shows them).
 
+Screenshots go to docs/screenshots/ when QUILT_UPDATE_SCREENSHOTS=1 or when one is missing there, else to the
+test's temporary folder (so a test run leaves the working tree clean).
+
 Needs the app extra (gradio, faiss-cpu, playwright) and a Chromium binary (Debian's `chromium`; `.ci/run` installs
 it). Playwright's own browser download is never used: the system binary is passed as `executable_path`.
 """
@@ -84,9 +87,18 @@ def choose(page, elem_id: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_app_in_a_real_browser(browser, served_app, pairs_dataset):
+def screenshot_folder(tmp_path: Path) -> Path:
+    names = ("browse", "search", "flag", "try_a_model", "leaderboard")
+    update = os.environ.get("QUILT_UPDATE_SCREENSHOTS") == "1"
+    if update or not all((SCREENSHOTS / f"{name}.png").is_file() for name in names):
+        return SCREENSHOTS
+    return tmp_path
+
+
+def test_app_in_a_real_browser(browser, served_app, pairs_dataset, tmp_path):
     url, backend = served_app
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshot_folder(tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
@@ -102,7 +114,7 @@ def test_app_in_a_real_browser(browser, served_app, pairs_dataset):
     detail = page.inner_text("#browse-detail")
     assert "vid2" in detail and "histology score" in detail
     page.wait_for_selector("#browse-chunk img")
-    page.screenshot(path=str(SCREENSHOTS / "browse.png"), full_page=True)
+    page.screenshot(path=str(shots / "browse.png"), full_page=True)
 
     # Search by words: matching pairs only.
     open_tab(page, "Search")
@@ -114,7 +126,7 @@ def test_app_in_a_real_browser(browser, served_app, pairs_dataset):
     page.wait_for_selector("#search-results img")
     page.locator("#search-results img").first.click()
     page.wait_for_function("document.querySelector('#search-detail').innerText.includes('adenocarcinoma')")
-    page.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
+    page.screenshot(path=str(shots / "search.png"), full_page=True)
     searched = backend.search_words("adenocarcinoma glands")[0]
 
     # Flag the pair selected in Search; the flag lands in the flags file, not in the dataset.
@@ -131,7 +143,7 @@ def test_app_in_a_real_browser(browser, served_app, pairs_dataset):
         ("wrong_text", "caption describes another field", "browser test")
     ]
     assert saved[0]["image_id"] == backend.store.take([searched], ["image_id"])[0]["image_id"]
-    page.screenshot(path=str(SCREENSHOTS / "flag.png"), full_page=True)
+    page.screenshot(path=str(shots / "flag.png"), full_page=True)
 
     # Try a model: zero-shot scores of an uploaded image, and the nearest captions.
     open_tab(page, "Try a model")
@@ -147,12 +159,12 @@ def test_app_in_a_real_browser(browser, served_app, pairs_dataset):
     _, caption_hits = backend.search_meaning(backend.models[0], image=backend.store.row(1)["image"])
     nearest = backend.captions([caption_hits[0][0]])[0]
     page.wait_for_function(f"document.querySelector('#try-captions').innerText.includes({nearest[:20]!r})")
-    page.screenshot(path=str(SCREENSHOTS / "try_a_model.png"), full_page=True)
+    page.screenshot(path=str(shots / "try_a_model.png"), full_page=True)
 
     # Leaderboard: measured rows and the paper's published rows.
     open_tab(page, "Leaderboard")
     page.wait_for_function("document.querySelector('#board-table').innerText.includes('QuiltNet (paper)')")
     table = page.inner_text("#board-table")
     assert "my-quiltnet" in table and "71.25" in table and "published, not measured here" in table
-    page.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
+    page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
     page.close()
