@@ -167,4 +167,16 @@ def test_app_in_a_real_browser(browser, served_app, pairs_dataset, tmp_path):
     table = page.inner_text("#board-table")
     assert "my-quiltnet" in table and "71.25" in table and "published, not measured here" in table
     page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
+    # Sortable: sort ascending by top-1 accuracy through the column's menu; the lowest row comes first.
+    page.locator("#board-table [data-testid=header-2]").click()
+    page.locator("#board-table [data-testid=header-2] button[aria-label='Open cell menu']").click()
+    page.get_by_text("Sort ascending").first.click()
+    page.wait_for_function(
+        "(t => t.indexOf('BiomedCLIP (paper)') < t.indexOf('my-quiltnet'))(document.querySelector('#board-table')"
+        ".innerText)"
+    )
+    cells = [line.strip() for line in page.inner_text("#board-table").splitlines()]
+    order = [cells.index(m) for m in ("BiomedCLIP (paper)", "PLIP (paper)", "CLIP (paper)", "QuiltNet (paper)",
+                                     "my-quiltnet")]
+    assert order == sorted(order)  # 53 < 59 < 62 < 65 < 71.25
     page.close()
