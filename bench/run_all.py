@@ -22,6 +22,7 @@ DEFAULT = [
     ("histology filters per hard case, tuning set (demo), vs the heuristic", ["bench_histology.py", "--corpus", "demo"]),
     ("histology filters per hard case, held out, vs the heuristic", ["bench_histology.py", "--corpus", "heldout"]),
     ("Quilt-1M import/publish at 1M rows vs pandas; dedup vs imagehash", ["bench_quilt1m.py"]),
+    ("quilt app paging and search on 1M generated pairs vs datasets / substring scan / numpy", ["bench_app.py"]),
 ]
 NEEDS_MORE = [
     ("bench_asr.py", "faster-whisper peers: pip install 'quilt_hf[faster-whisper]'"),

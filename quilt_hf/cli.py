@@ -88,6 +88,13 @@ COMMANDS: dict[str, Command] = {
             "run_rebuild",
             "Rebuild Quilt-1M's video images from your own video downloads and the release's recon files.",
         ),
+        Command(
+            "app",
+            "quilt_hf.app.cli",
+            "AppConfig",
+            "run_app",
+            "Web app (Gradio): browse, search and flag pairs, try a model, read the leaderboard.",
+        ),
     )
 }
 

@@ -61,7 +61,7 @@ def concat_inputs(datasets: dict[str, Dataset]) -> tuple[pa.Table, Features]:
             features.setdefault(column, feature)
         table = arrow_table(dataset)
         subset = table.column("subset") if "subset" in table.column_names else pa.nulls(len(table), pa.string())
-        subset = pc.if_else(pc.or_(pc.is_null(subset), pc.equal(subset, "")), pa.scalar(name), subset)
+        subset = pc.if_else(pc.or_kleene(pc.is_null(subset), pc.equal(subset, "")), pa.scalar(name), subset)
         table = table.set_column(table.column_names.index("subset"), "subset", subset) if "subset" in table.column_names \
             else table.append_column("subset", subset)
         # Provenance: the input's name where a row has none (tables from `quilt curate` carry no such column).
@@ -72,6 +72,8 @@ def concat_inputs(datasets: dict[str, Dataset]) -> tuple[pa.Table, Features]:
             table = table.append_column("provenance", pa.array([name] * len(table), pa.string()))
         tables.append(table)
     features.setdefault("provenance", Value("string"))
+    features.setdefault("subset", Value("string"))  # added above when an input has none
+    features.setdefault("split", Value("string"))  # filled by the merge; a bare table may lack it
     features = Features(features)
     schema = features.arrow_schema
     conformed = []

@@ -91,6 +91,12 @@ class PublishConfig:
     repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repository (org/name) to push to."})
     push: bool = field(default=False, metadata={"help": "Upload the folder to --repo-id (needs network + HF_TOKEN)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
+    drop_flagged: bool = field(
+        default=False,
+        metadata={"help": "Drop pairs flagged by reviewers (`quilt app`): flags in --flags, else in each "
+                  "<--dataset>.flags.jsonl and in <--output>.flags.jsonl. Counted in stats.json and the log."},
+    )
+    flags: list[str] = field(default_factory=list, metadata={"help": "Flags files for --drop_flagged."})
 
 
 def video_split(video_id: str, val_fraction: float, test_fraction: float) -> str:
@@ -192,6 +198,17 @@ def _card_body(config: PublishConfig, subsets: list[str], stats: dict, report: d
     return "\n".join(lines)
 
 
+def _drop_flagged(pairs: Dataset, source: Path, config: PublishConfig) -> tuple[Dataset, int]:
+    """Leave out the pairs reviewers flagged in `quilt app` (the dataset itself is never edited)."""
+    from quilt_hf.flags import default_flags_path, drop_flagged, flagged_keys
+
+    files = config.flags or [default_flags_path(source), default_flags_path(config.output)]
+    pairs, dropped = drop_flagged(pairs, flagged_keys(files))
+    logger.info("dropped %d flagged pair(s) from %s (flags: %s); %d left", dropped, source,
+                ", ".join(map(str, files)), len(pairs))
+    return pairs, dropped
+
+
 def run_publish(config: PublishConfig) -> Path:
     """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -202,6 +219,7 @@ def run_publish(config: PublishConfig) -> Path:
     if not inputs:
         raise UserFacingError("--dataset: give at least one pairs table")
     datasets: dict[str, Dataset] = {}
+    flagged_dropped = 0
     for path in inputs:
         source = Path(path)
         if not source.exists():
@@ -210,6 +228,9 @@ def run_publish(config: PublishConfig) -> Path:
         while name in datasets:
             name += "_"
         datasets[name] = load_pairs(source)
+        if config.drop_flagged:
+            datasets[name], dropped = _drop_flagged(datasets[name], source, config)
+            flagged_dropped += dropped
     if sum(len(d) for d in datasets.values()) == 0:
         raise UserFacingError(f"--dataset {inputs} has no pairs to publish; see its stats.json for the drop reasons")
     output = Path(config.output)
@@ -267,6 +288,7 @@ def run_publish(config: PublishConfig) -> Path:
         stats = compute_stats(table)
         merge_figures = asdict(report)
         merge_figures["dropped_rows"] = len(drops)
+        merge_figures["flagged_dropped"] = flagged_dropped
         plots = write_plots(stats, staging / "stats")
         (staging / "stats.json").write_text(json.dumps({"stats": stats, "merge": merge_figures}, indent=2))
         with (staging / "drops.jsonl").open("w", encoding="utf-8") as handle:
