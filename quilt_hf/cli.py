@@ -74,6 +74,13 @@ COMMANDS: dict[str, Command] = {
             "run_publish",
             "Write a curated pairs table as a Hub-layout dataset (split by video, with a card); push it if asked.",
         ),
+        Command(
+            "convert",
+            "quilt_hf.convert.open_clip",
+            "ConvertConfig",
+            "run_convert",
+            "Convert open_clip checkpoints (QuiltNet) to transformers and back; outputs equal to open_clip's.",
+        ),
     )
 }
 
