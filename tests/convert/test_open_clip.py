@@ -54,9 +54,12 @@ def converted(tmp_path_factory) -> dict[str, Path]:
 
 
 def load(folder: Path):
+    """The model and its processor, on the PIL image backend: open_clip resizes with PIL, and transformers 5
+    picks its torchvision backend by default where torchvision is installed (one grey level apart on 0.1-1% of
+    resized pixels)."""
     from transformers import AutoModel, AutoProcessor
 
-    return AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+    return AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder, backend="pil")
 
 
 def features(output) -> torch.Tensor:

@@ -68,3 +68,31 @@ def test_eval_gives_the_same_results_through_open_clip_and_the_conversion(tmp_pa
     for key, value in results["open_clip"].items():
         assert results["transformers"][key] == pytest.approx(value, abs=1e-6), key
     (tmp_path / "figures.json").write_text(json.dumps({str(k): v for k, v in results["open_clip"].items()}))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+@pytest.mark.parametrize("name", ["vit_quickgelu_text", "vit_gelu_text", "vit_bert_clslast_mlp", "vit_bert_cls_linear"])
+def test_converted_back_loads_in_open_clip_with_the_same_outputs(tmp_path, monkeypatch, name):
+    import open_clip
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from quilt_hf.convert.open_clip import convert_from_open_clip, convert_to_open_clip
+
+    monkeypatch.chdir(FIXTURES)
+    converted = convert_from_open_clip(str(FIXTURES / name), tmp_path / "hf", text_model="tiny-bert")
+    back = convert_to_open_clip(str(converted), tmp_path / "open_clip")
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{back}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{back}")
+    model.eval()
+    expected = load_file(str(FIXTURES / name / "expected.safetensors"))
+    texts = json.loads((FIXTURES / "inputs" / "texts.json").read_text())
+    images = [Image.open(FIXTURES / "inputs" / f"image_{i}.png").convert("RGB") for i in range(3)]
+    pixels = torch.stack([preprocess(image) for image in images])
+    assert torch.equal(pixels, expected["pixel_values"])
+    assert torch.equal(tokenizer(texts), expected["input_ids"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(pixels), expected["image_embeds"], atol=1e-6, rtol=0)
+        torch.testing.assert_close(model.encode_text(tokenizer(texts)), expected["text_embeds"], atol=1e-6, rtol=0)
