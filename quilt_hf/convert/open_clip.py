@@ -33,8 +33,16 @@ logger = logging.getLogger(__name__)
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 WEIGHTS_PREFERENCE = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
-                   "special_tokens_map.json", "sentencepiece.bpe.model", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+)
 CUSTOM_TEXT_CLIP = "quilt_custom_text_clip"
 
 
@@ -47,8 +55,10 @@ class ConvertConfig:
     """
 
     model: str = field(
-        metadata={"help": "The model to convert: a folder, or (--from open_clip) a Hub repo such as "
-                          "wisdomik/QuiltNet-B-32 (hf-hub: prefix optional)."}
+        metadata={
+            "help": "The model to convert: a folder, or (--from open_clip) a Hub repo such as "
+            "wisdomik/QuiltNet-B-32 (hf-hub: prefix optional)."
+        }
     )
     output: str = field(metadata={"help": "Folder to write the converted model to."})
     from_format: str | None = field(
@@ -57,12 +67,18 @@ class ConvertConfig:
     )
     to_format: str | None = field(
         default=None,
-        metadata={"aliases": ["--to"], "choices": ["open_clip"], "help": "Convert a transformers model to this format."},
+        metadata={
+            "aliases": ["--to"],
+            "choices": ["open_clip"],
+            "help": "Convert a transformers model to this format.",
+        },
     )
     text_model: str | None = field(
         default=None,
-        metadata={"help": "Folder holding the config (and tokenizer) of the open_clip model's hf_model_name "
-                          "text encoder, for use without the Hub (default: hf_model_name itself)."},
+        metadata={
+            "help": "Folder holding the config (and tokenizer) of the open_clip model's hf_model_name "
+            "text encoder, for use without the Hub (default: hf_model_name itself)."
+        },
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of --model (a Hub repo only)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
@@ -74,7 +90,10 @@ def run_convert(config: ConvertConfig) -> int:
         raise UserFacingError("give exactly one of --from open_clip or --to open_clip")
     if config.from_format == "open_clip":
         result = convert_from_open_clip(
-            config.model, config.output, text_model=config.text_model, revision=config.revision,
+            config.model,
+            config.output,
+            text_model=config.text_model,
+            revision=config.revision,
             overwrite=config.overwrite,
         )
     else:
@@ -153,7 +172,7 @@ def load_open_clip_state_dict(folder: Path) -> tuple[dict, str]:
         if not isinstance(state, dict):
             raise UserFacingError(f"{file} does not hold a state dict")
         if state and all(key.startswith("module.") for key in state):
-            state = {key[len("module."):]: value for key, value in state.items()}
+            state = {key[len("module.") :]: value for key, value in state.items()}
         return state, name
     raise UserFacingError(f"{folder} has no weights ({' or '.join(WEIGHTS_PREFERENCE)})")
 
@@ -276,11 +295,12 @@ def build_transformers_model(spec, state: dict, *, text_config=None, tokenizer=N
             pad_token_id=tokenizer.pad_token_id,
         )
         config = CLIPConfig(
-            text_config=text, vision_config=vision, projection_dim=spec.embed_dim,
+            text_config=text,
+            vision_config=vision,
+            projection_dim=spec.embed_dim,
             logit_scale_init_value=float(state["logit_scale"]),
         )
         model = CLIPModel(config)
-        model_type = "clip"
     else:
         if getattr(text_config, "is_encoder_decoder", False):
             raise NotConvertibleError(f"{spec.text['hf_model_name']} is an encoder-decoder; not covered")
@@ -302,7 +322,6 @@ def build_transformers_model(spec, state: dict, *, text_config=None, tokenizer=N
             from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
             model = VisionTextDualEncoderModel(VisionTextDualEncoderConfig(**common))
-            model_type = "vision-text-dual-encoder"
         else:
             from quilt_hf.modeling.configuration_custom_text_clip import CustomTextCLIPConfig
             from quilt_hf.modeling.modeling_custom_text_clip import CustomTextCLIPModel
@@ -312,7 +331,6 @@ def build_transformers_model(spec, state: dict, *, text_config=None, tokenizer=N
                     text_pooler=spec.text["pooler"], text_projection_type=spec.text["proj"] or "identity", **common
                 )
             )
-            model_type = CUSTOM_TEXT_CLIP
     expected = model.state_dict()
     converted = open_clip_to_hf(state, spec, vision_prefix(expected))
     missing = sorted(set(expected) - set(converted))
@@ -381,7 +399,13 @@ def convert_from_open_clip(
         details = _spec_details(spec, text_model)
         usage = _transformers_usage(type(hf_model).__name__, output)
         card = _card(
-            model, "open_clip", "transformers", type(hf_model).__name__, weights_name, details, usage,
+            model,
+            "open_clip",
+            "transformers",
+            type(hf_model).__name__,
+            weights_name,
+            details,
+            usage,
             command=" ".join(["quilt convert --from open_clip --model", model, "--output", str(output)]),
         )
         card.save(staging / "README.md")
@@ -414,9 +438,11 @@ def _spec_details(spec, text_model: str | None) -> list[str]:
 
 
 def _transformers_usage(architecture: str, output: Path) -> str:
-    importer = "import quilt_hf  # registers CustomTextCLIPModel with the Auto classes\n" if (
-        architecture == "CustomTextCLIPModel"
-    ) else ""
+    importer = (
+        "import quilt_hf  # registers CustomTextCLIPModel with the Auto classes\n"
+        if (architecture == "CustomTextCLIPModel")
+        else ""
+    )
     return (
         "```python\n"
         f"{importer}from transformers import AutoImageProcessor, pipeline\n\n"
@@ -425,7 +451,7 @@ def _transformers_usage(architecture: str, output: Path) -> str:
         'classifier("patch.png", candidate_labels=["adenocarcinoma", "benign tissue"],\n'
         '           hypothesis_template="a histopathology image of {}.")\n'
         "```\n\n"
-        "`backend=\"pil\"` resizes with PIL as open_clip does (bit-exact pixels); transformers' default torchvision "
+        '`backend="pil"` resizes with PIL as open_clip does (bit-exact pixels); transformers\' default torchvision '
         "backend, used where torchvision is installed, differs by one grey level on 0.1-1% of resized pixels.\n"
     )
 
@@ -481,8 +507,10 @@ def spec_from_transformers(model, tokenizer, image_processor):
         text_config = config.text_config
         if abs(text_config.layer_norm_eps - OPEN_CLIP_LAYER_NORM_EPS) > 1e-12:
             reasons.append(f"text layer_norm_eps={text_config.layer_norm_eps} (open_clip: 1e-5)")
-        if text_config.vocab_size != CLIP_VOCAB_SIZE or len(tokenizer) != CLIP_VOCAB_SIZE or (
-            tokenizer.eos_token_id != CLIP_VOCAB_SIZE - 1
+        if (
+            text_config.vocab_size != CLIP_VOCAB_SIZE
+            or len(tokenizer) != CLIP_VOCAB_SIZE
+            or (tokenizer.eos_token_id != CLIP_VOCAB_SIZE - 1)
         ):
             reasons.append(
                 "open_clip's own text tower tokenizes with CLIP's BPE (49,408 ids, end-of-text the largest); this "
@@ -528,8 +556,10 @@ def spec_from_transformers(model, tokenizer, image_processor):
     resample = {code: name for name, code in INTERPOLATIONS.items()}.get(int(processor.get("resample", 3)))
     size, crop = processor.get("size") or {}, processor.get("crop_size") or {}
     image_size = vision["image_size"]
-    if processor.get("do_center_crop") and size.get("shortest_edge") == image_size and (
-        crop.get("height") == crop.get("width") == image_size
+    if (
+        processor.get("do_center_crop")
+        and size.get("shortest_edge") == image_size
+        and (crop.get("height") == crop.get("width") == image_size)
     ):
         resize_mode = "shortest"
     elif not processor.get("do_center_crop") and size.get("height") == size.get("width") == image_size:
@@ -539,7 +569,10 @@ def spec_from_transformers(model, tokenizer, image_processor):
         reasons.append(f"image processor size {size} / crop {crop} is not open_clip's resize for {image_size}")
     if resample is None:
         reasons.append(f"image processor resample {processor.get('resample')} (open_clip: bicubic or bilinear)")
-    if not processor.get("do_normalize", True) or abs(float(processor.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-12:
+    if (
+        not processor.get("do_normalize", True)
+        or abs(float(processor.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-12
+    ):
         reasons.append("image processor does not rescale by 1/255 and normalise as open_clip does")
     if reasons:
         raise NotConvertibleError("cannot convert to open_clip exactly:\n  - " + "\n  - ".join(reasons))
@@ -550,7 +583,10 @@ def spec_from_transformers(model, tokenizer, image_processor):
         "resize_mode": resize_mode,
     }
     spec = OpenClipSpec(
-        embed_dim=config.projection_dim, quick_gelu=acts == {"quick_gelu"}, vision=vision, text=text,
+        embed_dim=config.projection_dim,
+        quick_gelu=acts == {"quick_gelu"},
+        vision=vision,
+        text=text,
         preprocess=preprocess,
     )
     model_cfg = {"embed_dim": spec.embed_dim, "vision_cfg": vision_cfg, "text_cfg": text_cfg}
@@ -596,10 +632,16 @@ def convert_to_open_clip(model: str, output: str | Path, *, overwrite: bool = Fa
             "```python\nimport open_clip\n\n"
             f'model, _, preprocess = open_clip.create_model_and_transforms("local-dir:{output.name}")\n'
             f'tokenizer = open_clip.get_tokenizer("local-dir:{output.name}")\n'
-            "# after uploading the folder: open_clip.create_model_and_transforms(\"hf-hub:ORG/NAME\")\n```\n"
+            '# after uploading the folder: open_clip.create_model_and_transforms("hf-hub:ORG/NAME")\n```\n'
         )
         card = _card(
-            model, "transformers", "open_clip", type(hf_model).__name__, None, _spec_details(spec, None), usage,
+            model,
+            "transformers",
+            "open_clip",
+            type(hf_model).__name__,
+            None,
+            _spec_details(spec, None),
+            usage,
             command=f"quilt convert --to open_clip --model {model} --output {output}",
             library="open_clip",
         )
@@ -628,8 +670,18 @@ def _publish(staging: Path, output: Path) -> None:
     staging.rename(output)
 
 
-def _card(source, source_format, target_format, architecture, source_weights, details, usage, *, command,
-          library="transformers"):
+def _card(
+    source,
+    source_format,
+    target_format,
+    architecture,
+    source_weights,
+    details,
+    usage,
+    *,
+    command,
+    library="transformers",
+):
     from huggingface_hub import ModelCard, ModelCardData
 
     from quilt_hf import __version__
@@ -657,4 +709,3 @@ def _card(source, source_format, target_format, architecture, source_weights, de
         command=command,
         quilt_hf_version=__version__,
     )
-

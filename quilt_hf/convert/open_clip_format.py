@@ -193,13 +193,9 @@ def read_open_clip_config(config: dict) -> OpenClipSpec:
     if interpolation not in INTERPOLATIONS:
         reasons.append(f"preprocess_cfg.interpolation={interpolation!r} (converts: {', '.join(INTERPOLATIONS)})")
     if resize_mode not in ("shortest", "squash"):
-        reasons.append(
-            f"preprocess_cfg.resize_mode={resize_mode!r}: CLIPImageProcessor has no resize-longest-and-pad"
-        )
+        reasons.append(f"preprocess_cfg.resize_mode={resize_mode!r}: CLIPImageProcessor has no resize-longest-and-pad")
     if reasons:
-        raise NotConvertibleError(
-            "this open_clip model cannot be converted exactly:\n  - " + "\n  - ".join(reasons)
-        )
+        raise NotConvertibleError("this open_clip model cannot be converted exactly:\n  - " + "\n  - ".join(reasons))
     preprocess = {
         "mean": [float(x) for x in preprocess_cfg.get("mean", OPENAI_MEAN)],
         "std": [float(x) for x in preprocess_cfg.get("std", OPENAI_STD)],
