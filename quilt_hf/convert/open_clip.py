@@ -48,11 +48,9 @@ CUSTOM_TEXT_CLIP = "quilt_custom_text_clip"
 
 @dataclass
 class ConvertConfig:
-    """Convert models between open_clip's checkpoint format and transformers, with outputs that match.
-
-    quilt convert --from open_clip --model DIR_OR_HUB_NAME --output DIR   (-> CLIPModel or a dual encoder)
-    quilt convert --to open_clip --model TRANSFORMERS_DIR --output DIR    (-> open_clip_config.json + safetensors)
-    """
+    """Convert models between open_clip's checkpoint format and transformers, with outputs that match:
+    --from open_clip (an open_clip folder or Hub repo -> CLIPModel or a dual encoder, with processor and card) or
+    --to open_clip (a transformers CLIP folder -> open_clip_config.json + open_clip_model.safetensors)."""
 
     model: str = field(
         metadata={

@@ -256,3 +256,32 @@ def test_importing_quilt_hf_stays_light():
     code = "import sys, quilt_hf.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False False"
+
+
+def test_hub_names_download_only_what_is_needed(tmp_path, monkeypatch):
+    """``--model ORG/NAME`` lists the repo, prefers safetensors, and asks snapshot_download for those files only
+    (the Hub itself is unreachable in tests: both calls are replaced)."""
+    import huggingface_hub
+
+    from quilt_hf.convert.open_clip import resolve_open_clip_source
+
+    calls = {}
+    repo = tmp_path / "snapshot"
+    shutil.copytree(FIXTURES / "vit_gelu_text", repo)
+
+    def list_repo_files(repo_id, revision=None):
+        calls["listed"] = (repo_id, revision)
+        return ["open_clip_config.json", "open_clip_pytorch_model.bin", "open_clip_model.safetensors", "README.md"]
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None):
+        calls["patterns"] = allow_patterns
+        return str(repo)
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert resolve_open_clip_source("hf-hub:wisdomik/QuiltNet-B-32", revision="main") == repo
+    assert calls["listed"] == ("wisdomik/QuiltNet-B-32", "main")
+    assert "open_clip_model.safetensors" in calls["patterns"]
+    assert "open_clip_pytorch_model.bin" not in calls["patterns"]
+    with pytest.raises(UserFacingError, match="ORG/NAME"):
+        resolve_open_clip_source("not-a-folder-or-repo")
