@@ -285,3 +285,25 @@ def test_hub_names_download_only_what_is_needed(tmp_path, monkeypatch):
     assert "open_clip_pytorch_model.bin" not in calls["patterns"]
     with pytest.raises(UserFacingError, match="ORG/NAME"):
         resolve_open_clip_source("not-a-folder-or-repo")
+
+
+@pytest.mark.slow
+def test_our_clip_checkpoint_goes_to_open_clip_and_back_unchanged(tiny_clip_dir, tmp_path):
+    """A CLIPModel as ``quilt train`` saves it (real CLIP tokenizer, OpenAI-style processor) -> open_clip -> back:
+    the same weights and the same outputs."""
+    from transformers import AutoModel
+
+    oc = convert_to_open_clip(str(tiny_clip_dir), tmp_path / "oc")
+    config = json.loads((oc / "open_clip_config.json").read_text())
+    assert config["model_cfg"]["vision_cfg"]["patch_size"] == 8
+    assert config["model_cfg"]["text_cfg"]["context_length"] == 77
+    assert "quick_gelu" in config["model_cfg"]  # transformers' CLIP default activation is QuickGELU
+    back = convert_from_open_clip(str(oc), tmp_path / "hf")
+    original, again = AutoModel.from_pretrained(tiny_clip_dir), AutoModel.from_pretrained(back)
+    assert original.state_dict().keys() == again.state_dict().keys()
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    _, processor = load(back)
+    inputs = processor(text=TEXTS, images=images(), return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs).logits_per_image, original(**inputs).logits_per_image)
