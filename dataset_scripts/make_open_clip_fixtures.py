@@ -1,7 +1,7 @@
 """Build the open_clip conversion fixtures: tiny random open_clip models and their outputs on fixed inputs.
 
-Run with the REAL open_clip package (it needs torchvision, so in its own environment), from the repository
-root::
+Run with the REAL open_clip package (it needs torchvision, so in its own environment with open_clip_torch,
+torchvision, transformers, safetensors and pyarrow), from the repository root::
 
     /path/to/openclip-venv/bin/python dataset_scripts/make_open_clip_fixtures.py
 
