@@ -95,6 +95,13 @@ COMMANDS: dict[str, Command] = {
             "run_app",
             "Web app (Gradio): browse, search and flag pairs, try a model, read the leaderboard.",
         ),
+        Command(
+            "convert",
+            "quilt_hf.convert.open_clip",
+            "ConvertConfig",
+            "run_convert",
+            "Convert open_clip checkpoints (QuiltNet) to transformers and back; outputs equal to open_clip's.",
+        ),
     )
 }
 

@@ -4,7 +4,8 @@ An adapter turns PIL images and strings into embeddings. It wraps
 
 - transformers ``CLIPModel``, ``VisionTextDualEncoderModel`` and any model with ``get_image_features`` /
   ``get_text_features`` (loaded by Hub name or folder with ``AutoModel`` and ``AutoProcessor``);
-- open_clip models (optional; ``open_clip:ViT-B-32/laion2b_s34b_b79k`` or ``open_clip:hf-hub:org/name``).
+- open_clip models (optional; ``open_clip:ViT-B-32/laion2b_s34b_b79k``, ``open_clip:hf-hub:org/name`` or
+  ``open_clip:local-dir:/path/to/folder``).
 
 ``load_model(spec)`` picks the adapter from the spec. Each adapter has a ``fingerprint``: a short hash that
 changes when the weights or preprocessing change, used as the feature cache key.
@@ -137,7 +138,11 @@ class TransformersAdapter(DualEncoderAdapter):
 
     def _text_positions(self) -> int:
         config = getattr(self.model.config, "text_config", None) or self.model.config
-        return int(getattr(config, "max_position_embeddings", 77) or 77)
+        positions = int(getattr(config, "max_position_embeddings", 77) or 77)
+        # A tokenizer that declares a shorter context (an open_clip conversion: PubMedBERT truncated at 256)
+        # truncates there, as the original does.
+        declared = getattr(self.tokenizer, "model_max_length", None)
+        return min(positions, int(declared)) if isinstance(declared, int) and declared > 0 else positions
 
     def preprocess_images(self, images: Sequence) -> torch.Tensor:
         images = [
@@ -208,7 +213,7 @@ class OpenClipAdapter(DualEncoderAdapter):
 def _load_open_clip(spec: str, device: str | None) -> OpenClipAdapter:
     open_clip = require("open_clip", package="open_clip_torch", extra="open-clip", purpose="open_clip models")
     target = spec[len(OPEN_CLIP_PREFIX) :]
-    if target.startswith("hf-hub:"):
+    if target.startswith(("hf-hub:", "local-dir:")):
         model, _, preprocess = open_clip.create_model_and_transforms(target)
         tokenizer = open_clip.get_tokenizer(target)
     else:
@@ -261,7 +266,7 @@ def load_model(spec, *, device: str | None = None, dtype: torch.dtype | None = N
 
     Args:
         spec: a Hub name or folder of a transformers dual encoder, ``open_clip:ARCH[/PRETRAINED]`` or
-            ``open_clip:hf-hub:ORG/NAME``, or an already built adapter / transformers model (returned wrapped).
+            ``open_clip:hf-hub:ORG/NAME`` / ``open_clip:local-dir:FOLDER``, or an already built adapter / transformers model (returned wrapped).
         device (`str`, *optional*): ``cpu``, ``cuda``, ...; default ``cuda`` when available.
         dtype (`torch.dtype`, *optional*): weights dtype for transformers models (for example bf16 on GPU).
 
