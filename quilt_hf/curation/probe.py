@@ -11,14 +11,15 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PROBE_VERSION = "1"
+PROBE_VERSION = "2"
 
 #: Drop reasons probing can give (the pipeline adds its own for later steps).
 DROP_REASONS = {
     "missing_file": "the file does not exist",
     "empty_file": "the file has zero bytes",
     "unreadable": "not a media container FFmpeg can open (corrupt, or not a video)",
-    "no_video_stream": "audio only: no video stream",
+    "audio_only": "an audio-only file (whatever its extension): no video stream",
+    "no_media_streams": "a container with neither a video nor an audio stream (subtitles, data)",
     "no_audio": "no audio stream: nothing to transcribe",
     "zero_length": "the video has no frames or no duration",
     "undecodable": "the first video frame cannot be decoded",
@@ -60,7 +61,7 @@ def probe_video(path: str | Path, min_duration: float = 1.0, decode_check: bool 
             result["has_audio"] = True
             result["audio_codec"] = audio.codec_context.name or ""
         if not container.streams.video:
-            return {**result, "drop_reason": "no_video_stream"}
+            return {**result, "drop_reason": "audio_only" if audio is not None else "no_media_streams"}
         video = container.streams.video[0]
         result["video_codec"] = video.codec_context.name or ""
         result["width"], result["height"] = int(video.codec_context.width or 0), int(video.codec_context.height or 0)

@@ -83,9 +83,10 @@ def write_bad_inputs(folder: Path) -> None:
 # -- sources and probe ------------------------------------------------------------------------------------
 def test_sources_folder_and_manifests_give_the_same_table(make_video, tmp_path):
     path = make_video(lecture(), name="lec one.mp4", audio=tone(24))
-    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "notes.txt").write_text("not a video: recorded, not silently skipped")
     from_folder = load_videos(tmp_path)
-    assert from_folder["video_id"] == ["lec_one"] and from_folder[0]["source"] == "local"
+    assert from_folder["video_id"] == ["lec_one", "notes.txt"] and from_folder[0]["source"] == "local"
+    from_folder = from_folder.select([0])
     assert len(from_folder[0]["sha256"]) == 64
     (tmp_path / "m.csv").write_text(f"path,title,channel,license\n{path.name},Skin 1,PathChan,CC-BY\n")
     (tmp_path / "m.jsonl").write_text(json.dumps({"path": str(path), "video_id": "v1", "title": "Skin 1"}) + "\n")
@@ -104,7 +105,7 @@ def test_probe_measures_and_names_each_bad_input(make_video, tmp_path):
     reasons = {name: probe_video(next(tmp_path.glob(f"{name}.m*")))["drop_reason"] for name in
                ("noaudio", "zerolength", "corrupt", "notavideo", "empty", "audioonly")}
     assert reasons == {"noaudio": "no_audio", "zerolength": "zero_length", "corrupt": reasons["corrupt"],
-                       "notavideo": "unreadable", "empty": "empty_file", "audioonly": "no_video_stream"}
+                       "notavideo": "unreadable", "empty": "empty_file", "audioonly": "audio_only"}
     assert reasons["corrupt"] in ("unreadable", "undecodable", "zero_length")
     assert probe_video(tmp_path / "missing.mp4")["drop_reason"] == "missing_file"
 
@@ -243,7 +244,7 @@ def test_pipeline_end_to_end_with_every_bad_input_kind(tmp_path):
     write_video(videos / "hang.mp4", lecture(7), audio=tone(24))
     stats = run(videos, tmp_path / "out", frames_timeout=4.0)
     assert stats["dropped_videos"] == {
-        "audioonly": "no_video_stream", "corrupt": stats["dropped_videos"]["corrupt"], "empty": "empty_file",
+        "audioonly": "audio_only", "corrupt": stats["dropped_videos"]["corrupt"], "empty": "empty_file",
         "hang": "frames_timeout", "noaudio": "no_audio", "notavideo": "unreadable", "silent": "silent_audio",
         "zerolength": "zero_length",
     }
