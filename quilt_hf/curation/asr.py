@@ -359,6 +359,54 @@ class WhisperTranscriber:
         """
         return self.transcribe_many([audio], sample_rate=sample_rate)[0]
 
+    def transcribe_file(self, path: str | Path, block_seconds: float = 300.0) -> Transcript:
+        """Transcribe a media file's narration with memory flat in its length.
+
+        The audio is decoded block by block (:func:`iter_audio`, on the video's clock) and each block of
+        ``block_seconds`` (plus what the previous block left open, at most about a minute) is transcribed with
+        the usual long-form decoding. The segments that end in a block's last 30 s may have been cut by the
+        block's end, so they are decoded again at the start of the next block. The language is detected on the first block (unless given) and kept for the rest. A lecture
+        shorter than one block is transcribed exactly as ``transcribe(load_audio(path))``.
+
+        Args:
+            path (`str` or `Path`): a video or audio file.
+            block_seconds (`float`): audio held at a time (at least 60 s).
+
+        Returns:
+            `Transcript`
+        """
+        block_seconds = max(60.0, float(block_seconds))
+        blocks = iter_audio(path, block_seconds=block_seconds)
+        language = self.language
+        segments: list[dict] = []
+        carry, offset = np.zeros(0, np.float32), 0.0  # audio left open by the previous block, and its time
+        following = next(blocks, None)
+        while following is not None:
+            limits.check()
+            audio = np.concatenate([carry, following]) if len(carry) else following
+            following = next(blocks, None)
+            saved, self.language = self.language, language
+            try:
+                part = self.transcribe(audio)
+            finally:
+                self.language = saved
+            language = language or part.language or None
+            duration = len(audio) / SAMPLE_RATE
+            if following is None:
+                kept, resume = part.segments, duration
+            else:
+                cutoff = duration - WINDOW_SECONDS
+                kept = [segment for segment in part.segments if segment["end"] <= cutoff]
+                redo = [segment["start"] for segment in part.segments if segment["end"] > cutoff]
+                # Resume at the first segment decoded again (or at the cutoff: every window that started
+                # before it was whole, so nothing before it is lost); never before the last kept segment's end.
+                resume = max(min([cutoff, *redo]), kept[-1]["end"] if kept else 0.0)
+            segments += [{**segment, "start": round(segment["start"] + offset, 3), "end": round(segment["end"] + offset, 3)}
+                         for segment in kept]
+            start = min(len(audio), int(round(resume * SAMPLE_RATE)))
+            carry, offset = audio[start:], offset + start / SAMPLE_RATE
+        return Transcript(language=language or "", text=" ".join(s["text"] for s in segments), segments=segments)
+
     def transcribe_many(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[Transcript]:
         """Transcribe several recordings, ``batch_size`` at a time; one ``Transcript`` per input, in order."""
         audios = [_as_16k_mono(audio, sample_rate) for audio in audios]

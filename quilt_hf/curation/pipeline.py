@@ -221,6 +221,16 @@ class Curation:
     def _time_limit(self, seconds: float, row: dict) -> float:
         return seconds or 300.0 + 10.0 * float(row["duration"])
 
+    def _transcribe(self, path: str):
+        """The video's transcript: streamed block by block when the transcriber reads files itself and the
+        default audio reader is in use (memory flat in the lecture's length), else from the whole track."""
+        from quilt_hf.curation.asr import load_audio
+
+        transcriber = self.transcriber
+        if hasattr(transcriber, "transcribe_file") and self._load_audio in (None, load_audio):
+            return transcriber.transcribe_file(path)
+        return transcriber.transcribe(self.load_audio(path))
+
     def load_audio(self, path: str) -> np.ndarray:
         if self._load_audio is None:
             from quilt_hf.curation.asr import load_audio
@@ -358,7 +368,7 @@ class Curation:
             seconds = self._time_limit(self.options.asr_timeout, row)
             try:
                 with limits.time_limit(seconds, "speech recognition"):
-                    result = self.transcriber.transcribe(self.load_audio(row["path"]))
+                    result = self._transcribe(row["path"])
                     limits.check()
             except limits.StepTimeout:
                 logger.warning("%s: speech recognition did not finish in %.0f s; dropped", row["video_id"], seconds)

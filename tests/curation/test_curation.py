@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang, pyav_load_audio, raise_error
+from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang, raise_error
 from factories import Scene, histology_like_image, slide_like_image, tone, write_video
 
 from quilt_hf.curation.align import AlignOptions, derive_pair_chunk_time, make_chunks
 from quilt_hf.curation.frames import FrameOptions, extract_intervals, hamming, phash, sharpness
 from quilt_hf.curation.histology import HeuristicHistologyClassifier, build_histology_classifier
+from quilt_hf.curation.asr import load_audio
 from quilt_hf.curation.probe import probe_video
 from quilt_hf.curation.runners import IsolatedWorker, WorkerCrashed, WorkerError, WorkerTimeout
 from quilt_hf.curation.sources import load_videos
@@ -229,7 +230,7 @@ def run(videos: Path, output: Path, **overrides):
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
     config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
-    return run_curate(config, transcriber=FakeTranscriber(), frames_fn=frames_or_hang, load_audio=pyav_load_audio)
+    return run_curate(config, transcriber=FakeTranscriber(), frames_fn=frames_or_hang, load_audio=load_audio)
 
 
 def test_pipeline_end_to_end_with_every_bad_input_kind(tmp_path):
@@ -328,7 +329,7 @@ def test_text_stage_fills_the_pair_columns(tmp_path):
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"))
-    stats = run_curate(config, transcriber=FakeTranscriber(), text_processor=processor, load_audio=pyav_load_audio)
+    stats = run_curate(config, transcriber=FakeTranscriber(), text_processor=processor, load_audio=load_audio)
     assert stats["models"]["text"] == processor.name
     pairs = load_from_disk(str(tmp_path / "out" / "pairs")).remove_columns(["image"])
     assert len(pairs) >= 3 and set(pairs["text_backend"]) == {processor.name}

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _curation_helpers import FakeTranscriber, frames_or_hang, pyav_load_audio
+from _curation_helpers import FakeTranscriber, frames_or_hang
 from factories import Scene, histology_like_image, slide_like_image, tone, write_video
 
 from quilt_hf.curation import limits
+from quilt_hf.curation.asr import load_audio
 from quilt_hf.errors import ModelLoadError
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +35,7 @@ def run(videos: Path, output: Path, transcriber=None, **overrides) -> dict:
 
     config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
     return run_curate(config, transcriber=transcriber or FakeTranscriber(), frames_fn=frames_or_hang,
-                      load_audio=pyav_load_audio)
+                      load_audio=load_audio)
 
 
 def write_audio_only(path: Path, seconds: float = 2.0) -> None:
@@ -68,7 +69,7 @@ def test_an_asr_folder_without_a_model_fails_the_run_with_the_fix(tmp_path, make
     empty.mkdir()
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"), asr_model=str(empty), text_backend="none")
     with pytest.raises(ModelLoadError) as error:
-        run_curate(config, load_audio=pyav_load_audio)
+        run_curate(config, load_audio=load_audio)
     message = str(error.value)
     assert f"--asr_model {empty}" in message and "no config.json" in message and "make models" in message
     assert not (tmp_path / "out" / "pairs").exists()  # nothing written as if it had worked
@@ -89,7 +90,7 @@ def test_a_histology_folder_without_a_model_fails_before_any_video(tmp_path):
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"), text_backend="none")
     with pytest.raises(ModelLoadError, match="--histology .*no config.json"):
         run_curate(config, transcriber=FakeTranscriber(), histology=build_histology_classifier(str(empty)),
-                   load_audio=pyav_load_audio)
+                   load_audio=load_audio)
     assert not (tmp_path / "out" / "cache" / "frames").exists()  # failed before the per-video steps
 
 
@@ -225,7 +226,7 @@ def test_retraining_a_model_in_the_same_folder_invalidates_its_results(tmp_path)
 
 # -- item 9b: the audio track's start offset ------------------------------------------------------------
 def test_audio_that_starts_late_keeps_the_video_clock(tmp_path):
-    from quilt_hf.curation.asr import iter_audio, load_audio
+    from quilt_hf.curation.asr import iter_audio
 
     path = write_video(tmp_path / "late.mp4", [Scene(histology_like_image(1), 8)], audio=tone(3), audio_start=4.0)
     audio = load_audio(path)
@@ -329,3 +330,48 @@ def test_a_crash_while_committing_leaves_the_old_set_or_the_new_one(tmp_path):
     stats = json.loads((output / "stats.json").read_text())
     assert stats["videos"] == 2 and len(pairs_of(output)) == stats["pairs"] > len(old_pairs)
     assert not list(output.glob(".*-*")) and not (output / ".commit.json").exists()
+
+
+# -- item 10: ASR streamed by blocks --------------------------------------------------------------------
+class BurstTranscriber:
+    """A stand-in for Whisper's decoding: one segment per tone burst found in the audio it is given (a burst
+    cut by the end of the audio gives a shorter segment, as a cut sentence would). Records each input's length."""
+
+    def __init__(self):
+        self.lengths: list[float] = []
+        self.language = None
+
+    def transcribe(self, audio):
+        from quilt_hf.curation.asr import Transcript
+
+        self.lengths.append(len(audio) / 16000)
+        loud = np.abs(audio).reshape(-1, 160).max(axis=1) > 0.05  # 10 ms frames
+        segments, start = [], None
+        for i, on in enumerate(np.append(loud, False)):
+            if on and start is None:
+                start = i
+            elif not on and start is not None:
+                segments.append({"start": start / 100, "end": i / 100, "text": f"burst of {i - start} frames"})
+                start = None
+        return Transcript("en", " ".join(s["text"] for s in segments), segments)
+
+
+def test_transcribing_a_file_by_blocks_gives_the_whole_track_segments(tmp_path):
+    from quilt_hf.curation.asr import WhisperTranscriber, load_audio
+
+    rng = np.random.default_rng(0)
+    audio = np.zeros(200 * 16000, np.float32)
+    t = 1.0
+    while t < 197:  # bursts ("sentences") of 1-6 s with 0.5-3 s pauses, some across block ends
+        length = rng.uniform(1, 6)
+        a, b = int(t * 16000), int(min(t + length, 199) * 16000)
+        audio[a:b] = tone(200)[: b - a]
+        t += length + rng.uniform(0.5, 3)
+    path = write_video(tmp_path / "long.mp4", [Scene(histology_like_image(1), 200)], fps=1, audio=audio)
+    whole = BurstTranscriber().transcribe(load_audio(path))
+    streamed = BurstTranscriber()
+    result = WhisperTranscriber.transcribe_file(streamed, path, block_seconds=60)
+    assert len(streamed.lengths) >= 4 and max(streamed.lengths) <= 60 + 60  # a block and what it left open
+    assert [s["text"] for s in result.segments] == [s["text"] for s in whole.segments]
+    for a, b in zip(result.segments, whole.segments):
+        assert abs(a["start"] - b["start"]) <= 0.011 and abs(a["end"] - b["end"]) <= 0.011
