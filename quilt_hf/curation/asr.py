@@ -94,25 +94,39 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: 
                 pending.append(samples)
                 held += len(samples)
 
+        damaged = 0
         try:
-            for frame in container.decode(stream):
-                if skip is None:
-                    start = float(frame.time) if frame.time is not None else origin
-                    lead = int(round((start - origin) * sample_rate))
-                    skip = max(0, -lead)
-                    if lead > 0:  # the audio starts late: silence until it does
-                        pending.append(np.zeros(lead, np.float32))
-                        held += lead
-                frame.pts = None  # let the resampler follow its own clock (broken pts otherwise warn/skip)
-                for out in resampler.resample(frame):
-                    take(out.to_ndarray().reshape(-1))
-                while held >= block:
-                    joined = np.concatenate(pending)
-                    yield joined[:block]
-                    emitted += block
-                    pending, held = [joined[block:]], len(joined) - block
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:  # a damaged packet: skipped, its time filled with silence
+                    damaged += 1
+                    continue
+                for frame in decoded:
+                    if skip is None:
+                        start = float(frame.time) if frame.time is not None else origin
+                        lead = int(round((start - origin) * sample_rate))
+                        skip = max(0, -lead)
+                        if lead > 0:  # the audio starts late: silence until it does
+                            pending.append(np.zeros(lead, np.float32))
+                            held += lead
+                    elif frame.time is not None:
+                        gap = int(round((float(frame.time) - origin) * sample_rate)) - (emitted + held)
+                        if gap > sample_rate // 10:  # lost packets (damage) or a hole: keep the clock
+                            pending.append(np.zeros(gap, np.float32))
+                            held += gap
+                    frame.pts = None  # let the resampler follow its own clock (broken pts otherwise warn/skip)
+                    for out in resampler.resample(frame):
+                        take(out.to_ndarray().reshape(-1))
+                    while held >= block:
+                        joined = np.concatenate(pending)
+                        yield joined[:block]
+                        emitted += block
+                        pending, held = [joined[block:]], len(joined) - block
             for out in resampler.resample(None):
                 take(out.to_ndarray().reshape(-1))
+            if damaged:
+                logger.warning("%s: %d damaged audio packets skipped (silence in their place)", path.name, damaged)
         except av.error.FFmpegError as error:
             if not emitted and not held:
                 raise UserFacingError(f"cannot decode the audio of {path.name}: {error}") from error

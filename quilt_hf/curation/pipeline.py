@@ -293,6 +293,7 @@ class Curation:
         final = self.cache.path("frames", key)
         if (final / "intervals.json").is_file():
             self.cache_hits["frames"] += 1
+            summary = json.loads((final / "intervals.json").read_text())
         else:
             timeout = self.options.frames_timeout or 60.0 + 2.0 * float(row["duration"])
             tmp = self.cache.tmp_dir("frames", key)
@@ -316,7 +317,11 @@ class Curation:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return {"drop_reason": "cache_error"}
             self.computed["frames"] += 1
-        return {"frames_key": key}
+        damaged = summary.get("damaged", [])
+        if damaged:
+            logger.warning("%s: damaged video data skipped at %s s; the intact parts are kept", row["video_id"],
+                           ", ".join(f"{a:.1f}-{b:.1f}" for a, b in damaged))
+        return {"frames_key": key, "damaged_spans": damaged}
 
     def _intervals(self, frames_key: str) -> list[dict]:
         return json.loads((self.cache.path("frames", frames_key) / "intervals.json").read_text())["intervals"]
@@ -599,6 +604,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "videos_kept": len(video_table) - sum(drops.values()),
         "dropped": dict(sorted(drops.items())),
         "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
+        "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
         "chunks": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
         "images": len(pair_table),
         "pairs": len(pair_table),

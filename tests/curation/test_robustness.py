@@ -375,3 +375,40 @@ def test_transcribing_a_file_by_blocks_gives_the_whole_track_segments(tmp_path):
     assert [s["text"] for s in result.segments] == [s["text"] for s in whole.segments]
     for a, b in zip(result.segments, whole.segments):
         assert abs(a["start"] - b["start"]) <= 0.011 and abs(a["end"] - b["end"]) <= 0.011
+
+
+# -- item 8: a lecture whose middle is corrupt keeps its intact parts -----------------------------------
+def corrupt_video_packets(path: Path, start: float, end: float, seed: int = 0) -> int:
+    """Overwrite, in place, the bytes of every video packet shown between ``start`` and ``end`` seconds."""
+    import av
+
+    with av.open(str(path)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(video=0)
+                 if p.pts is not None and p.pos is not None and start <= float(p.pts * p.time_base) < end]
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos, size in spans:
+        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return len(spans)
+
+
+def test_a_lecture_with_a_corrupt_middle_keeps_its_intact_parts(tmp_path):
+    from datasets import load_from_disk
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    scenes = lecture() + lecture(20)  # 28 s: histology at 3-14 s and 17-28 s
+    path = write_video(videos / "damaged.mp4", scenes, audio=tone(28))
+    assert corrupt_video_packets(path, 10.0, 16.0) >= 50
+    stats = run(videos, tmp_path / "out")
+    assert stats["videos_kept"] == 1 and "damaged" not in stats["dropped_videos"]
+    spans = stats["damaged_spans"]["damaged"]
+    assert len(spans) >= 1 and all(9.0 <= a <= 11.0 and 15.0 <= b <= 22.0 for a, b in spans), spans
+    table = load_from_disk(str(tmp_path / "out" / "videos"))
+    assert table[0]["damaged_spans"] == [[pytest.approx(a, abs=1e-3), pytest.approx(b, abs=1e-3)] for a, b in spans]
+    pairs = load_from_disk(str(tmp_path / "out" / "pairs")).remove_columns(["image"])
+    starts = sorted(pairs["start"])
+    assert any(s < 10 for s in starts) and any(s >= 16 for s in starts), starts  # both sides of the damage
+    for row in pairs:  # no image comes from inside the damaged stretch
+        assert not any(a < row["start"] < b for a, b in spans), (row["start"], spans)
