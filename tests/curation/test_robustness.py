@@ -115,7 +115,7 @@ def test_every_file_not_taken_is_recorded_with_a_reason(tmp_path):
     write_audio_only(videos / "podcast.mp4")  # audio only whatever the extension
     (videos / "notes.txt").write_text("slides to follow\n")
     stats = run(videos, tmp_path / "out")
-    assert stats["dropped_videos"] == {"lec.m4a": "audio_only", "notes.txt": "unreadable", "podcast": "audio_only"}
+    assert stats["dropped_videos"] == {"lec.m4a": "audio_only", "notes.txt": "not_media", "podcast": "audio_only"}
     assert stats["videos"] == 4 and stats["videos_kept"] == 1 and stats["pairs"] >= 1
     table = load_from_disk(str(tmp_path / "out" / "videos"))
     recorded = {row["video_id"]: (Path(row["path"]).name, row["drop_reason"]) for row in table}
