@@ -144,6 +144,9 @@ class _PipelineClassifier:
                 f"give a {self.task} model (Hub name or folder), or --histology heuristic",
             ) from error
 
+    def __getstate__(self):  # a loaded pipeline never travels to another process (Ray): it loads there
+        return {**self.__dict__, "_pipe": None}
+
     def _pipeline(self):
         if self._pipe is None:
             from transformers import pipeline

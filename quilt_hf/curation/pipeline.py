@@ -462,7 +462,8 @@ class Curation:
             return {}
         key = self.cache.key("rows", row["text_key"], row["align_key"], row["histology_key"], row["frames_key"],
                              self.options.split, self.asr_name, self.histology.name, PIPELINE_VERSION,
-                             self.text.name if self.text is not None else "none", row["source"], float(row["fps"]))
+                             self.text.name if self.text is not None else "none", row["source"], float(row["fps"]),
+                             str(self.cache.root.resolve()))  # rows hold image paths inside the cache
         if self.cache.read_json("rows", key) is None:
             try:
                 self.cache.write_json("rows", key, self._expand_rows(row))
