@@ -14,9 +14,9 @@ from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang
 from factories import Scene, histology_like_image, slide_like_image, tone, write_video
 
 from quilt_hf.curation.align import AlignOptions, derive_pair_chunk_time, make_chunks
+from quilt_hf.curation.asr import load_audio
 from quilt_hf.curation.frames import FrameOptions, extract_intervals, hamming, phash, sharpness
 from quilt_hf.curation.histology import HeuristicHistologyClassifier, build_histology_classifier
-from quilt_hf.curation.asr import load_audio
 from quilt_hf.curation.probe import probe_video
 from quilt_hf.curation.runners import IsolatedWorker, WorkerCrashed, WorkerError, WorkerTimeout
 from quilt_hf.curation.sources import load_videos
