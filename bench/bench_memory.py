@@ -73,7 +73,8 @@ def peak_of_command(argv: list[str], interval: float = 0.1) -> dict:
     import psutil
 
     began = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: progress bars must never fill it and block the run
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, text=True)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -88,7 +89,9 @@ def peak_of_command(argv: list[str], interval: float = 0.1) -> dict:
             pass
         peak = max(peak, total)
         time.sleep(interval)
-    stderr = process.stderr.read()
+    log.seek(0)
+    stderr = log.read()
+    log.close()
     if process.returncode != 0:
         raise SystemExit(f"quilt curate failed ({process.returncode}):\n{stderr[-3000:]}")
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far

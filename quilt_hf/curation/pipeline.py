@@ -541,7 +541,8 @@ class Curation:
         return [
             Step("probe", self.probe, fingerprint=f"probe-{version}"),
             Step("audio check", self.audio_check, fingerprint=f"audio-{version}"),
-            Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}"),
+            # the decoding worker's memory is freed before the models' steps (whole-run peak)
+            Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}", after=self.worker.close),
             Step("histology", self.classify, fingerprint=f"histology-{version}"),
             Step("asr", self.transcribe, fingerprint=f"asr-{version}"),
             Step("align", self.align, fingerprint=f"align-{version}"),

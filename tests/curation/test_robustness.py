@@ -412,3 +412,26 @@ def test_a_lecture_with_a_corrupt_middle_keeps_its_intact_parts(tmp_path):
     assert any(s < 10 for s in starts) and any(s >= 16 for s in starts), starts  # both sides of the damage
     for row in pairs:  # no image comes from inside the damaged stretch
         assert not any(a < row["start"] < b for a, b in spans), (row["start"], spans)
+
+
+class WorkerWatchingTranscriber(FakeTranscriber):
+    """Records whether a decoding worker process is alive while ASR runs."""
+
+    workers_alive: list[int] = []
+
+    def transcribe(self, audio):
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        alive = [c for c in children if "quilt_hf.curation.runners" in " ".join(c.cmdline())]
+        WorkerWatchingTranscriber.workers_alive.append(len(alive))
+        return super().transcribe(audio)
+
+
+def test_the_decoding_worker_is_gone_before_the_model_steps(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "lec.mp4", lecture(), audio=tone(14))
+    WorkerWatchingTranscriber.workers_alive = []
+    stats = run(videos, tmp_path / "out", transcriber=WorkerWatchingTranscriber())
+    assert stats["computed"]["frames"] == 1 and WorkerWatchingTranscriber.workers_alive == [0]
