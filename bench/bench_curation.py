@@ -57,16 +57,6 @@ class OracleTranscriber:
         return OracleTranscript([{"start": n["start"], "end": n["end"], "text": n["text"]} for n in narration])
 
 
-def pyav_load_audio(path: str):
-    import av
-    import numpy as np
-
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        parts = [g.to_ndarray().ravel() for f in container.decode(audio=0) for g in resampler.resample(f)]
-    return np.concatenate(parts).astype(np.float32)
-
-
 def _ratio(a: int, b: int) -> str:
     return f"{a / b:.3f}" if b else "  -  "
 
@@ -92,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default=None, help="demo (default), heldout (default with --smoke), or a folder")
     parser.add_argument("--asr", choices=["real", "oracle"], default=None, help="default: real (oracle with --smoke)")
-    parser.add_argument("--histology", default="heuristic", help="histology backend, as quilt curate --histology")
+    parser.add_argument("--histology", default="learned", help="histology backend, as quilt curate --histology (default: its default)")
     parser.add_argument("--output", default=None, help="output folder with the step cache (kept for reruns)")
     parser.add_argument("--smoke", action="store_true", help="the shortest lecture of the corpus only (seconds)")
     args = parser.parse_args(argv)
@@ -136,10 +126,8 @@ def main(argv: list[str] | None = None) -> None:
             return original(self, row)
 
         pipeline.Curation.transcribe = transcribe
-    try:
-        from quilt_hf.curation.asr import load_audio
-    except ImportError:  # the ASR module is not there: read the audio with PyAV
-        load_audio = pyav_load_audio
+    from quilt_hf.curation.asr import load_audio
+
     began = time.perf_counter()
     try:
         stats = run_curate(config, transcriber=transcriber, load_audio=load_audio)
