@@ -34,8 +34,10 @@ __all__ = [
     "clean_leftovers",
     "commit_set",
     "read_set_ready",
+    "recover_dir",
     "replace_dir",
     "roll_forward",
+    "swap_dir",
     "write_bytes",
     "write_json",
     "write_text",
@@ -126,15 +128,49 @@ def replace_dir(tmp: str | Path, target: str | Path, *, keep_existing: bool = Fa
         if keep_existing:
             shutil.rmtree(tmp, ignore_errors=True)
             return target
-        old = target.with_name(f"{_OLD}{target.name}-{_unique()}")
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, target)
     else:
         os.rename(tmp, target)
     _fsync_dir(target.parent)
     _on_step("replaced", target)
     return target
+
+
+def _previous_name(folder: Path) -> Path:
+    """Where :func:`swap_dir` keeps the old version while the new one is renamed in."""
+    return folder.parent / f".{folder.name}.previous"
+
+
+def recover_dir(folder: str | Path) -> None:
+    """Undo what a crash in the middle of :func:`swap_dir` left: the previous version is put back where it was
+    missing, and staging folders of unfinished writes (``.<name>.*``) are removed."""
+    folder = Path(folder)
+    previous = _previous_name(folder)
+    if previous.is_dir() and not folder.exists():
+        os.replace(previous, folder)
+        logger.warning("restored the previous version of %s (an earlier write stopped half-way)", folder)
+    for leftover in folder.parent.glob(f".{folder.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def swap_dir(staging: str | Path, folder: str | Path) -> None:
+    """Replace ``folder`` by the finished ``staging`` folder (same file system) so that at every instant either
+    the old or the new version is whole: the old one is renamed aside, the new one renamed in, and only then
+    the old one deleted. A crash between the two renames is undone by :func:`recover_dir`."""
+    staging, folder = Path(staging), Path(folder)
+    previous = _previous_name(folder)
+    if previous.exists():
+        shutil.rmtree(previous)
+    if folder.exists():
+        os.replace(folder, previous)
+    try:
+        os.replace(staging, folder)
+    except BaseException:
+        if previous.exists() and not folder.exists():
+            os.replace(previous, folder)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _remove(path: Path) -> None:

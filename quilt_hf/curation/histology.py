@@ -1,15 +1,16 @@
 """Histology filter: is this frame histopathology? A pluggable classifier; every decision keeps its score.
 
-Three kinds, one interface (``name``, ``predict(images) -> list[(is_histology, score)]``):
+Backends, one interface (``name``, ``load()``, ``predict(images) -> list[(is_histology, score)]``):
 
-- ``heuristic`` (default, offline, no model): H&E stain colour and texture statistics;
+- ``learned`` (default, offline): colour-texture features and a small numpy MLP trained on generated frames
+  (:mod:`quilt_hf.curation.histology_learned`, weights in ``quilt_hf/data/histology_mlp.json``);
+- ``heuristic`` (offline, no model): H&E stain colour and texture statistics, tuned on the demo corpus;
+- ``quilt-ensemble:DIR``: Quilt's released filter (two ConvNeXt-Tiny classifiers and a DINO ViT-S/16 linear
+  head; a frame is histology when any says so), run on transformers (:mod:`quilt_hf.curation.histology_quilt`);
 - a transformers image-classification model, by Hub name or local folder (the positive class is any label
   containing "histo", "patholog", "tissue" or "positive", else label index 1);
 - zero-shot with any CLIP-like model (``zero-shot:<model>``, or a model folder whose config is CLIP-like),
   comparing a histology prompt with non-histology prompts.
-
-Quilt used an ensemble of ConvNeXt-Tiny and DINO ViT-S/16 classifiers that were never released; any such
-model plugs in here by name.
 """
 
 from __future__ import annotations

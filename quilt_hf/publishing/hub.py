@@ -16,6 +16,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from quilt_hf.atomic import recover_dir as recover_folder
+from quilt_hf.atomic import swap_dir as swap_in
 from quilt_hf.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
@@ -188,42 +190,6 @@ def write_hub_folder(
         raise
     swap_in(staging, folder)
     return folder
-
-
-def _previous_name(folder: Path) -> Path:
-    return folder.parent / f".{folder.name}.previous"
-
-
-def recover_folder(folder: str | Path) -> None:
-    """Undo what a crash in the middle of :func:`swap_in` left: the previous version is put back where it was
-    missing, and staging folders of unfinished writes (``.<name>.*``) are removed."""
-    folder = Path(folder)
-    previous = _previous_name(folder)
-    if previous.is_dir() and not folder.exists():
-        os.replace(previous, folder)
-        logger.warning("restored the previous version of %s (an earlier write stopped half-way)", folder)
-    for leftover in folder.parent.glob(f".{folder.name}.*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def swap_in(staging: str | Path, folder: str | Path) -> None:
-    """Replace ``folder`` by the finished ``staging`` folder (same file system) so that at every instant either
-    the old or the new version is whole: the old one is renamed aside, the new one renamed in, and only then
-    the old one deleted. A crash between the two renames is undone by :func:`recover_folder`."""
-    staging, folder = Path(staging), Path(folder)
-    previous = _previous_name(folder)
-    if previous.exists():
-        shutil.rmtree(previous)
-    if folder.exists():
-        os.replace(folder, previous)
-    try:
-        os.replace(staging, folder)
-    except BaseException:
-        if previous.exists() and not folder.exists():
-            os.replace(previous, folder)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _is_hub_folder(folder: Path) -> bool:

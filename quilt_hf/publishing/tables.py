@@ -140,7 +140,10 @@ def load_pairs(path: str | Path) -> Dataset:
     """
     from datasets import load_dataset, load_from_disk
 
+    from quilt_hf.atomic import read_set_ready
+
     path = Path(path)
+    read_set_ready(path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first
     if path.is_dir() and (path / "state.json").is_file():
         pairs = load_from_disk(str(path))
         if not isinstance(pairs, Dataset):

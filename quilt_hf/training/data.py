@@ -41,7 +41,11 @@ def load_pairs(name_or_path: str, *, split: str | None = None):
     """
     import datasets
 
+    from quilt_hf.atomic import read_set_ready
+
     path = Path(name_or_path).expanduser()
+    if path.parent.is_dir():
+        read_set_ready(path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         data = datasets.load_from_disk(str(path))
     elif path.exists() or name_or_path.startswith((".", "/", "~")):
