@@ -8,9 +8,10 @@
   ``videos_per_block`` videos), every step runs block by block, and the workers write their output as parquet
   shards (``write_parquet``). The driver assembles the result from the shards with datasets' parquet loader
   (memory-mapped arrow on disk), never through ``take_all()`` or a list of rows in its memory.
-- Faults: a killed worker costs its block a retry (``max_retries``; actors restart); a block that keeps
-  failing is given up (``DataContext.max_errored_blocks``) and its videos are recorded as dropped
-  (``worker_lost``), not the run's failure, unless every video was lost.
+- Faults: a killed worker costs its video a retry (Ray restarts actors and retries tasks); a ledger of
+  attempts per (step, video) in the staging folder gives a video up after ``max_retries`` retries and records
+  it as dropped (``worker_lost``). A block that fails with an exception is dropped too
+  (``DataContext.max_errored_blocks``) and its videos recorded the same way, unless every video was lost.
 - Per-step timings: each step records its own seconds per video in a metrics column that travels with the
   row; the driver sums them (worker-seconds per step, as ``timings_s`` of the local runner) and adds the
   run's wall time under ``"ray wall"``. Cache hits and computed counts travel the same way.
@@ -73,36 +74,84 @@ def _snapshot(step: Step) -> dict[str, Counter]:
     return {name: Counter(counter) for name, counter in (step.counters() if step.counters else {}).items()}
 
 
-def _apply_map(step: Step, table):
+@dataclass
+class _Ledger:
+    """Attempts per (step, video) in a folder every worker can reach: a video whose worker died
+    ``max_attempts`` times in a step is given up there and recorded as ``worker_lost`` (Ray itself retries
+    dead workers without limit)."""
+
+    folder: str
+    max_attempts: int
+    id_column: str
+    drop_column: str
+
+    def _path(self, step: Step, row: dict) -> Path:
+        slug = "".join(c if c.isalnum() else "_" for c in step.name)
+        return Path(self.folder) / f"{slug}--{row[self.id_column]}"
+
+    def begin(self, step: Step, row: dict) -> bool:
+        """Count this attempt; False when the video has used up its attempts."""
+        path = self._path(step, row)
+        attempts = int(path.read_text() or 0) if path.is_file() else 0
+        if attempts >= self.max_attempts:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(attempts + 1))
+        return True
+
+    def end(self, step: Step, row: dict) -> None:
+        self._path(step, row).unlink(missing_ok=True)
+
+
+def _apply_map(step: Step, table, ledger: _Ledger):
     """Run a map step over the rows of an arrow table; returns the table with the updated columns."""
     import pyarrow as pa
 
-    rows = table.to_pylist()
     out = []
-    for row in rows:
+    for row in table.to_pylist():
+        metrics = _metrics(row.get(METRICS))
+        if not ledger.begin(step, row):
+            logger.error("%s: its worker died %d times in step %s; dropped as %s", row[ledger.id_column],
+                         ledger.max_attempts, step.name, LOST)
+            out.append({**row, ledger.drop_column: LOST})
+            continue
         before = _snapshot(step)
         began = time.perf_counter()
         updated = {**row, **step.fn({k: v for k, v in row.items() if k != METRICS})}
-        metrics = _metrics(row.get(METRICS))
         metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + time.perf_counter() - began
         for name, counter in _snapshot(step).items():
             delta = counter - before.get(name, Counter())
             for key, count in delta.items():
                 metrics[name][key] = metrics[name].get(key, 0) + count
+        ledger.end(step, row)
         updated[METRICS] = json.dumps(metrics)
         out.append(updated)
     return pa.Table.from_pylist(out, schema=table.schema)
 
 
+class _ReadPart:
+    """Reads input part ``id`` (one parquet file per block: a block is the unit of retry)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, batch):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(Path(self.folder) / f"part-{int(i):06d}.parquet") for i in batch["id"].to_pylist()]
+        return pa.concat_tables(tables)
+
+
 class _CpuStage:
     """A CPU step as a Ray task function (the step travels with the task; no model inside)."""
 
-    def __init__(self, step: Step):
-        self.step = step
+    def __init__(self, step: Step, ledger: _Ledger):
+        self.step, self.ledger = step, ledger
 
     def __call__(self, table):
         try:
-            return _apply_map(self.step, table)
+            return _apply_map(self.step, table, self.ledger)
         finally:
             if self.step.after is not None:  # e.g. close the decoding worker process of this task
                 self.step.after()
@@ -111,13 +160,13 @@ class _CpuStage:
 class _ModelStage:
     """A model step as an actor: the model is loaded once, when the actor starts."""
 
-    def __init__(self, step: Step):
-        self.step = step
+    def __init__(self, step: Step, ledger: _Ledger):
+        self.step, self.ledger = step, ledger
         if step.setup is not None:
             step.setup()
 
     def __call__(self, table):
-        return _apply_map(self.step, table)
+        return _apply_map(self.step, table, self.ledger)
 
 
 class _Filter:
@@ -213,8 +262,10 @@ class RayRunner:
         o = self.options
         actors, gpus = {"asr": (o.asr_actors, o.asr_gpus), "histology": (o.histology_actors, o.histology_gpus),
                         "text": (o.text_actors, o.text_gpus)}[step.pool]
-        return {"concurrency": max(1, actors), "num_gpus": gpus or None, "num_cpus": o.actor_cpus,
-                "batch_size": max(1, o.model_batch_size)}
+        import ray.data
+
+        return {"compute": ray.data.ActorPoolStrategy(size=max(1, actors)), "num_gpus": gpus or None,
+                "num_cpus": o.actor_cpus, "batch_size": max(1, o.model_batch_size)}
 
     def run(self, dataset, steps: Sequence[Step]):
         ray = self._init()
@@ -230,15 +281,19 @@ class RayRunner:
         expanded = False
         if blocks == 0:
             return dataset
-        data = ray.data.read_parquet(str(inputs), override_num_blocks=blocks)
-        retries = {"max_retries": self.options.max_retries}
+        # one block per input part (read_parquet would pack small files into one block)
+        data = ray.data.range(blocks, override_num_blocks=blocks).map_batches(
+            _ReadPart(str(inputs)), batch_size=1, batch_format="pyarrow", num_cpus=self.options.task_cpus)
+        ledger = _Ledger(str(folder / "attempts"), self.options.max_retries + 1, self.id_column, self.drop_column)
+        retries = {"max_retries": -1}  # dead workers: retried here, given up per video by the ledger
         for step in steps:
             common = {"batch_format": "pyarrow", "zero_copy_batch": False}
             if step.kind == "map" and step.pool:
-                data = data.map_batches(_ModelStage, fn_constructor_args=(step,), max_restarts=-1,
-                                        max_task_retries=self.options.max_retries, **self._pool(step), **common)
+                data = data.map_batches(_ModelStage, fn_constructor_args=(step, ledger), max_restarts=-1,
+                                        max_task_retries=-1, **self._pool(step), **common)
             elif step.kind == "map":
-                data = data.map_batches(_CpuStage(step), batch_size=1, num_cpus=self.options.task_cpus, **retries, **common)
+                data = data.map_batches(_CpuStage(step, ledger), batch_size=1, num_cpus=self.options.task_cpus,
+                                        **retries, **common)
             elif step.kind == "filter":
                 data = data.map_batches(_Filter(step), batch_size=1, num_cpus=self.options.task_cpus, **retries, **common)
             else:
