@@ -4,7 +4,7 @@
 One demo lecture (``demo02``, 640x360, 15 fps, AAC narration) is looped with a PyAV remux (no re-encoding)
 into a temporary folder; ``quilt curate`` runs on each length in its own process, and the peak of the
 process tree (the command and its decoding worker, RSS summed, sampled every 0.1 s with psutil) is
-reported, with the largest single process (``ru_maxrss`` of the children) beside it.
+reported, with the largest single process (sampled the same way) beside it.
 
 ASR runs the production path (``WhisperTranscriber.transcribe_file``: audio decoded and transcribed block by
 block) with a tiny randomly initialised Whisper that has the real tokenizer and feature extractor (built
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -76,15 +75,17 @@ def peak_of_command(argv: list[str], interval: float = 0.1) -> dict:
     log = tempfile.TemporaryFile(mode="w+")  # not a pipe: progress bars must never fill it and block the run
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, text=True)
     root = psutil.Process(process.pid)
-    peak = 0
+    peak = largest = 0
     while process.poll() is None:
         total = 0
         try:
             for member in [root, *root.children(recursive=True)]:
                 try:
-                    total += member.memory_info().rss
+                    rss = member.memory_info().rss
                 except psutil.Error:
-                    pass
+                    continue
+                total += rss
+                largest = max(largest, rss)
         except psutil.Error:
             pass
         peak = max(peak, total)
@@ -94,8 +95,7 @@ def peak_of_command(argv: list[str], interval: float = 0.1) -> dict:
     log.close()
     if process.returncode != 0:
         raise SystemExit(f"quilt curate failed ({process.returncode}):\n{stderr[-3000:]}")
-    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
-    return {"tree_peak_mb": peak / 2**20, "largest_process_mb": largest, "seconds": time.perf_counter() - began}
+    return {"tree_peak_mb": peak / 2**20, "largest_process_mb": largest / 2**20, "seconds": time.perf_counter() - began}
 
 
 def main() -> None:
