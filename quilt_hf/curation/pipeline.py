@@ -580,6 +580,14 @@ def _dataset_writer(dataset) -> Callable[[Path], None]:
     return write
 
 
+def _count_chunks(pairs) -> int:
+    """Distinct (video, chunk) pairs, read in batches (the driver never lists the whole pairs table)."""
+    seen: set = set()
+    for batch in pairs.select_columns(["video_id", "chunk_id"]).iter(batch_size=65536):
+        seen.update(zip(batch["video_id"], batch["chunk_id"]))
+    return len(seen)
+
+
 def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None) -> dict:
     """Run the whole chain on a videos table and write ``videos/``, ``chunks/``, ``pairs/`` (datasets on
     disk) and ``stats.json`` into ``output_dir``. Returns the stats.
@@ -629,7 +637,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "dropped": dict(sorted(drops.items())),
         "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
         "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
-        "chunks": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
+        "chunks": _count_chunks(pair_table),
         "images": len(pair_table),
         "pairs": len(pair_table),
         "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},
