@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 METRICS = "_ray_metrics"  # a JSON column each step adds its seconds and counters to (dropped from outputs)
 LOST = "worker_lost"
+MODEL_LOAD_MARK = "<<quilt model load failed>>"
 
 
 @dataclass
@@ -163,7 +164,10 @@ class _ModelStage:
     def __init__(self, step: Step, ledger: _Ledger):
         self.step, self.ledger = step, ledger
         if step.setup is not None:
-            step.setup()
+            try:
+                step.setup()
+            except Exception as error:  # the driver finds the marker and fails the run with this message
+                raise RuntimeError(f"{MODEL_LOAD_MARK}{step.name}: {error}{MODEL_LOAD_MARK}") from error
 
     def __call__(self, table):
         return _apply_map(self.step, table, self.ledger)
@@ -301,7 +305,14 @@ class RayRunner:
                 features = step.features
                 expanded = True
         outputs = folder / "output"
-        data.write_parquet(str(outputs))  # the workers write; execution streams block by block
+        try:
+            data.write_parquet(str(outputs))  # the workers write; execution streams block by block
+        except Exception as error:
+            text = str(error)
+            if MODEL_LOAD_MARK in text:  # a model actor could not load its model: the run's failure
+                reason = text.split(MODEL_LOAD_MARK)[1]
+                raise UserFacingError(f"a model could not be loaded in its Ray actor ({reason})") from error
+            raise
         shards = sorted(str(p) for p in outputs.glob("*.parquet")) if outputs.is_dir() else []
         if not expanded:
             shards += self._record_lost(dataset, shards, folder)

@@ -76,3 +76,12 @@ class KillingTranscriber(FakeTranscriber):
                 marker.touch()
                 os.kill(os.getpid(), signal.SIGKILL)
         return self.transcribe(load_audio(path))
+
+
+class UnloadableTranscriber(FakeTranscriber):
+    """A transcriber whose model cannot load (``load()`` raises ModelLoadError)."""
+
+    def load(self) -> None:
+        from quilt_hf.errors import ModelLoadError
+
+        raise ModelLoadError("--asr_model", "missing-whisper", "no such folder")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _curation_helpers import FakeTranscriber, KillingTranscriber, frames_or_hang
+from _curation_helpers import FakeTranscriber, KillingTranscriber, UnloadableTranscriber, frames_or_hang
 from factories import tone, write_video
 from test_curation import lecture
 
@@ -107,3 +107,11 @@ def test_a_video_that_keeps_killing_its_worker_is_a_recorded_drop(local_ray, vid
                    ray_max_retries=1)
     assert stats["dropped_videos"] == {"v2": "worker_lost"}
     assert stats["videos"] == 3 and stats["videos_kept"] == 2 and stats["pairs"] >= 4
+
+
+def test_a_model_that_cannot_load_in_its_actor_fails_the_run_with_its_reason(local_ray, videos, tmp_path):
+    from quilt_hf.errors import UserFacingError
+
+    with pytest.raises(UserFacingError, match="asr.*missing-whisper"):
+        curate(videos, tmp_path / "out", UnloadableTranscriber(), runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
+    assert not (tmp_path / "out" / "pairs").exists()
