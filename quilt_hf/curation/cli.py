@@ -51,7 +51,19 @@ class CurateConfig(TextStageOptions):
     cache_dir: str | None = field(default=None, metadata={"help": "Per-video step cache (default: OUTPUT/cache)."})
     download_dir: str | None = field(default=None, metadata={"help": "Where manifest URLs are downloaded (youtube extra)."})
     runner: str = field(default="local", metadata={"help": "local (datasets) or ray (Ray Data, the ray extra)."})
-    ray_address: str | None = field(default=None, metadata={"help": "Ray cluster address (runner=ray)."})
+    ray_address: str | None = field(default=None, metadata={"help": "Ray cluster address (runner=ray); default: a "
+                                                                    "local Ray on this machine."})
+    ray_num_cpus: int | None = field(default=None, metadata={"help": "CPUs of the local Ray (runner=ray, no address)."})
+    ray_task_cpus: float = field(default=1.0, metadata={"help": "CPUs per Ray task of the CPU steps (decoding, align)."})
+    ray_actor_cpus: float = field(default=0.25, metadata={"help": "CPUs reserved by each Ray model actor."})
+    ray_asr_actors: int = field(default=1, metadata={"help": "Whisper actors under Ray (each loads the model once)."})
+    ray_asr_gpus: float = field(default=0.0, metadata={"help": "GPUs per Whisper actor under Ray."})
+    ray_histology_actors: int = field(default=1, metadata={"help": "Histology-classifier actors under Ray."})
+    ray_histology_gpus: float = field(default=0.0, metadata={"help": "GPUs per histology actor under Ray."})
+    ray_text_actors: int = field(default=1, metadata={"help": "Text-stage (LLM) actors under Ray."})
+    ray_text_gpus: float = field(default=0.0, metadata={"help": "GPUs per text-stage actor under Ray."})
+    ray_max_retries: int = field(default=3, metadata={"help": "Retries of a video whose Ray worker died; then it is "
+                                                              "dropped as worker_lost."})
 
 
 def build_transcriber_factory(config: CurateConfig):
@@ -84,6 +96,18 @@ def build_text_stage(config: CurateConfig):
     return build_text_processor(backend=config.text_backend, **options)
 
 
+def build_ray_runner(config: CurateConfig):
+    """The Ray Data runner with the stage resources of ``config`` (imports Ray's runner module only here)."""
+    from quilt_hf.curation.ray_runner import RayOptions, RayRunner
+
+    return RayRunner(options=RayOptions(
+        address=config.ray_address, num_cpus=config.ray_num_cpus, task_cpus=config.ray_task_cpus,
+        actor_cpus=config.ray_actor_cpus, asr_actors=config.ray_asr_actors, asr_gpus=config.ray_asr_gpus,
+        histology_actors=config.ray_histology_actors, histology_gpus=config.ray_histology_gpus,
+        text_actors=config.ray_text_actors, text_gpus=config.ray_text_gpus, max_retries=config.ray_max_retries,
+    ))
+
+
 def run_curate(
     config: CurateConfig, *, transcriber=None, text_processor=None, histology=None, frames_fn=None, load_audio=None
 ) -> dict:
@@ -96,7 +120,7 @@ def run_curate(
     from quilt_hf.curation.frames import FrameOptions
     from quilt_hf.curation.histology import build_histology_classifier
     from quilt_hf.curation.pipeline import Curation, PipelineOptions, run_pipeline
-    from quilt_hf.curation.runners import LocalRunner, RayRunner
+    from quilt_hf.curation.runners import LocalRunner
     from quilt_hf.curation.sources import load_videos
 
     if config.runner not in ("local", "ray"):
@@ -129,5 +153,5 @@ def run_curate(
         asr_name=asr_name,
         asr_language=config.language,
     )
-    runner = RayRunner(address=config.ray_address) if config.runner == "ray" else LocalRunner()
+    runner = build_ray_runner(config) if config.runner == "ray" else LocalRunner()
     return run_pipeline(videos, curation, output, runner=runner)

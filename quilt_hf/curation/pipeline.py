@@ -19,9 +19,11 @@ stage run under a per-video time limit (:mod:`.limits`) like decoding.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -188,16 +190,24 @@ class Curation:
             self._transcriber = self._transcriber()
         return self._transcriber
 
-    def load_models(self) -> None:
+    def load_models(self, which: tuple[str, ...] = ("asr", "histology", "text")) -> None:
         """Load the ASR, histology and text models now, once per process, before any video is processed.
 
         Each holder's ``load()`` (when it has one) raises :class:`~quilt_hf.errors.ModelLoadError` naming the
         model and the fix; that is the run's failure, not a drop reason of each video.
+
+        Args:
+            which: the models to load (a Ray actor loads only the model of its step).
         """
-        for holder in (self.transcriber, self.histology, self.text):
-            load = getattr(holder, "load", None)
+        holders = {"asr": lambda: self.transcriber, "histology": lambda: self.histology, "text": lambda: self.text}
+        for name in which:
+            load = getattr(holders[name](), "load", None)
             if callable(load):
                 load()
+
+    def counters(self) -> dict[str, Counter]:
+        """The cache-hit and computed counters (the Ray runner sums them across its workers)."""
+        return {"cache_hits": self.cache_hits, "computed": self.computed}
 
     @property
     def asr_digest(self) -> str:
@@ -538,17 +548,23 @@ class Curation:
         row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"]})
         from datasets import Features
 
-        return [
+        per_video = [
             Step("probe", self.probe, fingerprint=f"probe-{version}"),
             Step("audio check", self.audio_check, fingerprint=f"audio-{version}"),
             # the decoding worker's memory is freed before the models' steps (whole-run peak)
             Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}", after=self.worker.close),
-            Step("histology", self.classify, fingerprint=f"histology-{version}"),
-            Step("asr", self.transcribe, fingerprint=f"asr-{version}"),
+            Step("histology", self.classify, fingerprint=f"histology-{version}", pool="histology",
+                 setup=functools.partial(self.load_models, ("histology",))),
+            Step("asr", self.transcribe, fingerprint=f"asr-{version}", pool="asr",
+                 setup=functools.partial(self.load_models, ("asr",))),
             Step("align", self.align, fingerprint=f"align-{version}"),
-            Step("text", self.text_stage, fingerprint=f"text-{version}"),
+            Step("text", self.text_stage, fingerprint=f"text-{version}", pool="text" if self.text is not None else "",
+                 setup=functools.partial(self.load_models, ("text",))),
             Step("rows", self.rows_stage, fingerprint=f"rows-{version}"),
-        ], [
+        ]
+        for step in per_video:
+            step.counters = self.counters
+        return per_video, [
             Step("keep usable videos", self.keep, kind="filter", fingerprint=f"keep-{version}"),
             Step("chunks and pairs", self.expand, kind="flat_map", fingerprint=f"expand-{version}", features=Features(row_features)),
         ]
@@ -562,6 +578,14 @@ def _dataset_writer(dataset) -> Callable[[Path], None]:
         dataset.save_to_disk(str(path), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: one shard
 
     return write
+
+
+def _count_chunks(pairs) -> int:
+    """Distinct (video, chunk) pairs, read in batches (the driver never lists the whole pairs table)."""
+    seen: set = set()
+    for batch in pairs.select_columns(["video_id", "chunk_id"]).iter(batch_size=65536):
+        seen.update(zip(batch["video_id"], batch["chunk_id"]))
+    return len(seen)
 
 
 def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None) -> dict:
@@ -581,8 +605,11 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
     atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
     curation.cache.clean_tmp()
     runner = runner or LocalRunner()
+    if hasattr(runner, "staging_dir") and runner.staging_dir is None:  # Ray: shards next to the outputs
+        runner.staging_dir = str(output_dir / f"{atomic._TMP}ray-{os.getpid()}-{int(time.time())}")
     began = time.perf_counter()
-    curation.load_models()  # a model that cannot load fails the run here, before any video
+    if not getattr(runner, "loads_models_in_workers", False):
+        curation.load_models()  # a model that cannot load fails the run here, before any video
     work_features = Features({**VIDEO_FEATURES, **{name: Value("string") for name in KEY_COLUMNS}})
     videos = videos.map(lambda row: {name: "" for name in KEY_COLUMNS}, features=work_features, desc="videos")
     per_video, final = curation.steps()
@@ -591,6 +618,8 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         rows = runner.run(videos, final)
     finally:
         curation.close()
+    for name, counter in getattr(runner, "worker_counters", {}).items():  # Ray: what the workers counted
+        getattr(curation, name).update(counter)
     if len(rows) == 0 or not rows.column_names:
         from datasets import Dataset
 
@@ -599,6 +628,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
     chunk_table = rows.select_columns(list(CHUNK_FEATURES)).cast(CHUNK_FEATURES)
     pair_table = rows.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
     video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
+    video_seconds = sum(float(d or 0.0) for d in video_table["duration"])
     drops = Counter(reason for reason in video_table["drop_reason"] if reason)
     stats = {
         "pipeline_version": PIPELINE_VERSION,
@@ -607,11 +637,15 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "dropped": dict(sorted(drops.items())),
         "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
         "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
-        "chunks": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
+        "chunks": _count_chunks(pair_table),
         "images": len(pair_table),
         "pairs": len(pair_table),
         "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},
         "total_s": round(time.perf_counter() - began, 3),
+        "video_hours": round(video_seconds / 3600, 6),
+        # hours of input video per hour of each step (wall time locally; summed worker time under Ray)
+        "throughput_video_h_per_h": {name: round(video_seconds / value, 3)
+                                     for name, value in runner.timings.items() if value > 0},
         "cache_keys": {r["video_id"]: {name: r[name] for name in KEY_COLUMNS if r[name]} for r in videos},
         "cache_hits": dict(curation.cache_hits),
         "computed": dict(curation.computed),
@@ -625,6 +659,9 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "pairs": _dataset_writer(pair_table),
         "stats.json": lambda path: path.write_text(json.dumps(stats, indent=2, sort_keys=True)),
     })
+    cleanup = getattr(runner, "cleanup", None)
+    if callable(cleanup):
+        cleanup()
     logger.info("curation: %d pairs from %d/%d videos (dropped: %s) -> %s", stats["pairs"], stats["videos_kept"],
                 stats["videos"], stats["dropped"] or "none", output_dir)
     return stats

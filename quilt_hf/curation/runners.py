@@ -1,8 +1,8 @@
 """Runners: what schedules the pipeline's steps, kept apart from the steps themselves.
 
 - :class:`LocalRunner` (default): each step is a ``datasets`` ``map``/``filter`` with a ``desc=`` progress bar.
-- :class:`RayRunner`: the same step objects on Ray Data (``map``/``filter``/``flat_map``), for clusters;
-  needs the optional ``ray`` extra.
+- :class:`~quilt_hf.curation.ray_runner.RayRunner` (its own module, so the local runner never imports Ray):
+  the same step objects on Ray Data, CPU steps as tasks and model steps as actor pools; the ``ray`` extra.
 - :class:`IsolatedWorker`: runs one function call in a separate (spawned) process with a timeout, killed
   and restarted when it hangs or crashes. Decoding runs there: decord can deadlock holding the GIL, and
   a native crash on a corrupt file must not take the run with it.
@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from quilt_hf.errors import require
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +159,9 @@ class Step:
     fingerprint: str = ""
     features: Any = None
     after: Callable[[], None] | None = None  # called once the step has run over every row (LocalRunner)
+    pool: str = ""  # a model step's pool name (asr, histology, text): an actor pool under Ray; "" = CPU task
+    setup: Callable[[], None] | None = None  # loads the step's model (once per Ray actor)
+    counters: Callable[[], dict] | None = None  # the step owner's counters (Ray sums them across workers)
 
 
 @dataclass
@@ -194,45 +195,6 @@ class LocalRunner:
                 step.after()
             self.timings[step.name] = self.timings.get(step.name, 0.0) + time.perf_counter() - began
         return dataset
-
-
-@dataclass
-class RayRunner:
-    """Runs the same steps on Ray Data (``pip install 'quilt_hf[ray]'``); returns a ``datasets.Dataset``.
-
-    Per-step timings are not separable under Ray's streaming execution: the total goes under ``"ray"``.
-    """
-
-    address: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def run(self, dataset, steps: Sequence[Step]):
-        ray = require("ray", package="ray[data]", extra="ray", purpose="the Ray Data runner")
-        from datasets import Dataset
-
-        if not ray.is_initialized():
-            # workers import the steps (and anything they reference) from the driver's import path
-            path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-            ray.init(
-                address=self.address, include_dashboard=False, log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": path}} if self.address is None else None,
-            )
-        began = time.perf_counter()
-        data = ray.data.from_items(dataset.to_list())
-        features = dataset.features
-        for step in steps:
-            if step.kind == "map":
-                data = data.map(lambda row, fn=step.fn: {**row, **fn(row)})
-            elif step.kind == "filter":
-                data = data.filter(step.fn)
-            else:
-                data = data.flat_map(step.fn)
-                features = step.features
-        rows = data.take_all()
-        self.timings["ray"] = self.timings.get("ray", 0.0) + time.perf_counter() - began
-        if features is not None and rows:
-            rows = [{name: row[name] for name in features} for row in rows]
-        return Dataset.from_list(rows, features=features)
 
 
 if __name__ == "__main__":

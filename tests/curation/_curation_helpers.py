@@ -54,3 +54,34 @@ def raise_error():
 
 def add(a, b):
     return a + b
+
+
+class KillingTranscriber(FakeTranscriber):
+    """FakeTranscriber that SIGKILLs its own process when it reads a video whose name holds ``victim``: the
+    first time only (a marker file in ``marker_dir`` remembers it), or every time with ``always``."""
+
+    def __init__(self, marker_dir: str, victim: str, always: bool = False):
+        self.marker_dir, self.victim, self.always = marker_dir, victim, always
+
+    def transcribe_file(self, path: str) -> FakeTranscript:
+        import signal
+        from pathlib import Path
+
+        from quilt_hf.curation.asr import load_audio
+
+        name = os.path.basename(path)
+        if self.victim in name:
+            marker = Path(self.marker_dir) / f"killed-{name}"
+            if self.always or not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.transcribe(load_audio(path))
+
+
+class UnloadableTranscriber(FakeTranscriber):
+    """A transcriber whose model cannot load (``load()`` raises ModelLoadError)."""
+
+    def load(self) -> None:
+        from quilt_hf.errors import ModelLoadError
+
+        raise ModelLoadError("--asr_model", "missing-whisper", "no such folder")

@@ -300,23 +300,6 @@ run(Path({str(videos)!r}), Path({str(tmp_path / "resumed")!r}))
     assert all(np.array_equal(x, y) for x, y in zip(images_a, images_b))
 
 
-@pytest.mark.slow
-def test_ray_runner_gives_the_pairs_of_the_local_runner(tmp_path):
-    pytest.importorskip("ray", reason="the optional ray extra is not installed")
-    from datasets import load_from_disk
-
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for k in range(2):
-        write_video(videos / f"v{k}.mp4", lecture(5 * k), audio=tone(24))
-    run(videos, tmp_path / "local")
-    stats = run(videos, tmp_path / "ray", runner="ray")
-    assert "ray" in stats["timings_s"]
-    local = load_from_disk(str(tmp_path / "local" / "pairs")).remove_columns(["image"]).to_list()
-    ray_pairs = load_from_disk(str(tmp_path / "ray" / "pairs")).remove_columns(["image"]).to_list()
-    assert local == ray_pairs and len(local) >= 4
-
-
 def test_text_stage_fills_the_pair_columns(tmp_path):
     from datasets import load_from_disk
 

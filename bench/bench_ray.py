@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Ray's overhead and the Ray driver's memory: ``quilt curate --runner ray`` against the local runner.
+
+1. Overhead: ``quilt curate`` on the same videos (demo lectures cut to ``--minutes``) with the local runner
+   (the peer: the default runner a user would otherwise run, datasets ``map`` in one process) and with
+   ``--runner ray`` on a local Ray with ``--ray_num_cpus`` CPUs; each run has its own fresh step cache, each in
+   its own process. Ratio = Ray wall / local wall (goal under 1.15 on a run of several minutes; Ray's start,
+   ~10 s, is included; on a loaded shared machine the figures are noisy).
+2. Driver memory: the Ray driver's peak RSS (``ru_maxrss`` of the driver process alone; Ray's own daemons and
+   workers are separate processes) with the videos above, then with 10x as many videos (hard links of the
+   same files, so their steps are mostly cache hits and the pairs table grows 10x). Goal: flat.
+
+Per-stage throughput (hours of video per hour of step time: summed worker time under Ray) comes from each
+run's ``stats.json`` and is printed too.
+
+ASR is the production path with a tiny random Whisper (real tokenizer and feature extractor, built here) unless
+``--asr_model`` names a real one (e.g. the offline whisper-base folder); histology is the heuristic classifier;
+no text stage.
+
+    python bench/bench_ray.py                              # 3 lectures x 3 min, 2 Ray CPUs
+    python bench/bench_ray.py --videos 2 --minutes 5 --asr_model .cache/quilt_hf/models/whisper-base
+    python bench/bench_ray.py --smoke                      # 1 lecture x 0.25 min, no 10x run (Ray start dominates;
+                                                           # the tiny random Whisper hears no speech: 0 pairs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tiny_models import tiny_whisper  # noqa: E402 - bench/ helpers
+from bench_memory import loop_video  # noqa: E402
+
+LECTURES = sorted((REPO / "demo_corpus").glob("demo0*.mp4"))
+DRIVER = """
+import resource, sys
+from quilt_hf.cli import main
+code = main(sys.argv[1:])
+print("DRIVER_MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: Path | None = None) -> dict:
+    """One ``quilt curate`` process; returns its wall time, the driver's peak RSS and its stats.json."""
+    argv = [sys.executable, "-c", DRIVER, "curate", "--videos", str(videos), "--output", str(output),
+            "--asr_model", asr_model, "--text_backend", "none", *(["--cache_dir", str(cache)] if cache else []), *extra]
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        raise SystemExit(f"quilt curate failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    rss = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("DRIVER_MAXRSS_KB")]
+    stats = json.loads((output / "stats.json").read_text())
+    return {"wall_s": wall, "driver_peak_mb": rss[-1] / 1024 if rss else float("nan"), "stats": stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=3, help="Demo lectures to use (at most 7).")
+    parser.add_argument("--minutes", type=float, default=3.0, help="Each lecture cut (or looped) to this length.")
+    parser.add_argument("--ray_num_cpus", type=int, default=2, help="CPUs of the local Ray.")
+    parser.add_argument("--asr_model", default=None, help="Whisper folder (default: a tiny random Whisper).")
+    parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min: checks the script runs.")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.videos, args.minutes = 1, 0.25
+    with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
+        tmp = Path(tmp)
+        model = args.asr_model or str(tiny_whisper(tmp / "tiny-whisper"))
+        videos = tmp / "videos"
+        videos.mkdir()
+        for lecture in LECTURES[: args.videos]:
+            loop_video(lecture, videos / lecture.name, args.minutes)
+        ray_args = ["--runner", "ray", "--ray_num_cpus", str(args.ray_num_cpus), "--ray_task_cpus", "0.5"]
+        local = curate(videos, tmp / "local", model, [])
+        ray = curate(videos, tmp / "ray", model, ray_args)
+        ray10 = None
+        if not args.smoke:  # a third Ray start would take the smoke run past a minute
+            many = tmp / "many"
+            many.mkdir()
+            for copy in range(10):
+                for video in videos.iterdir():
+                    os.link(video, many / f"c{copy}_{video.name}")
+            ray10 = curate(many, tmp / "ray10", model, ray_args, cache=tmp / "ray" / "cache")
+    hours = local["stats"]["video_hours"]
+    print(f"bench_ray: {args.videos} lecture(s) x {args.minutes:g} min ({hours * 60:.1f} min of video), "
+          f"ASR {'tiny random Whisper' if args.asr_model is None else args.asr_model}, local Ray with "
+          f"{args.ray_num_cpus} CPUs (shared, loaded machine: noisy)")
+    same = (local["stats"]["pairs"], local["stats"]["videos_kept"]) == (ray["stats"]["pairs"], ray["stats"]["videos_kept"])
+    print(f"  same pairs and kept videos: {same} ({local['stats']['pairs']} pairs)")
+    print(f"  wall: local runner (peer) {local['wall_s']:.1f} s, Ray {ray['wall_s']:.1f} s, "
+          f"ratio {ray['wall_s'] / local['wall_s']:.2f} (goal < 1.15 on a run of several minutes)")
+    print(f"  driver peak RSS: local runner {local['driver_peak_mb']:.0f} MB, Ray {ray['driver_peak_mb']:.0f} MB "
+          f"with {args.videos} video(s)")
+    if ray10 is None:
+        print("  Ray driver with 10x the videos: skipped in --smoke")
+    else:
+        print(f"  Ray driver peak RSS with {10 * args.videos} videos ({ray10['stats']['pairs']} pairs): "
+              f"{ray10['driver_peak_mb']:.0f} MB, ratio {ray10['driver_peak_mb'] / ray['driver_peak_mb']:.2f} "
+              f"to {args.videos} video(s) ({ray['stats']['pairs']} pairs) (goal ~1, flat)")
+    print("  throughput, hours of video per hour of step time (local wall | Ray summed worker time):")
+    for name in local["stats"]["throughput_video_h_per_h"]:
+        ray_value = ray["stats"]["throughput_video_h_per_h"].get(name)
+        print(f"    {name:28s} {local['stats']['throughput_video_h_per_h'][name]:10.1f} | "
+              f"{'-' if ray_value is None else f'{ray_value:.1f}':>10}")
+    if not same:
+        print("  ERROR: the runners disagree", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""The Ray Data runner: the pipeline's steps on a Ray cluster (or a local Ray), with per-stage resources.
+
+- CPU steps (probe, audio check, decoding, alignment, rows) run as Ray tasks with ``task_cpus`` each.
+- Model steps (ASR, histology, the LLM text stage) run in actor pools (``map_batches`` with a callable class,
+  ``concurrency``, ``num_gpus``); each actor loads its model once, in its constructor, through the model
+  holder's ``load()``; the driver never loads a model.
+- Execution streams: the videos table goes to the workers as parquet files (one block per
+  ``videos_per_block`` videos), every step runs block by block, and the workers write their output as parquet
+  shards (``write_parquet``). The driver assembles the result from the shards with datasets' parquet loader
+  (memory-mapped arrow on disk), never through ``take_all()`` or a list of rows in its memory.
+- Faults: a killed worker costs its video a retry (Ray restarts actors and retries tasks); a ledger of
+  attempts per (step, video) in the staging folder gives a video up after ``max_retries`` retries and records
+  it as dropped (``worker_lost``). A block that fails with an exception is dropped too
+  (``DataContext.max_errored_blocks``) and its videos recorded the same way, unless every video was lost.
+- Per-step timings: each step records its own seconds per video in a metrics column that travels with the
+  row; the driver sums them (worker-seconds per step, as ``timings_s`` of the local runner) and adds the
+  run's wall time under ``"ray wall"``. Cache hits and computed counts travel the same way.
+
+Needs ``pip install 'quilt_hf[ray]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quilt_hf.curation.runners import Step
+from quilt_hf.errors import UserFacingError, require
+
+logger = logging.getLogger(__name__)
+
+METRICS = "_ray_metrics"  # a JSON column each step adds its seconds and counters to (dropped from outputs)
+LOST = "worker_lost"
+MODEL_LOAD_MARK = "<<quilt model load failed>>"
+
+
+@dataclass
+class RayOptions:
+    """Resources and concurrency of the Ray stages (``quilt curate --runner ray``)."""
+
+    address: str | None = field(default=None, metadata={"help": "Ray cluster address (e.g. ray://head:10001 or auto); "
+                                                                "default: start a local Ray on this machine."})
+    num_cpus: int | None = field(default=None, metadata={"help": "CPUs of the local Ray (no address); default: all."})
+    object_store_mb: int | None = field(default=None, metadata={"help": "Object store size of the local Ray, in MiB."})
+    task_cpus: float = field(default=1.0, metadata={"help": "CPUs per task of the CPU steps (probe, decoding, align)."})
+    actor_cpus: float = field(default=0.25, metadata={"help": "CPUs reserved by each model actor (raise it when the "
+                                                               "model runs on CPU and the cluster has cores to spare)."})
+    asr_actors: int = field(default=1, metadata={"help": "Whisper actors (each loads the model once)."})
+    asr_gpus: float = field(default=0.0, metadata={"help": "GPUs per Whisper actor (e.g. 1, or 0.5 to share one)."})
+    histology_actors: int = field(default=1, metadata={"help": "Histology-classifier actors."})
+    histology_gpus: float = field(default=0.0, metadata={"help": "GPUs per histology actor."})
+    text_actors: int = field(default=1, metadata={"help": "Text-stage (LLM) actors."})
+    text_gpus: float = field(default=0.0, metadata={"help": "GPUs per text-stage actor."})
+    model_batch_size: int = field(default=1, metadata={"help": "Videos per call of a model actor."})
+    videos_per_block: int = field(default=1, metadata={"help": "Videos per Ray block (the unit of retry)."})
+    max_retries: int = field(default=3, metadata={"help": "Retries of a block whose worker died; then its videos "
+                                                          "are dropped as worker_lost."})
+
+
+def _metrics(value: str | None) -> dict:
+    return json.loads(value) if value else {"seconds": {}, "cache_hits": {}, "computed": {}}
+
+
+def _snapshot(step: Step) -> dict[str, Counter]:
+    return {name: Counter(counter) for name, counter in (step.counters() if step.counters else {}).items()}
+
+
+@dataclass
+class _Ledger:
+    """Attempts per (step, video) in a folder every worker can reach: a video whose worker died
+    ``max_attempts`` times in a step is given up there and recorded as ``worker_lost`` (Ray itself retries
+    dead workers without limit)."""
+
+    folder: str
+    max_attempts: int
+    id_column: str
+    drop_column: str
+
+    def _path(self, step: Step, row: dict) -> Path:
+        slug = "".join(c if c.isalnum() else "_" for c in step.name)
+        return Path(self.folder) / f"{slug}--{row[self.id_column]}"
+
+    def begin(self, step: Step, row: dict) -> bool:
+        """Count this attempt; False when the video has used up its attempts."""
+        path = self._path(step, row)
+        attempts = int(path.read_text() or 0) if path.is_file() else 0
+        if attempts >= self.max_attempts:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(attempts + 1))
+        return True
+
+    def end(self, step: Step, row: dict) -> None:
+        self._path(step, row).unlink(missing_ok=True)
+
+
+def _apply_map(step: Step, table, ledger: _Ledger):
+    """Run a map step over the rows of an arrow table; returns the table with the updated columns."""
+    import pyarrow as pa
+
+    out = []
+    for row in table.to_pylist():
+        metrics = _metrics(row.get(METRICS))
+        if not ledger.begin(step, row):
+            logger.error("%s: its worker died %d times in step %s; dropped as %s", row[ledger.id_column],
+                         ledger.max_attempts, step.name, LOST)
+            out.append({**row, ledger.drop_column: LOST})
+            continue
+        before = _snapshot(step)
+        began = time.perf_counter()
+        updated = {**row, **step.fn({k: v for k, v in row.items() if k != METRICS})}
+        metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + time.perf_counter() - began
+        for name, counter in _snapshot(step).items():
+            delta = counter - before.get(name, Counter())
+            for key, count in delta.items():
+                metrics[name][key] = metrics[name].get(key, 0) + count
+        ledger.end(step, row)
+        updated[METRICS] = json.dumps(metrics)
+        out.append(updated)
+    return pa.Table.from_pylist(out, schema=table.schema)
+
+
+class _ReadPart:
+    """Reads input part ``id`` (one parquet file per block: a block is the unit of retry)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, batch):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(Path(self.folder) / f"part-{int(i):06d}.parquet") for i in batch["id"].to_pylist()]
+        return pa.concat_tables(tables)
+
+
+class _CpuStage:
+    """A CPU step as a Ray task function (the step travels with the task; no model inside)."""
+
+    def __init__(self, step: Step, ledger: _Ledger):
+        self.step, self.ledger = step, ledger
+
+    def __call__(self, table):
+        try:
+            return _apply_map(self.step, table, self.ledger)
+        finally:
+            if self.step.after is not None:  # e.g. close the decoding worker process of this task
+                self.step.after()
+
+
+class _ModelStage:
+    """A model step as an actor: the model is loaded once, when the actor starts."""
+
+    def __init__(self, step: Step, ledger: _Ledger):
+        self.step, self.ledger = step, ledger
+        if step.setup is not None:
+            try:
+                step.setup()
+            except Exception as error:  # the driver finds the marker and fails the run with this message
+                raise RuntimeError(f"{MODEL_LOAD_MARK}{step.name}: {error}{MODEL_LOAD_MARK}") from error
+
+    def __call__(self, table):
+        return _apply_map(self.step, table, self.ledger)
+
+
+class _Filter:
+    def __init__(self, step: Step):
+        self.step = step
+
+    def __call__(self, table):
+        keep = [bool(self.step.fn({k: v for k, v in row.items() if k != METRICS})) for row in table.to_pylist()]
+        import pyarrow as pa
+
+        return table.filter(pa.array(keep, type=pa.bool_()))
+
+
+class _Expand:
+    def __init__(self, step: Step):
+        self.step = step
+
+    def __call__(self, table):
+        import pyarrow as pa
+
+        schema = self.step.features.arrow_schema
+        rows = [new for row in table.to_pylist() for new in self.step.fn(row)]
+        return pa.Table.from_pylist([{name: r[name] for name in schema.names} for r in rows], schema=schema)
+
+
+@dataclass
+class RayRunner:
+    """Runs the pipeline's steps on Ray Data; returns a ``datasets.Dataset`` assembled from parquet shards.
+
+    Args:
+        options: :class:`RayOptions` (stage resources, concurrency, retries, cluster address).
+        staging_dir: where input and output shards go; must be reachable by every worker (a shared
+            filesystem on a cluster). Set by the pipeline to a ``.tmp-ray-*`` folder of the output folder.
+        id_column, drop_column: the rows' identity and drop-reason columns (videos lost by the workers are
+            recorded there).
+    """
+
+    options: RayOptions = field(default_factory=RayOptions)
+    staging_dir: str | None = None
+    id_column: str = "video_id"
+    drop_column: str = "drop_reason"
+    timings: dict[str, float] = field(default_factory=dict)
+    worker_counters: dict[str, Counter] = field(default_factory=lambda: {"cache_hits": Counter(), "computed": Counter()})
+    loads_models_in_workers = True  # the pipeline skips loading models in the driver
+
+    def _init(self):
+        ray = require("ray", package="ray[data]", extra="ray", purpose="the Ray Data runner")
+        if not ray.is_initialized():
+            if self.options.address is None:
+                # workers import the steps (and anything they reference) from the driver's import path
+                path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+                ray.init(
+                    num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
+                    object_store_memory=self.options.object_store_mb * 2**20 if self.options.object_store_mb else None,
+                    runtime_env={"env_vars": {"PYTHONPATH": path}},
+                )
+            else:
+                try:
+                    ray.init(address=self.options.address, log_to_driver=False)
+                except (ConnectionError, ValueError, RuntimeError) as error:
+                    raise UserFacingError(f"cannot connect to the Ray cluster at {self.options.address} ({error}); "
+                                          "start it with `ray start --head` or check --ray_address") from error
+        context = ray.data.DataContext.get_current()
+        context.max_errored_blocks = -1  # a block that keeps failing is dropped; its videos are recorded below
+        return ray
+
+    def _stage_dir(self, name: str) -> Path:
+        if self.staging_dir is None:
+            import tempfile
+
+            self.staging_dir = tempfile.mkdtemp(prefix="quilt-ray-")
+        folder = Path(self.staging_dir) / f"{name}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def _write_input(self, dataset, folder: Path) -> int:
+        """The table as parquet files of ``videos_per_block`` rows each (streamed slice by slice)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrow = dataset.with_format("arrow")
+        size = max(1, self.options.videos_per_block)
+        files = 0
+        for offset in range(0, len(dataset), size):
+            table = arrow[offset : offset + size]
+            if METRICS not in table.column_names:
+                table = table.append_column(METRICS, pa.array([""] * table.num_rows, type=pa.string()))
+            pq.write_table(table, folder / f"part-{files:06d}.parquet")
+            files += 1
+        return files
+
+    def _pool(self, step: Step) -> dict[str, Any]:
+        o = self.options
+        actors, gpus = {"asr": (o.asr_actors, o.asr_gpus), "histology": (o.histology_actors, o.histology_gpus),
+                        "text": (o.text_actors, o.text_gpus)}[step.pool]
+        import ray.data
+
+        return {"compute": ray.data.ActorPoolStrategy(size=max(1, actors)), "num_gpus": gpus or None,
+                "num_cpus": o.actor_cpus, "batch_size": max(1, o.model_batch_size)}
+
+    def run(self, dataset, steps: Sequence[Step]):
+        ray = self._init()
+        import pyarrow.dataset as pads
+        from datasets import Dataset
+
+        began = time.perf_counter()
+        folder = self._stage_dir("run")
+        inputs = folder / "input"
+        inputs.mkdir()
+        blocks = self._write_input(dataset, inputs)
+        features = dataset.features
+        expanded = False
+        if blocks == 0:
+            return dataset
+        # one block per input part (read_parquet would pack small files into one block)
+        data = ray.data.range(blocks, override_num_blocks=blocks).map_batches(
+            _ReadPart(str(inputs)), batch_size=1, batch_format="pyarrow", num_cpus=self.options.task_cpus)
+        ledger = _Ledger(str(folder / "attempts"), self.options.max_retries + 1, self.id_column, self.drop_column)
+        retries = {"max_retries": -1}  # dead workers: retried here, given up per video by the ledger
+        for step in steps:
+            common = {"batch_format": "pyarrow", "zero_copy_batch": False}
+            if step.kind == "map" and step.pool:
+                data = data.map_batches(_ModelStage, fn_constructor_args=(step, ledger), max_restarts=-1,
+                                        max_task_retries=-1, **self._pool(step), **common)
+            elif step.kind == "map":
+                data = data.map_batches(_CpuStage(step, ledger), batch_size=1, num_cpus=self.options.task_cpus,
+                                        **retries, **common)
+            elif step.kind == "filter":
+                data = data.map_batches(_Filter(step), batch_size=1, num_cpus=self.options.task_cpus, **retries, **common)
+            else:
+                data = data.map_batches(_Expand(step), batch_size=1, num_cpus=self.options.task_cpus, **retries, **common)
+                features = step.features
+                expanded = True
+        outputs = folder / "output"
+        try:
+            data.write_parquet(str(outputs))  # the workers write; execution streams block by block
+        except Exception as error:
+            text = str(error)
+            if MODEL_LOAD_MARK in text:  # a model actor could not load its model: the run's failure
+                reason = text.split(MODEL_LOAD_MARK)[1]
+                raise UserFacingError(f"a model could not be loaded in its Ray actor ({reason})") from error
+            raise
+        shards = sorted(str(p) for p in outputs.glob("*.parquet")) if outputs.is_dir() else []
+        if not expanded:
+            shards += self._record_lost(dataset, shards, folder)
+            self._collect_metrics(shards)
+        wall = time.perf_counter() - began
+        self.timings["ray wall"] = self.timings.get("ray wall", 0.0) + wall
+        if expanded:  # the filter and expansion run in the same tasks: their wall time goes to the expansion
+            self.timings[steps[-1].name] = self.timings.get(steps[-1].name, 0.0) + wall
+        if not shards:
+            return Dataset.from_dict({name: [] for name in features}, features=features)
+        columns = list(features)
+        shards = [s for s in shards if pads.dataset(s).count_rows() > 0]
+        if not shards:
+            return Dataset.from_dict({name: [] for name in features}, features=features)
+        return Dataset.from_parquet(shards, features=features, columns=columns, cache_dir=str(folder / "arrow"),
+                                    keep_in_memory=False)
+
+    def _record_lost(self, dataset, shards: list[str], folder: Path) -> list[str]:
+        """Videos missing from the output (their block failed past its retries) come back as dropped rows."""
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+        import pyarrow.parquet as pq
+
+        done: set[str] = set()
+        if shards:
+            for batch in pads.dataset(shards).to_batches(columns=[self.id_column]):
+                done.update(batch.column(0).to_pylist())
+        ids = dataset[self.id_column]
+        lost = [i for i, value in enumerate(ids) if value not in done]
+        if not lost:
+            return []
+        if len(lost) == len(ids):
+            raise RuntimeError(f"every one of the {len(ids)} rows was lost by the Ray workers; see the Ray logs "
+                               "(/tmp/ray/session_latest/logs) for the cause")
+        logger.error("%d videos were lost by Ray workers past %d retries; recorded as %s: %s", len(lost),
+                     self.options.max_retries, LOST, ", ".join(ids[i] for i in lost[:20]))
+        table = dataset.with_format("arrow").select(lost)[:]
+        table = table.set_column(table.column_names.index(self.drop_column), self.drop_column,
+                                 pa.array([LOST] * table.num_rows, type=pa.string()))
+        if METRICS not in table.column_names:
+            table = table.append_column(METRICS, pa.array([""] * table.num_rows, type=pa.string()))
+        path = folder / "lost.parquet"
+        if shards:  # the same schema as the workers' shards
+            table = table.select(pq.read_schema(shards[0]).names).cast(pq.read_schema(shards[0]))
+        pq.write_table(table, path)
+        return [str(path)]
+
+    def _collect_metrics(self, shards: list[str]) -> None:
+        import pyarrow.dataset as pads
+
+        if not shards:
+            return
+        for batch in pads.dataset(shards).to_batches(columns=[METRICS]):
+            for value in batch.column(0).to_pylist():
+                metrics = _metrics(value)
+                for name, seconds in metrics["seconds"].items():
+                    self.timings[name] = self.timings.get(name, 0.0) + seconds
+                for counter in ("cache_hits", "computed"):
+                    self.worker_counters[counter].update(metrics[counter])
+
+    def cleanup(self) -> None:
+        """Remove the staging folder (input/output shards and their arrow copies)."""
+        if self.staging_dir is not None:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)

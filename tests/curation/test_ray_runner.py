@@ -1,0 +1,117 @@
+"""The Ray Data runner on a local Ray (2 CPUs): same results as the local runner, a killed worker costs a retry,
+a video that keeps killing its worker is a recorded drop, the driver never collects the table, and the local
+runner never imports Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _curation_helpers import FakeTranscriber, KillingTranscriber, UnloadableTranscriber, frames_or_hang
+from factories import tone, write_video
+from test_curation import lecture
+
+from quilt_hf.curation.asr import load_audio
+
+HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    for k in range(3):
+        write_video(folder / f"v{k}.mp4", lecture(5 * k), audio=tone(24))
+    return folder
+
+
+def curate(videos: Path, output: Path, transcriber, **overrides) -> dict:
+    from quilt_hf.curation.cli import CurateConfig, run_curate
+
+    config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
+    return run_curate(config, transcriber=transcriber, frames_fn=frames_or_hang, load_audio=load_audio)
+
+
+def _no_driver_collect(monkeypatch):
+    """Any call that would bring a whole Ray dataset into the driver fails the test."""
+    import ray.data
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the driver collected a Ray dataset")
+
+    for name in ("take_all", "take", "take_batch", "to_pandas", "iter_rows", "iter_batches", "show"):
+        monkeypatch.setattr(ray.data.Dataset, name, refuse)
+
+
+def test_local_runner_never_imports_ray(videos, tmp_path):
+    script = f"""
+import sys
+sys.path[:0] = {[str(HERE), str(HERE.parent)]!r}
+from pathlib import Path
+from _curation_helpers import FakeTranscriber
+from test_ray_runner import curate
+stats = curate(Path({str(videos)!r}), Path({str(tmp_path / "out")!r}), FakeTranscriber())
+print("PAIRS", stats["pairs"], "RAY", "ray" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RAY False" in done.stdout and "PAIRS 0" not in done.stdout
+
+
+def test_ray_with_a_killed_worker_gives_the_local_results(local_ray, videos, tmp_path, monkeypatch):
+    from datasets import load_from_disk
+
+    local = curate(videos, tmp_path / "local", FakeTranscriber())
+    _no_driver_collect(monkeypatch)
+    # the ASR actor SIGKILLs itself the first time it reads v1 (mid-video): Ray restarts it and retries
+    killer = KillingTranscriber(str(tmp_path), victim="v1")
+    ray_stats = curate(videos, tmp_path / "ray", killer, runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
+    assert (tmp_path / "killed-v1.mp4").exists(), "the worker was killed during the run"
+    for key in ("videos", "videos_kept", "dropped", "chunks", "images", "pairs", "dropped_videos"):
+        assert ray_stats[key] == local[key], key
+    assert ray_stats["computed"] == local["computed"]
+    # per-step timings from the workers, like the local runner's
+    assert set(ray_stats["timings_s"]) >= {"probe", "frames (isolated decoding)", "histology", "asr", "align", "ray wall"}
+    assert ray_stats["throughput_video_h_per_h"]["asr"] > 0
+    a = load_from_disk(str(tmp_path / "local" / "pairs"))
+    b = load_from_disk(str(tmp_path / "ray" / "pairs"))
+    assert a.remove_columns(["image"]).to_list() == b.remove_columns(["image"]).to_list() and len(a) >= 6
+    assert all(np.array_equal(np.asarray(x["image"]), np.asarray(y["image"])) for x, y in zip(a, b))
+    videos_a = load_from_disk(str(tmp_path / "local" / "videos")).remove_columns(["path"]).to_list()
+    videos_b = load_from_disk(str(tmp_path / "ray" / "videos")).remove_columns(["path"]).to_list()
+    assert videos_a == videos_b
+    written = json.loads((tmp_path / "ray" / "stats.json").read_text())
+    assert written["pairs"] == local["pairs"]
+    assert not list((tmp_path / "ray").glob(".tmp-*")), "the shards are removed once the outputs are committed"
+
+    # a rerun skips what the cache holds: nothing is computed again
+    again = curate(videos, tmp_path / "ray", FakeTranscriber(), runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
+    assert again["pairs"] == local["pairs"] and not again["computed"].get("asr")
+    assert again["cache_hits"]["asr"] == 3 and again["cache_hits"]["frames"] == 3
+
+
+def test_a_video_that_keeps_killing_its_worker_is_a_recorded_drop(local_ray, videos, tmp_path):
+    killer = KillingTranscriber(str(tmp_path), victim="v2", always=True)
+    stats = curate(videos, tmp_path / "out", killer, runner="ray", ray_num_cpus=2, ray_task_cpus=0.5,
+                   ray_max_retries=1)
+    assert stats["dropped_videos"] == {"v2": "worker_lost"}
+    assert stats["videos"] == 3 and stats["videos_kept"] == 2 and stats["pairs"] >= 4
+
+
+def test_a_model_that_cannot_load_in_its_actor_fails_the_run_with_its_reason(local_ray, videos, tmp_path):
+    from quilt_hf.errors import UserFacingError
+
+    with pytest.raises(UserFacingError, match="asr.*missing-whisper"):
+        curate(videos, tmp_path / "out", UnloadableTranscriber(), runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
+    assert not (tmp_path / "out" / "pairs").exists()
