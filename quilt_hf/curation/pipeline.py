@@ -373,6 +373,14 @@ class Curation:
             text = texts[str(chunk["chunk_id"])]
             corrected = text.get("corrected_text") or chunk["noisy_text"]
             medical = text.get("medical_text", "") or ""
+            # Caption policy: a pair's caption is the window's medical text only. A window without medical
+            # content (greetings, logistics, sign-offs) gives no pair; its chunk keeps the reason. With no
+            # text stage (--text_backend none) nothing is extracted and the caption is the transcript.
+            if self.text is None:
+                caption, chunk_drop = corrected, ""
+            else:
+                caption = medical.strip()
+                chunk_drop = "" if caption else "no_medical_text"
             image_id = f"{row['video_id']}_{chunk['chunk_id']}_{chunk['k']}"
             rows.append(
                 {
@@ -381,7 +389,8 @@ class Curation:
                     "image_id": image_id,
                     "image": {"path": str(folder / interval["image"]), "bytes": None},
                     "image_path": f"{image_id}{Path(interval['image']).suffix}",
-                    "caption": medical or corrected,
+                    "caption": caption,
+                    "drop_reason": chunk_drop,
                     "noisy_text": chunk["noisy_text"],
                     "corrected_text": corrected,
                     "text_edits": text.get("text_edits", []) or [],
@@ -419,7 +428,7 @@ class Curation:
         version = self.cache.key(PIPELINE_VERSION, asdict(self.options), self.asr_name, self.histology.name,
                                  self.text.name if self.text is not None else "none")
         row_features = dict(PAIR_FEATURES)
-        row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"]})
+        row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"], "drop_reason": CHUNK_FEATURES["drop_reason"]})
         from datasets import Features
 
         return [
@@ -487,7 +496,8 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         rows = Dataset.from_dict({name: [] for name in final[-1].features}, features=final[-1].features)
     rows = rows.sort(["video_id", "chunk_id", "image_id"])
     chunk_table = rows.select_columns(list(CHUNK_FEATURES)).cast(CHUNK_FEATURES)
-    pair_table = rows.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
+    pair_table = rows.filter(lambda reason: not reason, input_columns="drop_reason", desc="pairs with a caption")
+    pair_table = pair_table.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
     video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
     _save_atomically(video_table, output_dir / "videos")
     _save_atomically(chunk_table, output_dir / "chunks")
@@ -499,7 +509,12 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "videos_kept": len(video_table) - sum(drops.values()),
         "dropped": dict(sorted(drops.items())),
         "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
-        "chunks": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
+        "chunks": len(set(zip(chunk_table["video_id"], chunk_table["chunk_id"]))),
+        "chunks_with_pairs": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
+        # chunks that give no pair, by reason (caption policy: "no_medical_text")
+        "chunks_dropped": dict(sorted(Counter(
+            reason for reason in {(v, c): r for v, c, r in zip(chunk_table["video_id"], chunk_table["chunk_id"], chunk_table["drop_reason"])}.values() if reason
+        ).items())),
         "images": len(pair_table),
         "pairs": len(pair_table),
         "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},

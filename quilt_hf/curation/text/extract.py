@@ -99,6 +99,22 @@ def split_sentences(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+(?:but|and then|so)\s+", re.IGNORECASE)
+
+
+def split_clauses(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """Clauses of the sentence ``text[start:end]`` (split at commas, semicolons, colons and "but", "and then",
+    "so"), with their character spans in ``text``."""
+    out, cursor = [], start
+    for match in _CLAUSE_BREAK.finditer(text, start, end):
+        if text[cursor : match.start()].strip():
+            out.append((cursor, match.start(), text[cursor : match.start()].strip()))
+        cursor = match.end()
+    if text[cursor:end].strip():
+        out.append((cursor, end, text[cursor:end].strip()))
+    return out
+
+
 def magnification_of(text: str) -> int:
     """Quilt's magnification class of the last magnification statement in ``text`` (-1 if none)."""
     found: list[tuple[int, int]] = []
@@ -187,7 +203,19 @@ class RuleExtractor:
         medical, roi = [], []
         for start, end, sentence in split_sentences(text):
             inside = [e for e in entities if start <= e.char_start < end]
-            if inside and not CHATTER.search(sentence):
+            if inside and CHATTER.search(sentence):
+                # A sentence that mixes talk and tissue ("Thanks for watching, and remember the koilocytes"):
+                # keep its clauses that name a term and hold no chatter.
+                kept = [
+                    clause
+                    for a, b, clause in split_clauses(text, start, end)
+                    if any(a <= e.char_start < b for e in inside) and not CHATTER.search(clause)
+                ]
+                if kept:
+                    trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)
+                    medical.append(trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + ".")
+                continue
+            if inside:
                 medical.append(sentence)
                 if ROI_CUES.search(sentence):
                     roi.append(sentence)
