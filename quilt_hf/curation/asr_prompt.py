@@ -150,13 +150,21 @@ class GuardReport:
     inserted_terms: list[str] = field(default_factory=list)
 
 
+def _text_within(segments: Sequence[dict], start: float, end: float) -> str:
+    """Segments whose middle falls in ``[start, end)``: each plain segment replaces at most one."""
+    return " ".join(
+        s["text"] for s in segments if start <= (float(s["start"]) + float(s["end"])) / 2 < end
+    ).strip()
+
+
 def _overlapping_text(segments: Sequence[dict], start: float, end: float) -> str:
     return " ".join(
         s["text"] for s in segments if min(float(s["end"]), end) - max(float(s["start"]), start) > 0
     ).strip()
 
 
-def _echoes(text: str, prompt_words: list[str], run: int = 6) -> bool:
+def _echoes(text: str, prompt_words: list[str], run: int = 4) -> bool:
+    """Whether ``text`` repeats ``run`` consecutive words of the prompt (a list of terms read back)."""
     words = normalize(text).split()
     if len(words) < run:
         return False
@@ -216,7 +224,7 @@ def guard_prompted(
         text = segment["text"]
         if _echoes(text, prompt_words):
             report.reverted_echo += 1
-            out.append({**segment, "text": heard})
+            out.append({**segment, "text": _text_within(plain, start, end)})
             continue
         heard_key = f" {normalize(heard)} "
         inserted = []
@@ -231,7 +239,7 @@ def guard_prompted(
         if inserted:
             report.reverted_inserted_term += 1
             report.inserted_terms.extend(inserted)
-            out.append({**segment, "text": heard})
+            out.append({**segment, "text": _text_within(plain, start, end)})
         else:
             out.append(dict(segment))
     if report.reverted_echo or report.reverted_inserted_term:
