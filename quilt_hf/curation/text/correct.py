@@ -334,7 +334,8 @@ class LexiconCorrector:
                 close = fuzz.ratio(self._ph(k), self._ph(partner)) >= 75 and fuzz.ratio(k, partner) >= 70
                 # Far in letters but alike in sound, towards a word that is not ordinary English itself.
                 heard_as_english = (
-                    partner not in common
+                    len(keys) == len(target_words)  # word for word: never drops or adds a word
+                    and partner not in common
                     and sounds_alike(k, partner)
                     and fuzz.ratio(k, _SILENT_INITIAL.sub("", partner)) >= 40
                 )
