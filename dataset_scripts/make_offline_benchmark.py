@@ -172,6 +172,8 @@ Patches are {PATCH}x{PATCH} JPEG crops (128, 96 or 64 source pixels, resized). T
 disjoint horizontal bands (0-60%, 60-75%, 75-100% of each image's height): no test crop overlaps a training crop.
 Counts per class: train {COUNTS["train"]}, validation {COUNTS["validation"]}, test {COUNTS["test"]}.
 Built by `dataset_scripts/make_offline_benchmark.py` (seed 0). Licences of the sources: {LICENSES}.
+
+**Overlap with the demo corpus.** The demo videos show the same packaged images: of the 64 test patches, 35 (55%) lie wholly inside a field of view that a demo video shows and 52 (81%) at least partly (train: 95 and 111 of 128; validation: 32 of 32; `python dataset_scripts/offline_benchmark_overlap.py`). A model trained on the demo's pairs is therefore scored largely on images it was trained on: the demo's zero-shot gain on this benchmark is not a held-out figure.
 """
 
 
