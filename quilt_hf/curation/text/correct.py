@@ -325,6 +325,9 @@ class LexiconCorrector:
         kept = [k for k in keys if k in target_words]
         if not changed:
             return None
+        group = self._anchored_group(keys, window_mask, target_words)
+        if group is not None:
+            return group
         for k in changed:
             if k in common or k in STOPWORDS:
                 # A real English word: only inside a term anchored by kept words, and only if it sounds alike.
@@ -355,6 +358,44 @@ class LexiconCorrector:
         if char_score < 75:
             return None
         return combined / 100.0, False
+
+    def _anchored_group(self, keys, window_mask, target_words) -> tuple[float, bool] | None:
+        """A multi-word term whose first or last words were heard right and whose other words were heard as
+        a different run of words that sounds like them: "stratum mass ale" -> "stratum basale", "mask it
+        weave" -> "basket weave", "horn soodle sist" -> "horn pseudocyst". The heard run and the missing run
+        must take the same place in the term, sound alike (``sounds_alike``) and share some letters; the edit
+        needs medical context (checked by the caller)."""
+        from rapidfuzz import fuzz
+
+        if len(target_words) < 2:
+            return None
+        prefix = 0
+        while prefix < min(len(keys), len(target_words)) and keys[prefix] == target_words[prefix]:
+            prefix += 1
+        suffix = 0
+        while (
+            suffix < min(len(keys), len(target_words)) - prefix
+            and keys[len(keys) - 1 - suffix] == target_words[len(target_words) - 1 - suffix]
+        ):
+            suffix += 1
+        if prefix + suffix == 0:
+            return None
+        heard = keys[prefix : len(keys) - suffix]
+        missing = target_words[prefix : len(target_words) - suffix]
+        if not heard or not missing:
+            return None
+        common = self.lexicon.common_words
+        # A heard word that spells a lexicon form stays, unless the form is ordinary English too ("mass").
+        if any(m and k not in common for m, k in zip(window_mask[prefix : len(keys) - suffix], heard)):
+            return None
+        heard_sq, missing_sq = "".join(heard), "".join(missing)
+        if len(heard_sq) < 4 or len(missing_sq) < 4:
+            return None
+        if not sounds_alike(heard_sq, missing_sq):
+            return None
+        if fuzz.ratio(heard_sq, _SILENT_INITIAL.sub("", missing_sq)) < 50:
+            return None
+        return 0.88, True
 
     def _context(self, mask: list[bool], start: int, end: int, radius: int = 8) -> int:
         left = mask[max(0, start - radius) : start]

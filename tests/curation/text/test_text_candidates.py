@@ -23,6 +23,9 @@ def corrector():
         ("Note the summer bodies in this papillary carcinoma.", "psammoma bodies"),  # heard as ordinary English
         ("The keratinocides show atypia.", "keratinocytes"),  # two or three letters off
         ("There is marked nuclear plier morphism.", "pleomorphism"),  # split and misspelt
+        # part of a multi-word term heard as other words that sound alike, the rest heard right
+        ("The keratinocytes mature from the stratum mass ale upwards.", "stratum basale"),
+        ("On the right, mask it weave keratin covers the epidermis.", "basket weave"),
     ],
 )
 def test_each_kind_of_miss_is_corrected(corrector, heard, expected):
@@ -38,6 +41,8 @@ def test_each_kind_of_miss_is_corrected(corrector, heard, expected):
         "The muscular wall is thick and the cancer cells are large.",
         "Thank you for watching, see you next time.",
         "These sites are far apart, so the bodies were moved.",
+        "We went to the stratum mass ale festival.",  # a term's run, but no medical term nearby
+        "The tumor mass is large and the keratinocytes are bland.",
     ],
 )
 def test_ordinary_english_is_untouched(corrector, text):
