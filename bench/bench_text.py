@@ -588,6 +588,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--url", default=None)
     parser.add_argument("--videos", type=int, default=None, help="first N videos only")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="score only the videos whose Whisper transcripts are cached"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -611,7 +614,7 @@ def main() -> None:
     elif args.asr_cache:
         plain, source = pipeline_cache_transcripts(args.asr_cache, videos), f"quilt curate cache {args.asr_cache}"
     else:
-        plain = cached_transcripts(corpus, videos, args.whisper)
+        plain = cached_transcripts(corpus, videos, args.whisper, cached_only=args.cached_only)
         source = f"{args.whisper.name} (transformers, float32, greedy)"
     missing = [v["video_id"] for v in videos if v["video_id"] not in plain]
     if missing:
@@ -623,7 +626,9 @@ def main() -> None:
     prompted = None
     if not (args.simulate or args.no_prompting):
         prompts = {vid: s.prompt for vid, s in selections.items()}
-        prompted = cached_transcripts(corpus, videos, args.whisper, prompts)
+        prompted = cached_transcripts(corpus, videos, args.whisper, prompts, cached_only=args.cached_only)
+        if args.cached_only:  # both passes on the same videos, so the rows compare
+            videos = [v for v in videos if v["video_id"] in prompted]
     processor = build_text_processor("lexicon")
     policy_only = build_text_processor("lexicon", threshold=1.01)  # no edit reaches it: extraction only
     llm_processor = None

@@ -26,9 +26,15 @@ def _file_hash(path: Path) -> str:
 
 
 def cached_transcripts(
-    corpus: Path, videos: list[dict], model_dir: Path, prompts: dict[str, str] | None = None, dtype: str = "auto"
+    corpus: Path,
+    videos: list[dict],
+    model_dir: Path,
+    prompts: dict[str, str] | None = None,
+    dtype: str = "auto",
+    cached_only: bool = False,
 ) -> dict[str, list[dict]]:
-    """``{video_id: segments}``; ``prompts`` maps a video id to its Whisper prompt (None: no prompt)."""
+    """``{video_id: segments}``; ``prompts`` maps a video id to its Whisper prompt (None: no prompt).
+    ``cached_only``: leave out the videos not transcribed yet instead of transcribing them."""
     from quilt_hf.curation.asr import WhisperTranscriber, load_audio
 
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -42,6 +48,8 @@ def cached_transcripts(
         path = CACHE / f"{video['video_id']}-{key}.json"
         if path.is_file():
             out[video["video_id"]] = json.loads(path.read_text())["segments"]
+            continue
+        if cached_only:
             continue
         if transcriber is None:
             if not (model_dir / "config.json").is_file():

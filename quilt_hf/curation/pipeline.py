@@ -38,6 +38,7 @@ from quilt_hf.curation.runners import (
     WorkerError,
     WorkerTimeout,
 )
+from quilt_hf.errors import UserFacingError
 from quilt_hf.schema import CHUNK_FEATURES, PAIR_FEATURES, VIDEO_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class PipelineOptions:
     frames_timeout: float = 0.0  # seconds per video for decoding; 0 = 60 s + 2 x the video's duration
     histology_batch_size: int = 16
     split: str = ""  # value of the pairs' split column ("" = decided at publishing)
+    # Whisper prompt from the lexicon terms of the video's topic (asr_prompt.py): "none", "title" (one pass,
+    # topic from title and channel) or "guarded" (a plain pass too; prompted segments that echo the prompt or
+    # insert a term the plain pass has nothing like are replaced by the plain text)
+    asr_prompt: str = "none"
+    asr_prompt_tokens: int = 120
 
 
 class StepCache:
@@ -286,19 +292,18 @@ class Curation:
             return {"drop_reason": "no_histology", "histology_key": key}
         return {"histology_key": key}
 
-    def transcribe(self, row: dict) -> dict:
-        if self._skip(row):
-            return {}
+    def _transcript(self, row: dict, prompt: str = "") -> tuple[str, dict | None]:
         # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
         dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
-        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language, *([dtype] if dtype else []))
+        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language, *([dtype] if dtype else []), *([prompt] if prompt else []))
         transcript = self.cache.read_json("asr", key)
         if transcript is None:
             try:
-                result = self.transcriber.transcribe(self.load_audio(row["path"]))
+                audio = self.load_audio(row["path"])
+                result = self.transcriber.transcribe(audio, prompt=prompt) if prompt else self.transcriber.transcribe(audio)
             except Exception as error:  # ASR failures are per video
                 logger.warning("%s: speech recognition failed (%s); dropped", row["video_id"], error)
-                return {"drop_reason": "asr_error"}
+                return key, None
             transcript = {
                 "language": result.language or "",
                 "text": result.text,
@@ -308,6 +313,40 @@ class Curation:
             self.computed["asr"] += 1
         else:
             self.cache_hits["asr"] += 1
+        return key, transcript
+
+    def _prompted_transcript(self, row: dict) -> tuple[str, dict | None]:
+        from quilt_hf.curation.asr_prompt import guard_prompted, select_prompt_terms
+        from quilt_hf.curation.text import load_lexicon
+
+        lexicon = load_lexicon()
+        selection = select_prompt_terms(lexicon, f"{row.get('title') or ''}. {row.get('channel') or ''}", max_tokens=self.options.asr_prompt_tokens)
+        if not selection.prompt:  # nothing in the metadata names a topic: the plain pass
+            return self._transcript(row)
+        key, prompted = self._transcript(row, selection.prompt)
+        if prompted is None or self.options.asr_prompt != "guarded":
+            return key, prompted
+        plain_key, plain = self._transcript(row)
+        if plain is None:
+            return plain_key, None
+        guarded_key = self.cache.key("asr-guarded", key, plain_key)
+        transcript = self.cache.read_json("asr", guarded_key)
+        if transcript is None:
+            segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)
+            transcript = {**prompted, "segments": segments, "text": " ".join(s["text"] for s in segments),
+                          "prompt": selection.prompt, "guard": {"reverted_echo": report.reverted_echo,
+                          "reverted_inserted_term": report.reverted_inserted_term, "inserted_terms": report.inserted_terms}}
+            self.cache.write_json("asr", guarded_key, transcript)
+        return guarded_key, transcript
+
+    def transcribe(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        if self.options.asr_prompt not in ("none", "title", "guarded"):
+            raise UserFacingError(f"asr_prompt must be none, title or guarded, not {self.options.asr_prompt!r}")
+        key, transcript = self._transcript(row) if self.options.asr_prompt == "none" else self._prompted_transcript(row)
+        if transcript is None:
+            return {"drop_reason": "asr_error"}
         if not transcript["text"].strip():
             return {"drop_reason": "no_speech", "asr_key": key}
         return {"asr_key": key}
