@@ -17,6 +17,7 @@ before timing.
 
     python bench/bench_asr.py                       # the two shortest demo videos (~110 s of speech)
     python bench/bench_asr.py --videos demo07_skin_stain_quality --repeat 2
+    python bench/bench_asr.py --smoke   # 5 s of audio, a tiny random Whisper, two peers: checks that it runs
 """
 
 from __future__ import annotations
@@ -40,7 +41,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1, help="measure every peer this many times")
     parser.add_argument("--peers", nargs="*", default=["plain", "ours-fp32", "ours-int8", "fw-alone", "ours-fw"])
+    parser.add_argument("--smoke", action="store_true",
+                        help="5 s of the shortest video, a tiny random Whisper (built here), plain vs ours-fp32")
     args = parser.parse_args()
+    smoke_dir = None
+    if args.smoke:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _tiny_models import tiny_whisper
+
+        smoke_dir = Path(tempfile.mkdtemp(prefix="bench_asr_smoke_"))
+        args.model, args.peers, args.videos, args.repeat = str(tiny_whisper(smoke_dir)), ["plain", "ours-fp32"], None, 1
 
     import torch
 
@@ -56,19 +68,22 @@ def main() -> None:
     if not args.videos:
         videos = sorted(videos, key=lambda v: v["duration"])[:2]
     audios = [load_audio(Path(args.corpus) / v["file"]) for v in videos]
+    if args.smoke:
+        videos, audios = videos[:1], [audios[0][: 5 * 16000]]
     references = [" ".join(s["text"] for s in v["narration"]) for v in videos]
     seconds = sum(len(a) for a in audios) / 16000
     model = resolve_model(args.model, "asr")
     print(f"{len(videos)} videos, {seconds:.1f} s of audio, {args.threads} threads, model {model}")
 
     ct2_dir = Path(tempfile.mkdtemp(prefix="whisper-base-ct2-"))
-    files = whisper_base_ct2_files()
-    with open(ct2_dir / "model.bin", "wb") as out:
-        for part in ("model.bin.part1", "model.bin.part2"):
-            with open(files[part], "rb") as handle:
-                shutil.copyfileobj(handle, out)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(files[name], ct2_dir / name)
+    if {"fw-alone", "ours-fw"} & set(args.peers):
+        files = whisper_base_ct2_files()
+        with open(ct2_dir / "model.bin", "wb") as out:
+            for part in ("model.bin.part1", "model.bin.part2"):
+                with open(files[part], "rb") as handle:
+                    shutil.copyfileobj(handle, out)
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copy(files[name], ct2_dir / name)
 
     def plain():
         from transformers import pipeline
@@ -126,6 +141,8 @@ def main() -> None:
             print(f"  ratio {builders[ours_key][0]} / {builders[peer][0]}: "
                   + ", ".join(f"{r:.2f}x" for r in ratios) + f" per round (goal >= {goal}x)")
     shutil.rmtree(ct2_dir, ignore_errors=True)
+    if smoke_dir is not None:
+        shutil.rmtree(smoke_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

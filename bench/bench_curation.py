@@ -42,16 +42,6 @@ class OracleTranscriber:
         return OracleTranscript([{"start": n["start"], "end": n["end"], "text": n["text"]} for n in narration])
 
 
-def pyav_load_audio(path: str):
-    import av
-    import numpy as np
-
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        parts = [g.to_ndarray().ravel() for f in container.decode(audio=0) for g in resampler.resample(f)]
-    return np.concatenate(parts).astype(np.float32)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus", default=str(REPO / "demo_corpus"))
@@ -79,10 +69,8 @@ def main() -> None:
             return original(self, row)
 
         pipeline.Curation.transcribe = transcribe
-    try:
-        from quilt_hf.curation.asr import load_audio
-    except ImportError:  # the ASR module is not there yet: read the audio with PyAV
-        load_audio = pyav_load_audio
+    from quilt_hf.curation.asr import load_audio
+
     stats = run_curate(config, transcriber=transcriber, load_audio=load_audio)
     pairs = load_from_disk(str(output / "pairs")).remove_columns(["image"])
     cache = output / "cache"

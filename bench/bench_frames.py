@@ -2,7 +2,8 @@
 same file (the floor), and peak memory of the frame stage on a 5-minute vs a 30-minute video.
 
 Videos are synthetic lectures (slides, H&E-like fields, pans) written by this script into a temporary
-folder. Run: ``.venv/bin/python bench/bench_frames.py [--seconds 120] [--memory-fps 5] [--skip-memory]``.
+folder. Run: ``.venv/bin/python bench/bench_frames.py [--seconds 120] [--memory-fps 5] [--skip-memory]``;
+``--smoke``: a 10-second 360p video and 0.2/0.5-minute memory videos (a quick check that it runs).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 
-def lecture_video(path: Path, seconds: int, fps: int, size=(720, 1280)) -> Path:
-    from conftest import Scene, histology_like_image, slide_like_image, write_video
+def lecture_video(path: Path, seconds: float, fps: int, size=(720, 1280)) -> Path:
+    from factories import Scene, histology_like_image, slide_like_image, write_video
     from PIL import Image
 
     height, width = size
@@ -78,10 +79,15 @@ def main() -> None:
     parser.add_argument("--memory-fps", type=int, default=5, help="frame rate of the 5/30-minute videos")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs: a quick check that the bench runs")
     args = parser.parse_args()
+    size, lengths = (720, 1280), (5, 30)
+    if args.smoke:
+        args.seconds, args.fps, args.repeats, args.memory_fps = 10, 10, 1, 2
+        size, lengths = (360, 640), (0.2, 0.5)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        video = lecture_video(tmp / "lecture720.mp4", args.seconds, args.fps)
+        video = lecture_video(tmp / "lecture720.mp4", args.seconds, args.fps, size)
         frame_stage_seconds(video, tmp / "warm")  # imports and file cache, not measured
         decode, stage, batch = [], [], []
         for i in range(args.repeats):  # interleaved, best of each: the machine is shared
@@ -90,7 +96,7 @@ def main() -> None:
             stage.append(seconds)
             batch.append(frame_stage_seconds(video, tmp / f"batch{i}", reader="get_batch")[0])
         decode, stage, batch = min(decode), min(stage), min(batch)
-        print(f"720p lecture, {args.seconds} s at {args.fps} fps, sampled at 1 fps ({count} intervals), best of {args.repeats}")
+        print(f"{size[0]}p lecture, {args.seconds} s at {args.fps} fps, sampled at 1 fps ({count} intervals), best of {args.repeats}")
         print(f"  plain PyAV full decode (peer)           : {args.seconds / decode:8.1f} s of video per s")
         print(f"  frame stage, decord sequential (default): {args.seconds / stage:8.1f} s of video per s")
         print(f"  frame stage, decord get_batch           : {args.seconds / batch:8.1f} s of video per s")
@@ -98,13 +104,15 @@ def main() -> None:
         if args.skip_memory:
             return
         results = {}
-        for minutes in (5, 30):
-            path = lecture_video(tmp / f"lecture{minutes}.mp4", minutes * 60, args.memory_fps)
+        for minutes in lengths:
+            path = lecture_video(tmp / f"lecture{minutes}.mp4", minutes * 60, args.memory_fps, size)
             results[minutes] = peak_memory(path, tmp / f"mem{minutes}")
             path.unlink()
-            print(f"  {minutes:2d}-minute 720p video at {args.memory_fps} fps: peak RSS {results[minutes]['peak_mb']:.0f} MB "
+            print(f"  {minutes:4g}-minute {size[0]}p video at {args.memory_fps} fps: peak RSS {results[minutes]['peak_mb']:.0f} MB "
                   f"({results[minutes]['seconds']:.0f} s)")
-        print(f"  peak memory 30 min / 5 min: {results[30]['peak_mb'] / results[5]['peak_mb']:.2f}x   (goal < 2048 MB and flat)")
+        first, last = lengths
+        print(f"  peak memory {last:g} min / {first:g} min: {results[last]['peak_mb'] / results[first]['peak_mb']:.2f}x"
+              "   (goal < 2048 MB and flat)")
 
 
 if __name__ == "__main__":

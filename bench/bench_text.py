@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from quilt_hf.curation.asr import load_audio  # noqa: E402 - after the sys.path insert
 from quilt_hf.curation.text import build_text_processor, load_lexicon  # noqa: E402 - after the sys.path insert
 from quilt_hf.metrics import align_words, normalize_text, wer  # noqa: E402
 
@@ -43,21 +44,6 @@ SPEECH_WORDS_PER_SECOND = 150 / 60
 
 
 # -- transcripts -----------------------------------------------------------------------------------------
-def load_audio_16k(path: Path):
-    import av
-    import numpy as np
-
-    chunks = []
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    return np.concatenate(chunks).astype("float32")
-
-
 def whisper_transcripts(corpus: Path, videos: list[dict], model_dir: Path, cache: Path) -> dict:
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -68,7 +54,7 @@ def whisper_transcripts(corpus: Path, videos: list[dict], model_dir: Path, cache
     asr = pipeline("automatic-speech-recognition", model=str(model_dir), device="cpu")
     out = {}
     for video in videos:
-        audio = load_audio_16k(corpus / video["file"])
+        audio = load_audio(corpus / video["file"])
         t0 = time.perf_counter()
         result = asr(
             {"raw": audio, "sampling_rate": 16000},

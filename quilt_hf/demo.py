@@ -86,7 +86,7 @@ def _stage_curate(ctx: DemoContext) -> None:
         f"`quilt curate` turned the {len(set(pairs['video_id']))} demo videos into {len(pairs)} image-text pairs "
         f"(tables under `curated/`, drop reasons and timings in `curated/stats.json`)."
     )
-    drops = stats.get("drops") or stats.get("drop_reasons") or {}
+    drops = stats.get("dropped") or {}  # reason -> count, as run_pipeline writes it
     if drops:
         section.table(["drop reason", "count"], [[k, str(v)] for k, v in sorted(drops.items())])
     shown = pairs.select(_spread_indices(len(pairs), 9))

@@ -127,3 +127,49 @@ def resolve_model(name_or_path: str | None, role: str) -> str:
         f"no {role} model given, the Hub ({spec.hub_default}) cannot be reached and the offline models are not "
         f"prepared under {offline_models_dir()}. Prepare them with: {PREPARE_COMMAND}"
     )
+
+
+#: Files of a model folder that hold no weights and never change its outputs (left out of the digest).
+_NOT_WEIGHTS = (".md", ".txt", ".gitattributes", ".lock")
+_DIGESTS: dict[tuple, str] = {}
+
+
+def model_digest(name_or_path: str) -> str:
+    """A digest of what a model computes with, for cache keys: retraining a model in the same folder changes it.
+
+    A local folder: the sha256 of every file in it (weights, config, tokenizer; read once per process and
+    kept per path, size and modification time). A Hub name: ``hub:<commit>`` of the snapshot in the local
+    Hugging Face cache. Anything else (a name nothing local resolves, e.g. a faster-whisper size name):
+    ``name:<name>``.
+
+    Args:
+        name_or_path (`str`): a model folder or a Hub name.
+
+    Returns:
+        `str`: a short, stable identifier.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(_NOT_WEIGHTS))
+        stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+        key = (str(path.resolve()), stamp)
+        if key not in _DIGESTS:
+            import hashlib
+
+            digest = hashlib.sha256()
+            for file, (relative, _, _) in zip(files, stamp):
+                digest.update(relative.encode() + b"\0")
+                with open(file, "rb") as handle:
+                    while block := handle.read(1 << 20):
+                        digest.update(block)
+            _DIGESTS[key] = f"sha256:{digest.hexdigest()[:32]}"
+        return _DIGESTS[key]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+    except Exception:  # not a valid repository id
+        cached = None
+    if isinstance(cached, str) and "/snapshots/" in cached:
+        return "hub:" + cached.split("/snapshots/", 1)[1].split("/", 1)[0]
+    return f"name:{name_or_path}"

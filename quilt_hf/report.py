@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quilt_hf import atomic
+
 
 @dataclass
 class Section:
@@ -104,9 +106,7 @@ class Report:
         self.folder.mkdir(parents=True, exist_ok=True)
         md, page = self.folder / "report.md", self.folder / "report.html"
         for path, text in ((md, self.markdown()), (page, self.html())):
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            atomic.write_text(path, text)
         return md, page
 
 

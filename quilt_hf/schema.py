@@ -84,6 +84,7 @@ VIDEO_FEATURES = Features(
         "video_codec": Value("string"),
         "audio_codec": Value("string"),
         "drop_reason": Value("string"),  # "" when the video is usable
+        "damaged_spans": List(List(Value("float32"))),  # [start, end] s of video that could not be decoded
     }
 )
 

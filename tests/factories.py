@@ -46,8 +46,10 @@ def write_video(
     size: tuple[int, int] = (96, 128),
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
+    audio_start: float = 0.0,
 ) -> Path:
-    """Write an H.264 (+ AAC when ``audio`` is given) MP4 of ``scenes`` with PyAV; returns ``path``."""
+    """Write an H.264 (+ AAC when ``audio`` is given) MP4 of ``scenes`` with PyAV; returns ``path``.
+    ``audio_start``: seconds after the first video frame at which the audio track begins."""
     import av
 
     height, width = size
@@ -73,7 +75,7 @@ def write_video(
                 chunk = samples[offset : offset + step][None, :]
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
                 frame.sample_rate = sample_rate
-                frame.pts = offset
+                frame.pts = offset + round(audio_start * sample_rate)
                 frame.time_base = Fraction(1, sample_rate)
                 for packet in audio_stream.encode(frame):
                     container.mux(packet)

@@ -18,17 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from quilt_hf.errors import UserFacingError, require
+from quilt_hf.curation import limits
+from quilt_hf.errors import ModelLoadError, UserFacingError, require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAMPLE_RATE", "NoAudioError", "Transcript", "WhisperTranscriber", "load_audio"]
+__all__ = ["SAMPLE_RATE", "NoAudioError", "Transcript", "WhisperTranscriber", "iter_audio", "load_audio"]
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0
@@ -41,17 +42,19 @@ class NoAudioError(UserFacingError):
     """The file has no audio stream (or no decodable audio): there is nothing to transcribe."""
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode the first audio stream of a media file to mono float32 at ``sample_rate``.
+def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Stream the first audio stream of a media file as mono float32 blocks at ``sample_rate``, on the video's
+    clock: an audio track that starts after the video begins is preceded by silence (and one that starts
+    before it is trimmed), so sample ``n`` is at ``n / sample_rate`` seconds of the video.
 
-    Decoding and resampling are streamed (PyAV's resampler, frame by frame), so only the output samples are
-    held: about 230 MB for an hour at 16 kHz.
+    Decoding and resampling are streamed (PyAV's resampler, frame by frame); only one block is held.
 
     Args:
         path (`str` or `Path`): a video or audio file FFmpeg can read.
         sample_rate (`int`): the output rate (Whisper wants 16,000).
+        block_seconds (`float`): length of each yielded block (the last one may be shorter).
 
-    Returns:
+    Yields:
         `np.ndarray`: 1-d float32 samples in [-1, 1].
 
     Raises:
@@ -67,28 +70,102 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         container = av.open(str(path))
     except Exception as error:  # FFmpeg raises many kinds; each means the file is not readable media
         raise UserFacingError(f"cannot open {path} as a media file: {error}") from error
+    block = max(1, int(block_seconds * sample_rate))
     with container:
         if not container.streams.audio:
             raise NoAudioError(f"{path.name} has no audio stream: there is no narration to transcribe")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
+        origin = _video_origin(container)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        held = 0
+        emitted = 0
+        skip: int | None = None  # samples to drop (audio before the video) once the first frame is seen
+
+        def take(samples: np.ndarray):
+            nonlocal held, skip
+            if skip is None:
+                return
+            if skip > 0:
+                cut = min(skip, len(samples))
+                samples, skip = samples[cut:], skip - cut
+            if len(samples):
+                pending.append(samples)
+                held += len(samples)
+
+        damaged = 0
         try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler follow its own clock (broken pts otherwise warn/skip)
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:  # a damaged packet: skipped, its time filled with silence
+                    damaged += 1
+                    continue
+                for frame in decoded:
+                    if skip is None:
+                        start = float(frame.time) if frame.time is not None else origin
+                        lead = int(round((start - origin) * sample_rate))
+                        skip = max(0, -lead)
+                        if lead > 0:  # the audio starts late: silence until it does
+                            pending.append(np.zeros(lead, np.float32))
+                            held += lead
+                    elif frame.time is not None:
+                        gap = int(round((float(frame.time) - origin) * sample_rate)) - (emitted + held)
+                        if gap > sample_rate // 10:  # lost packets (damage) or a hole: keep the clock
+                            pending.append(np.zeros(gap, np.float32))
+                            held += gap
+                    frame.pts = None  # let the resampler follow its own clock (broken pts otherwise warn/skip)
+                    for out in resampler.resample(frame):
+                        take(out.to_ndarray().reshape(-1))
+                    while held >= block:
+                        joined = np.concatenate(pending)
+                        yield joined[:block]
+                        emitted += block
+                        pending, held = [joined[block:]], len(joined) - block
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                take(out.to_ndarray().reshape(-1))
+            if damaged:
+                logger.warning("%s: %d damaged audio packets skipped (silence in their place)", path.name, damaged)
         except av.error.FFmpegError as error:
-            if not chunks:
+            if not emitted and not held:
                 raise UserFacingError(f"cannot decode the audio of {path.name}: {error}") from error
             logger.warning("%s: audio decoding stopped early (%s); keeping the first %.1f s", path.name, error,
-                           sum(map(len, chunks)) / sample_rate)
-    if not chunks:
+                           (emitted + held) / sample_rate)
+    if skip is None and not emitted:
         raise NoAudioError(f"{path.name} has an audio stream but no decodable samples")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    if held:
+        yield np.concatenate(pending).astype(np.float32, copy=False)
+    elif not emitted:
+        raise NoAudioError(f"{path.name} has an audio stream but no decodable samples")
+
+
+def _video_origin(container) -> float:
+    """Time (s) at which the video's first frame is shown: the origin of every time the pipeline records."""
+    streams = container.streams.video or container.streams.audio
+    stream = streams[0]
+    if stream.start_time is not None and stream.time_base is not None:
+        return float(stream.start_time * stream.time_base)
+    return (container.start_time or 0) / 1_000_000
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio stream of a media file to mono float32 at ``sample_rate`` (on the video's clock;
+    see :func:`iter_audio`, which streams the same samples block by block).
+
+    Args:
+        path (`str` or `Path`): a video or audio file FFmpeg can read.
+        sample_rate (`int`): the output rate (Whisper wants 16,000).
+
+    Returns:
+        `np.ndarray`: 1-d float32 samples in [-1, 1].
+
+    Raises:
+        NoAudioError: when the file has no audio stream.
+        UserFacingError: when the file cannot be opened or its audio cannot be decoded.
+    """
+    blocks = list(iter_audio(path, sample_rate, block_seconds=600.0))
+    return np.concatenate(blocks).astype(np.float32, copy=False) if len(blocks) > 1 else blocks[0]
 
 
 @dataclass
@@ -215,6 +292,30 @@ class WhisperTranscriber:
         batched = self.backend == "faster-whisper" and self.batch_size > 1  # a different pipeline object
         return (self.backend, self.model_name, self.device or _default_device(), self.dtype, batched)
 
+    def load(self) -> None:
+        """Load the model now (once per process, shared by every transcriber of the same settings).
+
+        Raises:
+            ModelLoadError: the model cannot be loaded; the message names it and the fix.
+        """
+        try:
+            self._load()
+        except UserFacingError:
+            raise
+        except Exception as error:  # from_pretrained / CTranslate2 raise many kinds
+            raise ModelLoadError("--asr_model", self.model_name, *self._load_problem(error)) from error
+
+    def _load_problem(self, error: Exception) -> tuple[str, str]:
+        """(what is wrong, the fix) for a model that failed to load."""
+        path = Path(self.model_name).expanduser()
+        marker = "config.json" if self.backend == "transformers" else "model.bin"
+        if path.is_dir() and not (path / marker).is_file():
+            kind = "Whisper" if self.backend == "transformers" else "CTranslate2 Whisper"
+            return (f"no {kind} model in that folder (no {marker})",
+                    "run `make models` for the offline models, or give a Hub name such as openai/whisper-base")
+        return (f"the model cannot be loaded ({type(error).__name__}: {error})",
+                "check the name or folder (a Whisper model with its processor files), or run `make models`")
+
     def _load(self):
         key = self._key()
         with _LOCK:
@@ -275,6 +376,55 @@ class WhisperTranscriber:
         """
         return self.transcribe_many([audio], sample_rate=sample_rate, prompt=prompt)[0]
 
+    def transcribe_file(self, path: str | Path, block_seconds: float = 300.0, prompt: str | None = None) -> Transcript:
+        """Transcribe a media file's narration with memory flat in its length.
+
+        The audio is decoded block by block (:func:`iter_audio`, on the video's clock) and each block of
+        ``block_seconds`` (plus what the previous block left open, at most about a minute) is transcribed with
+        the usual long-form decoding. The segments that end in a block's last 30 s may have been cut by the
+        block's end, so they are decoded again at the start of the next block. The language is detected on the first block (unless given) and kept for the rest. A lecture
+        shorter than one block is transcribed exactly as ``transcribe(load_audio(path))``.
+
+        Args:
+            path (`str` or `Path`): a video or audio file.
+            block_seconds (`float`): audio held at a time (at least 60 s).
+            prompt (`str`, *optional*): the Whisper prompt of every block (see ``transcribe``).
+
+        Returns:
+            `Transcript`
+        """
+        block_seconds = max(60.0, float(block_seconds))
+        blocks = iter_audio(path, block_seconds=block_seconds)
+        language = self.language
+        segments: list[dict] = []
+        carry, offset = np.zeros(0, np.float32), 0.0  # audio left open by the previous block, and its time
+        following = next(blocks, None)
+        while following is not None:
+            limits.check()
+            audio = np.concatenate([carry, following]) if len(carry) else following
+            following = next(blocks, None)
+            saved, self.language = self.language, language
+            try:
+                part = self.transcribe(audio, prompt=prompt)
+            finally:
+                self.language = saved
+            language = language or part.language or None
+            duration = len(audio) / SAMPLE_RATE
+            if following is None:
+                kept, resume = part.segments, duration
+            else:
+                cutoff = duration - WINDOW_SECONDS
+                kept = [segment for segment in part.segments if segment["end"] <= cutoff]
+                redo = [segment["start"] for segment in part.segments if segment["end"] > cutoff]
+                # Resume at the first segment decoded again (or at the cutoff: every window that started
+                # before it was whole, so nothing before it is lost); never before the last kept segment's end.
+                resume = max(min([cutoff, *redo]), kept[-1]["end"] if kept else 0.0)
+            segments += [{**segment, "start": round(segment["start"] + offset, 3), "end": round(segment["end"] + offset, 3)}
+                         for segment in kept]
+            start = min(len(audio), int(round(resume * SAMPLE_RATE)))
+            carry, offset = audio[start:], offset + start / SAMPLE_RATE
+        return Transcript(language=language or "", text=" ".join(s["text"] for s in segments), segments=segments)
+
     def transcribe_many(
         self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE, prompt: str | None = None
     ) -> list[Transcript]:
@@ -322,12 +472,20 @@ class WhisperTranscriber:
             inputs["prompt_ids"] = processor.get_prompt_ids(prompt, return_tensors="pt").to(device)
             inputs["prompt_condition_type"] = "all-segments"
             inputs["condition_on_prev_tokens"] = True
+        limits.check()
+        extra = {}
+        if limits.remaining() is not None:  # stop decoding when the video's ASR time limit is spent
+            from transformers import StoppingCriteriaList
+
+            extra["stopping_criteria"] = StoppingCriteriaList([_DeadlineReached()])
         with torch.inference_mode():
             output = model.generate(
                 **inputs, language=languages, task="transcribe", return_timestamps=True,
                 return_segments=True, return_dict_in_generate=True,
                 logits_processor=[processor_ for processor_ in [getattr(model, "_quilt_begin_suppress", None)] if processor_],
+                **extra,
             )
+        limits.check()
         tokenizer = processor.tokenizer
         timestamp_begin = model.generation_config.no_timestamps_token_id + 1
         transcripts = []
@@ -362,9 +520,22 @@ class WhisperTranscriber:
             segments, info = pipeline.transcribe(audio, batch_size=self.batch_size, **options)
         else:
             segments, info = model.transcribe(audio, condition_on_previous_text=False, **options)
-        parts = [{"start": s.start, "end": s.end, "text": s.text} for s in segments]
+        parts = []
+        for s in segments:  # a generator: faster-whisper decodes window by window as it is read
+            limits.check()
+            parts.append({"start": s.start, "end": s.end, "text": s.text})
         clean = _clean_segments(parts, len(audio) / SAMPLE_RATE)
         return Transcript(language=info.language, text=" ".join(s["text"] for s in clean), segments=clean)
+
+
+class _DeadlineReached:
+    """A ``generate`` stopping criterion: true for every row once the current time limit is spent."""
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = limits.remaining() == 0.0
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
 def _as_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:

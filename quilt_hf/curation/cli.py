@@ -47,6 +47,14 @@ class CurateConfig(TextStageOptions):
     frames_timeout: float = field(
         default=0.0, metadata={"help": "Seconds allowed to decode one video (0: 60 s + 2 x its duration)."}
     )
+    asr_timeout: float = field(
+        default=0.0, metadata={"help": "Seconds allowed for one video's speech recognition (0: 300 s + 10 x its duration); "
+                               "a video over it is dropped as asr_timeout."}
+    )
+    text_timeout: float = field(
+        default=0.0, metadata={"help": "Seconds allowed for one video's text stage (0: 300 s + 10 x its duration); "
+                               "a video over it is dropped as text_timeout."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Per-video step cache (default: OUTPUT/cache)."})
     download_dir: str | None = field(default=None, metadata={"help": "Where manifest URLs are downloaded (youtube extra)."})
     runner: str = field(default="local", metadata={"help": "local (datasets) or ray (Ray Data, the ray extra)."})
@@ -113,6 +121,8 @@ def run_curate(
         align=AlignOptions(),
         frames_timeout=config.frames_timeout,
         asr_prompt=config.asr_prompt,
+        asr_timeout=config.asr_timeout,
+        text_timeout=config.text_timeout,
     )
     videos = load_videos(config.videos, config.download_dir)
     logger.info("curating %d videos from %s into %s", len(videos), config.videos, output)

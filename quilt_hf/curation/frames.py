@@ -67,7 +67,8 @@ class Interval:
 
 
 def iter_frame_batches(
-    path: str | Path, sample_fps: float = 1.0, batch_size: int = 16, reader: str = "sequential", num_threads: int = 0
+    path: str | Path, sample_fps: float = 1.0, batch_size: int = 16, reader: str = "sequential", num_threads: int = 0,
+    damage: list[list[float]] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(times, frames)`` batches of frames sampled at ``sample_fps`` with decord (``frames``: an
     ``N x H x W x 3`` uint8 array or a list of ``H x W x 3`` arrays).
@@ -80,10 +81,20 @@ def iter_frame_batches(
             converted to RGB or copied); ``"get_batch"`` asks decord for each batch of indices at once
             (``VideoReader.get_batch``), which seeks inside decord and measured 2-3x slower on 720p
             lectures (see ``bench/bench_frames.py``).
+        damage (`list`, *optional*): receives ``[start, end]`` (seconds) of each stretch that could not be
+            decoded. When decord stops on damaged data, decoding goes on with PyAV from the next sample,
+            skipping the packets FFmpeg rejects (:func:`_tolerant_frame_batches`): a lecture with a corrupt
+            middle keeps its intact parts.
     """
     import decord
 
-    reader_ = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
+    damage = damage if damage is not None else []
+    try:
+        reader_ = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
+    except decord.DECORDError as error:
+        logger.warning("%s: decord cannot read it (%s); decoding with PyAV, around damaged data", Path(path).name, error)
+        yield from _tolerant_frame_batches(path, sample_fps, batch_size, 0.0, damage)
+        return
     fps = float(reader_.get_avg_fps()) or 25.0
     total = len(reader_)
     step = max(1, round(fps / sample_fps))
@@ -102,6 +113,15 @@ def iter_frame_batches(
             frame = reader_.next().asnumpy()
         except StopIteration:  # the container over-reported its frame count
             break
+        except decord.DECORDError as error:  # damaged data: go on with the tolerant decoder from here
+            logger.warning("%s: decoding failed at %.1f s (%s); decoding around the damage with PyAV",
+                           Path(path).name, index / fps, str(error).splitlines()[-1][:200])
+            del reader_
+            if frames:
+                yield np.asarray(times), frames
+            yield from _tolerant_frame_batches(path, sample_fps, batch_size, index / fps, damage,
+                                               period=step / fps, last_good=times[-1] if times else None)
+            return
         times.append(index / fps)
         frames.append(frame)
         if len(frames) == batch_size:
@@ -112,6 +132,67 @@ def iter_frame_batches(
                 reader_.skip_frames(step - 1)
             except StopIteration:
                 break
+            except decord.DECORDError as error:
+                logger.warning("%s: decoding failed after %.1f s (%s); decoding around the damage with PyAV",
+                               Path(path).name, index / fps, str(error).splitlines()[-1][:200])
+                del reader_
+                if frames:
+                    yield np.asarray(times), frames
+                yield from _tolerant_frame_batches(path, sample_fps, batch_size, (index + step) / fps, damage,
+                                                   period=step / fps, last_good=index / fps)
+                return
+    if frames:
+        yield np.asarray(times), frames
+
+
+def _tolerant_frame_batches(
+    path: str | Path, sample_fps: float, batch_size: int, start: float, damage: list[list[float]],
+    period: float | None = None, last_good: float | None = None,
+) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """Frames sampled every ``period`` seconds from ``start`` on, decoded with PyAV packet by packet: a packet
+    FFmpeg rejects is skipped, and the stretch between the last good frame before it and the first good frame
+    after it is appended to ``damage`` as ``[start, end]``. Samples that fall inside a damaged stretch are
+    left out (never replaced by a neighbouring frame)."""
+    import av
+
+    period = period or 1.0 / sample_fps
+    times: list[float] = []
+    frames: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        if start > 0:
+            container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True, any_frame=False)
+        wanted = start
+        bad_since: float | None = last_good if start > 0 else None  # decord already failed after last_good
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                if bad_since is None:
+                    bad_since = last_good if last_good is not None else wanted
+                continue
+            for frame in decoded:
+                if frame.time is None:
+                    continue
+                t = float(frame.time) - origin
+                if t < wanted - period / 2:
+                    continue  # before the next sample (frames after a seek, or between samples)
+                if bad_since is not None:
+                    damage.append([round(max(0.0, bad_since), 3), round(t, 3)])
+                    bad_since = None
+                while t >= wanted + period / 2:  # samples lost in the damage (or a gap) are skipped
+                    wanted += period
+                last_good = t
+                times.append(round(wanted, 6))
+                frames.append(frame.to_ndarray(format="rgb24"))
+                wanted += period
+                if len(frames) == batch_size:
+                    yield np.asarray(times), frames
+                    times, frames = [], []
+    if bad_since is not None:  # damaged to the end
+        damage.append([round(max(0.0, bad_since), 3), -1.0])
     if frames:
         yield np.asarray(times), frames
 
@@ -251,7 +332,10 @@ class _OpenInterval:
         self.count += 1
 
 
-def extract_intervals(path: str | Path, options: FrameOptions | None = None, duration: float | None = None) -> Iterator[Interval]:
+def extract_intervals(
+    path: str | Path, options: FrameOptions | None = None, duration: float | None = None,
+    damage: list[list[float]] | None = None,
+) -> Iterator[Interval]:
     """Stream the stable intervals of a video with their images (see the module docstring).
 
     Args:
@@ -259,6 +343,8 @@ def extract_intervals(path: str | Path, options: FrameOptions | None = None, dur
         options (`FrameOptions`, *optional*): sampling and similarity settings.
         duration (`float`, *optional*): the video's duration (the last interval's end); defaults to the
             last sample's time plus one sampling period.
+        damage (`list`, *optional*): receives the ``[start, end]`` stretches that could not be decoded
+            (an interval never spans one: the damage closes it).
     """
     options = options or FrameOptions()
     rng = np.random.default_rng(options.seed)
@@ -285,7 +371,8 @@ def extract_intervals(path: str | Path, options: FrameOptions | None = None, dur
         index += 1
         return result
 
-    batches = iter_frame_batches(path, options.sample_fps, options.batch_size, options.reader)
+    damage = damage if damage is not None else []
+    batches = iter_frame_batches(path, options.sample_fps, options.batch_size, options.reader, damage=damage)
     for times, frames in prefetch(batches, depth=1):
         if positions is None:
             height, width = frames[0].shape[:2]
@@ -296,6 +383,9 @@ def extract_intervals(path: str | Path, options: FrameOptions | None = None, dur
             ]
         for time, frame in zip(times.tolist(), frames):
             crops = crops_of(frame)
+            if current is not None and any(current.last <= start < time for start, _ in damage):
+                yield close(current, current.last + period)  # the damage ends the interval
+                current = None
             if current is not None:
                 score = float(np.median(ssim(current.reference[0], crops[0])))
                 colour_shift = float(np.median(np.abs(current.reference[1] - crops[1]).max(axis=1)))
@@ -312,6 +402,17 @@ def extract_intervals(path: str | Path, options: FrameOptions | None = None, dur
         yield close(current, end)
 
 
+def _merge_spans(spans: list[list[float]]) -> list[list[float]]:
+    """Sorted ``[start, end]`` spans with the overlapping and touching ones merged."""
+    merged: list[list[float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
 def extract_to_folder(path: str | Path, folder: str | Path, options: FrameOptions | None = None, duration: float | None = None) -> dict:
     """Run :func:`extract_intervals` and write each image (JPEG or PNG) plus ``intervals.json`` into ``folder``.
 
@@ -324,7 +425,8 @@ def extract_to_folder(path: str | Path, folder: str | Path, options: FrameOption
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records = []
-    for interval in extract_intervals(path, options, duration):
+    damage: list[list[float]] = []
+    for interval in extract_intervals(path, options, duration, damage):
         if options.image_format == "png":
             name = f"{interval.index:05d}.png"
             Image.fromarray(interval.image).save(folder / name, compress_level=1)
@@ -347,7 +449,15 @@ def extract_to_folder(path: str | Path, folder: str | Path, options: FrameOption
                 "image": name,
             }
         )
-    summary = {"intervals": records, "options": options.cache_key()}
+    damaged = _merge_spans([[start, float(duration or 0.0) if end < 0 else end] for start, end in damage])
+    if damaged:  # a frame decoded between two damaged packets is no trustworthy image
+        inside = [r for r in records if any(a < r["start"] < b for a, b in damaged)]
+        for record in inside:
+            (folder / record["image"]).unlink(missing_ok=True)
+        records = [r for r in records if r not in inside]
+        for position, record in enumerate(records):
+            record["index"] = position
+    summary = {"intervals": records, "options": options.cache_key(), "damaged": damaged}
     with open(folder / "intervals.json", "w") as handle:
         json.dump(summary, handle)
         handle.flush()

@@ -28,7 +28,16 @@ POSITIVE_WORDS = ("histo", "patholog", "tissue", "positive", "h&e")
 
 
 class HistologyClassifier(Protocol):
+    """What the pipeline needs of a histology filter.
+
+    ``load()`` loads the model once per process before any video is processed, and raises
+    :class:`~quilt_hf.errors.ModelLoadError` (naming the model and the fix) when it cannot; ``predict`` must
+    not be the first to find that out.
+    """
+
     name: str
+
+    def load(self) -> None: ...
 
     def predict(self, images: Sequence[np.ndarray]) -> list[tuple[bool, float]]: ...
 
@@ -86,6 +95,9 @@ class HeuristicHistologyClassifier:
     threshold: float = 0.5
     name: str = "heuristic-stain-texture-v3"
 
+    def load(self) -> None:
+        """Nothing to load (no weights)."""
+
     def score(self, image: np.ndarray) -> float:
         f = stain_features(image)
         return _sigmoid(20 * (f["he"] + f["dab"] - self.stain_center)) * _sigmoid(20 * (f["textured"] - self.texture_center))
@@ -110,6 +122,30 @@ class _PipelineClassifier:
 
     def __post_init__(self):
         self.name = self.name or f"{self.prefix}:{self.model}"
+
+    def load(self) -> None:
+        """Build the pipeline now (once); raise :class:`~quilt_hf.errors.ModelLoadError` when it cannot be."""
+        from quilt_hf.errors import ModelLoadError, UserFacingError
+
+        try:
+            self._pipeline()
+        except UserFacingError:
+            raise
+        except Exception as error:  # from_pretrained raises many kinds
+            from pathlib import Path
+
+            folder = Path(self.model).expanduser()
+            if folder.is_dir() and not (folder / "config.json").is_file():
+                reason = "no transformers model in that folder (no config.json)"
+            else:
+                reason = f"the model cannot be loaded ({type(error).__name__}: {error})"
+            raise ModelLoadError(
+                "--histology", self.model, reason,
+                f"give a {self.task} model (Hub name or folder), or --histology heuristic",
+            ) from error
+
+    def __getstate__(self):  # a loaded pipeline never travels to another process (Ray): it loads there
+        return {**self.__dict__, "_pipe": None}
 
     def _pipeline(self):
         if self._pipe is None:

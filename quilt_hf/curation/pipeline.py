@@ -6,9 +6,15 @@ Each step works on one video at a time and never raises: a failure becomes the v
 with a time limit (a corrupt or hanging file is killed, not waited on).
 
 Every step's result is cached per video under ``cache_dir/<step>/<key>``, where the key hashes the video's
-content (sha256), the step's version, its options and model name, and the keys of the steps it reads.
-Entries are written to a temporary name and renamed, so a run killed at any moment leaves only complete
-entries; restarting it recomputes the rest and gives exactly the pairs of an uninterrupted run.
+content (sha256), the step's version, its options, a digest of its model's weights (``models.model_digest``:
+retraining a model in the same folder invalidates its results), and the keys of the steps it reads.
+Entries are written to a temporary name and renamed (:mod:`quilt_hf.atomic`), so a run killed at any moment
+leaves only complete entries; restarting it recomputes the rest and gives exactly the pairs of an
+uninterrupted run. The run's outputs (three tables and ``stats.json``) are committed as one set.
+
+Models are loaded once, before any video (``Curation.load_models``): a model that cannot load is the run's
+failure (:class:`~quilt_hf.errors.ModelLoadError`), never a drop reason of every video. ASR and the text
+stage run under a per-video time limit (:mod:`.limits`) like decoding.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections import Counter
@@ -27,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from quilt_hf import atomic
+from quilt_hf.curation import limits
 from quilt_hf.curation.align import AlignOptions, make_chunks
 from quilt_hf.curation.frames import FrameOptions, extract_to_folder
 from quilt_hf.curation.probe import PROBE_VERSION, probe_video
@@ -44,7 +51,7 @@ from quilt_hf.schema import CHUNK_FEATURES, PAIR_FEATURES, VIDEO_FEATURES
 logger = logging.getLogger(__name__)
 
 PIPELINE_VERSION = "1"
-KEY_COLUMNS = ("frames_key", "histology_key", "asr_key", "align_key", "text_key")
+KEY_COLUMNS = ("frames_key", "histology_key", "asr_key", "align_key", "text_key", "rows_key")
 
 
 def _on_cache_write(step: str, key: str) -> None:
@@ -60,6 +67,8 @@ class PipelineOptions:
     min_duration: float = 1.0
     silence_dbfs: float = -55.0  # audio whose RMS is below this is "silent_audio"
     frames_timeout: float = 0.0  # seconds per video for decoding; 0 = 60 s + 2 x the video's duration
+    asr_timeout: float = 0.0  # seconds per video for speech recognition; 0 = 300 s + 10 x the duration
+    text_timeout: float = 0.0  # seconds per video for the text stage; 0 = 300 s + 10 x the duration
     histology_batch_size: int = 16
     split: str = ""  # value of the pairs' split column ("" = decided at publishing)
     # Whisper prompt from the lexicon terms of the video's topic (asr_prompt.py): "none", "title" (one pass,
@@ -90,38 +99,24 @@ class StepCache:
         return json.loads(path.read_text())
 
     def write_json(self, step: str, key: str, value: Any) -> None:
-        path = self.path(step, key).with_suffix(".json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-        with open(tmp, "w") as handle:
-            json.dump(value, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic.write_json(self.path(step, key).with_suffix(".json"), value)
         _on_cache_write(step, key)
 
     def tmp_dir(self, step: str, key: str) -> Path:
-        tmp = self.root / step / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        return tmp
+        return atomic.temporary_dir(self.path(step, key))
 
     def commit_dir(self, tmp: Path, step: str, key: str) -> Path:
-        final = self.path(step, key)
-        if final.exists():  # another run committed it first: identical content
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        # content-addressed: when another run committed the same key first, its (identical) folder stays
+        final = atomic.replace_dir(tmp, self.path(step, key), keep_existing=True)
         _on_cache_write(step, key)
         return final
 
     def clean_tmp(self) -> None:
         """Remove what a killed run left half-written."""
         if self.root.is_dir():
-            for leftover in self.root.glob("*/.tmp-*"):
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
+            for folder in self.root.iterdir():
+                if folder.is_dir():
+                    atomic.clean_leftovers(folder)
 
 
 def _audio_silent(audio: np.ndarray, dbfs: float) -> bool:
@@ -129,6 +124,18 @@ def _audio_silent(audio: np.ndarray, dbfs: float) -> bool:
         return True
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return rms <= 10 ** (dbfs / 20)
+
+
+def _model_key(model: Any, *names: str) -> str:
+    """The cache-key identity of a model holder: a digest of its weights when it names a model folder or a
+    Hub model (see ``models.model_digest``), else its name."""
+    from quilt_hf.models import model_digest
+
+    for name in names:
+        value = getattr(model, name, None)
+        if isinstance(value, str) and value:
+            return model_digest(value)
+    return ""
 
 
 class Curation:
@@ -177,6 +184,8 @@ class Curation:
         self.worker = IsolatedWorker()
         self.cache_hits: Counter = Counter()
         self.computed: Counter = Counter()
+        self._asr_digest: str | None = None
+        self._histology_digest: str | None = None
 
     # -- shared helpers -------------------------------------------------------------------------------
     @property
@@ -185,12 +194,69 @@ class Curation:
             self._transcriber = self._transcriber()
         return self._transcriber
 
+    def load_models(self) -> None:
+        """Load the ASR, histology and text models now, once per process, before any video is processed.
+
+        Each holder's ``load()`` (when it has one) raises :class:`~quilt_hf.errors.ModelLoadError` naming the
+        model and the fix; that is the run's failure, not a drop reason of each video.
+        """
+        for holder in (self.transcriber, self.histology, self.text):
+            load = getattr(holder, "load", None)
+            if callable(load):
+                load()
+
+    @property
+    def asr_digest(self) -> str:
+        """A digest of the ASR model's weights (or its Hub commit) for the ASR cache key."""
+        if self._asr_digest is None:
+            holder = self._transcriber if hasattr(self._transcriber, "transcribe") else None
+            self._asr_digest = _model_key(holder, "model_name") if holder is not None else ""
+            if not self._asr_digest and self.asr_name != "unknown-asr":
+                from quilt_hf.models import model_digest
+
+                self._asr_digest = model_digest(self.asr_name)
+        return self._asr_digest
+
+    @property
+    def histology_digest(self) -> str:
+        """A digest of the histology model's weights ("" for a classifier without weights)."""
+        if self._histology_digest is None:
+            self._histology_digest = _model_key(self.histology, "model")
+        return self._histology_digest
+
+    def _time_limit(self, seconds: float, row: dict) -> float:
+        return seconds or 300.0 + 10.0 * float(row["duration"])
+
+    def _transcribe(self, path: str, prompt: str = ""):
+        """The video's transcript: streamed block by block when the transcriber reads files itself and the
+        default audio reader is in use (memory flat in the lecture's length), else from the whole track.
+        ``prompt``: the Whisper prompt (``--asr_prompt``), given only when there is one."""
+        from quilt_hf.curation.asr import load_audio
+
+        transcriber = self.transcriber
+        extra = {"prompt": prompt} if prompt else {}
+        if hasattr(transcriber, "transcribe_file") and self._load_audio in (None, load_audio):
+            return transcriber.transcribe_file(path, **extra)
+        return transcriber.transcribe(self.load_audio(path), **extra)
+
     def load_audio(self, path: str) -> np.ndarray:
         if self._load_audio is None:
             from quilt_hf.curation.asr import load_audio
 
             self._load_audio = load_audio
         return self._load_audio(path)
+
+    def _silent(self, path: str) -> bool:
+        """Whether the audio's RMS is at or below ``silence_dbfs`` (streamed with the default reader)."""
+        from quilt_hf.curation.asr import iter_audio, load_audio
+
+        if self._load_audio is not load_audio:
+            return _audio_silent(self.load_audio(path), self.options.silence_dbfs)
+        total, count = 0.0, 0
+        for block in iter_audio(path):
+            total += float(np.sum(np.square(block, dtype=np.float64)))
+            count += len(block)
+        return count == 0 or (total / count) ** 0.5 <= 10 ** (self.options.silence_dbfs / 20)
 
     @staticmethod
     def _skip(row: dict) -> bool:
@@ -220,7 +286,7 @@ class Curation:
 
                 self._load_audio = load_audio
             try:
-                reason = "silent_audio" if _audio_silent(self.load_audio(row["path"]), self.options.silence_dbfs) else ""
+                reason = "silent_audio" if self._silent(row["path"]) else ""
             except Exception as error:  # any decoding failure of the audio track (not cached: may be transient)
                 logger.warning("%s: audio cannot be decoded (%s)", row["video_id"], error)
                 return {"drop_reason": "audio_undecodable"}
@@ -235,6 +301,7 @@ class Curation:
         final = self.cache.path("frames", key)
         if (final / "intervals.json").is_file():
             self.cache_hits["frames"] += 1
+            summary = json.loads((final / "intervals.json").read_text())
         else:
             timeout = self.options.frames_timeout or 60.0 + 2.0 * float(row["duration"])
             tmp = self.cache.tmp_dir("frames", key)
@@ -251,9 +318,18 @@ class Curation:
             if not summary["intervals"]:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return {"drop_reason": "no_frames"}
-            self.cache.commit_dir(tmp, "frames", key)
+            try:
+                self.cache.commit_dir(tmp, "frames", key)
+            except OSError as error:  # e.g. disk full, permissions: this video's frames are not kept
+                logger.warning("%s: frames could not be stored in the cache (%s); dropped", row["video_id"], error)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return {"drop_reason": "cache_error"}
             self.computed["frames"] += 1
-        return {"frames_key": key}
+        damaged = summary.get("damaged", [])
+        if damaged:
+            logger.warning("%s: damaged video data skipped at %s s; the intact parts are kept", row["video_id"],
+                           ", ".join(f"{a:.1f}-{b:.1f}" for a, b in damaged))
+        return {"frames_key": key, "damaged_spans": damaged}
 
     def _intervals(self, frames_key: str) -> list[dict]:
         return json.loads((self.cache.path("frames", frames_key) / "intervals.json").read_text())["intervals"]
@@ -265,6 +341,7 @@ class Curation:
         key = self.cache.key(
             "histology", row["frames_key"], self.histology.name, getattr(self.histology, "threshold", None),
             *([list(map(list, prompts))] if any(prompts) else []),
+            *([self.histology_digest] if self.histology_digest else []),
         )
         decisions = self.cache.read_json("histology", key)
         if decisions is None:
@@ -292,18 +369,25 @@ class Curation:
             return {"drop_reason": "no_histology", "histology_key": key}
         return {"histology_key": key}
 
-    def _transcript(self, row: dict, prompt: str = "") -> tuple[str, dict | None]:
+    def _transcript(self, row: dict, prompt: str = "") -> tuple[str, dict]:
+        """(cache key, transcript) of one ASR pass; the transcript is ``{"drop_reason": ...}`` on failure."""
         # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
         dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
-        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language, *([dtype] if dtype else []), *([prompt] if prompt else []))
+        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language,
+                             *([dtype] if dtype else []), self.asr_digest, *([prompt] if prompt else []))
         transcript = self.cache.read_json("asr", key)
         if transcript is None:
+            seconds = self._time_limit(self.options.asr_timeout, row)
             try:
-                audio = self.load_audio(row["path"])
-                result = self.transcriber.transcribe(audio, prompt=prompt) if prompt else self.transcriber.transcribe(audio)
+                with limits.time_limit(seconds, "speech recognition"):
+                    result = self._transcribe(row["path"], prompt)
+                    limits.check()
+            except limits.StepTimeout:
+                logger.warning("%s: speech recognition did not finish in %.0f s; dropped", row["video_id"], seconds)
+                return key, {"drop_reason": "asr_timeout"}
             except Exception as error:  # ASR failures are per video
                 logger.warning("%s: speech recognition failed (%s); dropped", row["video_id"], error)
-                return key, None
+                return key, {"drop_reason": "asr_error"}
             transcript = {
                 "language": result.language or "",
                 "text": result.text,
@@ -315,7 +399,7 @@ class Curation:
             self.cache_hits["asr"] += 1
         return key, transcript
 
-    def _prompted_transcript(self, row: dict) -> tuple[str, dict | None]:
+    def _prompted_transcript(self, row: dict) -> tuple[str, dict]:
         from quilt_hf.curation.asr_prompt import guard_prompted, select_prompt_terms
         from quilt_hf.curation.text import load_lexicon
 
@@ -324,11 +408,11 @@ class Curation:
         if not selection.prompt:  # nothing in the metadata names a topic: the plain pass
             return self._transcript(row)
         key, prompted = self._transcript(row, selection.prompt)
-        if prompted is None or self.options.asr_prompt != "guarded":
+        if "drop_reason" in prompted or self.options.asr_prompt != "guarded":
             return key, prompted
         plain_key, plain = self._transcript(row)
-        if plain is None:
-            return plain_key, None
+        if "drop_reason" in plain:
+            return plain_key, plain
         guarded_key = self.cache.key("asr-guarded", key, plain_key)
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
@@ -345,8 +429,8 @@ class Curation:
         if self.options.asr_prompt not in ("none", "title", "guarded"):
             raise UserFacingError(f"asr_prompt must be none, title or guarded, not {self.options.asr_prompt!r}")
         key, transcript = self._transcript(row) if self.options.asr_prompt == "none" else self._prompted_transcript(row)
-        if transcript is None:
-            return {"drop_reason": "asr_error"}
+        if "drop_reason" in transcript:  # asr_error or asr_timeout
+            return {"drop_reason": transcript["drop_reason"]}
         if not transcript["text"].strip():
             return {"drop_reason": "no_speech", "asr_key": key}
         return {"asr_key": key}
@@ -357,13 +441,20 @@ class Curation:
         key = self.cache.key("align", row["frames_key"], row["histology_key"], row["asr_key"], self.options.align.cache_key(), float(row["duration"]))
         chunks = self.cache.read_json("align", key)
         if chunks is None:
-            intervals = self._intervals(row["frames_key"])
-            decisions = self.cache.read_json("histology", row["histology_key"])
-            for interval, (flag, score) in zip(intervals, decisions):
-                interval["histology"], interval["histology_score"] = flag, score
-            segments = self.cache.read_json("asr", row["asr_key"])["segments"]
-            chunks = make_chunks(intervals, segments, float(row["duration"]), self.options.align)
-            self.cache.write_json("align", key, chunks)
+            try:
+                intervals = self._intervals(row["frames_key"])
+                decisions = self.cache.read_json("histology", row["histology_key"])
+                for interval, (flag, score) in zip(intervals, decisions):
+                    interval["histology"], interval["histology_score"] = flag, score
+                segments = self.cache.read_json("asr", row["asr_key"])["segments"]
+                chunks = make_chunks(intervals, segments, float(row["duration"]), self.options.align)
+                self.cache.write_json("align", key, chunks)
+            except Exception as error:  # one video's bad data (or cache) must not stop the run
+                logger.warning("%s: alignment failed (%s); dropped", row["video_id"], error)
+                return {"drop_reason": "align_error"}
+            self.computed["align"] += 1
+        else:
+            self.cache_hits["align"] += 1
         if not chunks:
             return {"drop_reason": "no_chunks", "align_key": key}
         return {"align_key": key}
@@ -375,22 +466,28 @@ class Curation:
         key = self.cache.key("text", row["align_key"], name)
         results = self.cache.read_json("text", key)
         if results is None:
-            chunks = self.cache.read_json("align", row["align_key"])
-            texts: dict[int, str] = {}
-            for chunk in chunks:
-                texts.setdefault(chunk["chunk_id"], chunk["noisy_text"])
-            ids = sorted(texts)
-            if self.text is None:
-                outputs = [{"corrected_text": texts[i]} for i in ids]
-            else:
-                try:
-                    # One video per call: rows share the video's sub-pathology and carried magnification.
-                    outputs = self.text.process_batch([texts[i] for i in ids], groups=[row["video_id"]] * len(ids))
-                except Exception as error:
-                    logger.warning("%s: text stage failed (%s); dropped", row["video_id"], error)
-                    return {"drop_reason": "text_error"}
-            results = {str(i): out for i, out in zip(ids, outputs)}
-            self.cache.write_json("text", key, results)
+            seconds = self._time_limit(self.options.text_timeout, row)
+            try:
+                chunks = self.cache.read_json("align", row["align_key"])
+                texts: dict[int, str] = {}
+                for chunk in chunks:
+                    texts.setdefault(chunk["chunk_id"], chunk["noisy_text"])
+                ids = sorted(texts)
+                if self.text is None:
+                    outputs = [{"corrected_text": texts[i]} for i in ids]
+                else:
+                    with limits.time_limit(seconds, "text stage"):
+                        # One video per call: rows share the video's sub-pathology and carried magnification.
+                        outputs = self.text.process_batch([texts[i] for i in ids], groups=[row["video_id"]] * len(ids))
+                        limits.check()
+                results = {str(i): out for i, out in zip(ids, outputs)}
+                self.cache.write_json("text", key, results)
+            except limits.StepTimeout:
+                logger.warning("%s: text stage did not finish in %.0f s; dropped", row["video_id"], seconds)
+                return {"drop_reason": "text_timeout"}
+            except Exception as error:
+                logger.warning("%s: text stage failed (%s); dropped", row["video_id"], error)
+                return {"drop_reason": "text_error"}
             self.computed["text"] += 1
         else:
             self.cache_hits["text"] += 1
@@ -399,8 +496,28 @@ class Curation:
     def keep(self, row: dict) -> bool:
         return not row["drop_reason"]
 
+    def rows_stage(self, row: dict) -> dict:
+        """Build the video's chunk/pair rows (guarded like every step: a failure drops this video only) and
+        cache them for :meth:`expand`."""
+        if self._skip(row):
+            return {}
+        key = self.cache.key("rows", row["text_key"], row["align_key"], row["histology_key"], row["frames_key"],
+                             self.options.split, self.asr_name, self.histology.name, PIPELINE_VERSION,
+                             self.text.name if self.text is not None else "none", row["source"], float(row["fps"]),
+                             str(self.cache.root.resolve()))  # rows hold image paths inside the cache
+        if self.cache.read_json("rows", key) is None:
+            try:
+                self.cache.write_json("rows", key, self._expand_rows(row))
+            except Exception as error:
+                logger.warning("%s: chunk and pair rows could not be built (%s); dropped", row["video_id"], error)
+                return {"drop_reason": "expand_error"}
+        return {"rows_key": key}
+
     def expand(self, row: dict) -> list[dict]:
         """One row per (chunk, image): the columns of both the chunk and the pair tables."""
+        return self.cache.read_json("rows", row["rows_key"])
+
+    def _expand_rows(self, row: dict) -> list[dict]:
         intervals = self._intervals(row["frames_key"])
         decisions = self.cache.read_json("histology", row["histology_key"])
         chunks = self.cache.read_json("align", row["align_key"])
@@ -465,7 +582,8 @@ class Curation:
     def steps(self) -> tuple[list[Step], list[Step]]:
         """The pipeline as runner steps over the videos table (fingerprints tie datasets' cache to ours)."""
         version = self.cache.key(PIPELINE_VERSION, asdict(self.options), self.asr_name, self.histology.name,
-                                 self.text.name if self.text is not None else "none")
+                                 self.text.name if self.text is not None else "none", self.asr_digest,
+                                 self.histology_digest)
         row_features = dict(PAIR_FEATURES)
         row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"], "drop_reason": CHUNK_FEATURES["drop_reason"]})
         from datasets import Features
@@ -473,11 +591,13 @@ class Curation:
         return [
             Step("probe", self.probe, fingerprint=f"probe-{version}"),
             Step("audio check", self.audio_check, fingerprint=f"audio-{version}"),
-            Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}"),
+            # the decoding worker's memory is freed before the models' steps (whole-run peak)
+            Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}", after=self.worker.close),
             Step("histology", self.classify, fingerprint=f"histology-{version}"),
             Step("asr", self.transcribe, fingerprint=f"asr-{version}"),
             Step("align", self.align, fingerprint=f"align-{version}"),
             Step("text", self.text_stage, fingerprint=f"text-{version}"),
+            Step("rows", self.rows_stage, fingerprint=f"rows-{version}"),
         ], [
             Step("keep usable videos", self.keep, kind="filter", fingerprint=f"keep-{version}"),
             Step("chunks and pairs", self.expand, kind="flat_map", fingerprint=f"expand-{version}", features=Features(row_features)),
@@ -487,21 +607,11 @@ class Curation:
         self.worker.close()
 
 
-def _save_atomically(dataset, target: Path) -> None:
-    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: keep one shard
-    old = target.with_name(f".old-{target.name}-{os.getpid()}")
-    if target.exists():
-        os.rename(target, old)
-    os.rename(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+def _dataset_writer(dataset) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        dataset.save_to_disk(str(path), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: one shard
 
-
-def _write_json_atomically(value: Any, target: Path) -> None:
-    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, target)
+    return write
 
 
 def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None) -> dict:
@@ -518,9 +628,11 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
     curation.cache.clean_tmp()
     runner = runner or LocalRunner()
     began = time.perf_counter()
+    curation.load_models()  # a model that cannot load fails the run here, before any video
     work_features = Features({**VIDEO_FEATURES, **{name: Value("string") for name in KEY_COLUMNS}})
     videos = videos.map(lambda row: {name: "" for name in KEY_COLUMNS}, features=work_features, desc="videos")
     per_video, final = curation.steps()
@@ -538,9 +650,6 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
     pair_table = rows.filter(lambda reason: not reason, input_columns="drop_reason", desc="pairs with a caption")
     pair_table = pair_table.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
     video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
-    _save_atomically(video_table, output_dir / "videos")
-    _save_atomically(chunk_table, output_dir / "chunks")
-    _save_atomically(pair_table, output_dir / "pairs")
     drops = Counter(reason for reason in video_table["drop_reason"] if reason)
     stats = {
         "pipeline_version": PIPELINE_VERSION,
@@ -548,6 +657,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "videos_kept": len(video_table) - sum(drops.values()),
         "dropped": dict(sorted(drops.items())),
         "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
+        "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
         "chunks": len(set(zip(chunk_table["video_id"], chunk_table["chunk_id"]))),
         "chunks_with_pairs": len(set(zip(pair_table["video_id"], pair_table["chunk_id"]))),
         # chunks that give no pair, by reason (caption policy: "no_medical_text")
@@ -565,7 +675,12 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
                    "text": curation.text.name if curation.text is not None else "none"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),
     }
-    _write_json_atomically(stats, output_dir / "stats.json")
+    atomic.commit_set(output_dir, {  # one set: a crash leaves the old outputs or the new ones, never a mix
+        "videos": _dataset_writer(video_table),
+        "chunks": _dataset_writer(chunk_table),
+        "pairs": _dataset_writer(pair_table),
+        "stats.json": lambda path: path.write_text(json.dumps(stats, indent=2, sort_keys=True)),
+    })
     logger.info("curation: %d pairs from %d/%d videos (dropped: %s) -> %s", stats["pairs"], stats["videos_kept"],
                 stats["videos"], stats["dropped"] or "none", output_dir)
     return stats

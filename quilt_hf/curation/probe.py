@@ -11,14 +11,19 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PROBE_VERSION = "1"
+PROBE_VERSION = "2"
+
+#: Extensions of audio files: probed like videos (an audio-only lecture is recorded as ``audio_only``).
+AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus", ".wma", ".weba")
 
 #: Drop reasons probing can give (the pipeline adds its own for later steps).
 DROP_REASONS = {
     "missing_file": "the file does not exist",
     "empty_file": "the file has zero bytes",
     "unreadable": "not a media container FFmpeg can open (corrupt, or not a video)",
-    "no_video_stream": "audio only: no video stream",
+    "not_media": "a file without a media extension that FFmpeg cannot open (notes, metadata, subtitles)",
+    "audio_only": "an audio-only file (whatever its extension): no video stream",
+    "no_media_streams": "a container with neither a video nor an audio stream (subtitles, data)",
     "no_audio": "no audio stream: nothing to transcribe",
     "zero_length": "the video has no frames or no duration",
     "undecodable": "the first video frame cannot be decoded",
@@ -53,14 +58,17 @@ def probe_video(path: str | Path, min_duration: float = 1.0, decode_check: bool 
         container = av.open(str(path), timeout=30.0)
     except Exception as error:  # FFmpeg raises many kinds: every one means "cannot use this file"
         logger.info("probe %s: cannot open (%s)", path.name, error)
-        return {**result, "drop_reason": "unreadable"}
+        from quilt_hf.curation.sources import VIDEO_EXTENSIONS
+
+        media = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+        return {**result, "drop_reason": "unreadable" if path.suffix.lower() in media else "not_media"}
     with container:
         audio = container.streams.audio[0] if container.streams.audio else None
         if audio is not None:
             result["has_audio"] = True
             result["audio_codec"] = audio.codec_context.name or ""
         if not container.streams.video:
-            return {**result, "drop_reason": "no_video_stream"}
+            return {**result, "drop_reason": "audio_only" if audio is not None else "no_media_streams"}
         video = container.streams.video[0]
         result["video_codec"] = video.codec_context.name or ""
         result["width"], result["height"] = int(video.codec_context.width or 0), int(video.codec_context.height or 0)

@@ -152,6 +152,7 @@ class Step:
 
     ``kind="map"``: ``fn(row) -> dict`` of updated columns; ``kind="filter"``: ``fn(row) -> bool``;
     ``kind="flat_map"``: ``fn(row) -> list[dict]`` (rows of a new table with ``features``).
+    ``after``: called when the step is done with every row (e.g. to free what only this step needed).
     """
 
     name: str
@@ -159,6 +160,7 @@ class Step:
     kind: Literal["map", "filter", "flat_map"] = "map"
     fingerprint: str = ""
     features: Any = None
+    after: Callable[[], None] | None = None  # called once the step has run over every row (LocalRunner)
 
 
 @dataclass
@@ -188,6 +190,8 @@ class LocalRunner:
                     expand, batched=True, batch_size=1, remove_columns=dataset.column_names,
                     features=step.features, desc=step.name, **extra,
                 )
+            if step.after is not None:
+                step.after()
             self.timings[step.name] = self.timings.get(step.name, 0.0) + time.perf_counter() - began
         return dataset
 

@@ -21,7 +21,9 @@ from quilt_hf.schema import VIDEO_FEATURES, empty_row
 
 logger = logging.getLogger(__name__)
 
-#: Files a folder source picks up (anything else in the folder is ignored).
+#: Extensions of the files a folder source expects to be videos (their id is the file's stem). Every other
+#: file in the folder is listed too (id: its whole name) and probed, so an audio-only lecture (``audio_only``)
+#: or a file that is no media (``unreadable``) is recorded with its reason instead of silently skipped.
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv")
 
 
@@ -72,19 +74,27 @@ def _unique_ids(rows: list[dict]) -> list[dict]:
 
 
 def videos_from_folder(folder: str | Path, recursive: bool = True) -> list[dict]:
-    """Rows of the videos table for every video file under ``folder`` (sorted by path).
+    """Rows of the videos table for every file under ``folder`` (videos first, each group sorted by path).
 
-    Files with a video extension are listed even when they turn out to be unusable: probing gives them
-    a drop reason, so they are counted instead of silently skipped.
+    Every file is listed, whatever it holds: probing gives the unusable ones a drop reason (``audio_only``,
+    ``unreadable``, ``empty_file``...), so each file not taken is recorded in the videos table and in
+    ``stats.json`` instead of silently skipped. Files with a video extension get their stem as id; other
+    files their whole name (a ``lecture.m4a`` next to ``lecture.mp4`` never takes the video's id).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserFacingError(f"--videos {folder}: not a folder or manifest file")
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if not files:
+    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
+    others = [p for p in files if p.suffix.lower() not in VIDEO_EXTENSIONS]
+    if not videos:
         logger.warning("no video files (%s) under %s", ", ".join(VIDEO_EXTENSIONS), folder)
-    return _unique_ids([_video_row(p, source="local", title=p.stem) for p in files])
+    if others:
+        logger.info("%d files without a video extension under %s: probed and recorded", len(others), folder)
+    rows = [_video_row(p, source="local", title=p.stem) for p in videos]
+    rows += [_video_row(p, source="local", video_id=p.name, title=p.stem) for p in others]
+    return _unique_ids(rows)
 
 
 def _read_manifest(path: Path) -> list[dict]:

@@ -35,18 +35,6 @@ class FakeTranscriber:
         return [self.transcribe(a) for a in audios]
 
 
-def pyav_load_audio(path: str) -> np.ndarray:
-    """16 kHz mono float32 with PyAV (the ASR module's ``load_audio`` contract)."""
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError(f"{path}: no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        parts = [g.to_ndarray().ravel() for f in container.decode(audio=0) for g in resampler.resample(f)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-
-
 def frames_or_hang(path, folder, options, duration):
     """The real frame stage, except that files named *hang* never return (a decoder deadlock)."""
     from quilt_hf.curation.frames import extract_to_folder

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from _curation_helpers import FakeTranscript, pyav_load_audio
+from _curation_helpers import FakeTranscript
 from factories import tone, write_video
 from test_curation import lecture
+
+from quilt_hf.curation.asr import load_audio
 
 CHATTER = "Before we go on, please remember to fill in the attendance sheet at the back of the room."
 MIXED = "That's it all for today. The nuclei are hyperchromatic. Thank you for watching."
@@ -41,7 +43,7 @@ def test_chatter_only_windows_give_no_pair_and_keep_their_chunk_with_a_reason(tm
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"))
     stats = run_curate(
         config, transcriber=ScriptedTranscriber(), text_processor=build_text_processor("lexicon"),
-        load_audio=pyav_load_audio,
+        load_audio=load_audio,
     )
     chunks = load_from_disk(str(tmp_path / "out" / "chunks")).remove_columns(["image"])
     pairs = load_from_disk(str(tmp_path / "out" / "pairs")).remove_columns(["image"])
@@ -100,7 +102,7 @@ def test_guarded_prompt_comes_from_the_title_and_inserted_terms_are_reverted(tmp
     transcriber = PromptRecordingTranscriber()
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"), asr_prompt="guarded")
     run_curate(config, transcriber=transcriber, text_processor=build_text_processor("lexicon", threshold=1.01),
-               load_audio=pyav_load_audio)
+               load_audio=load_audio)
     prompted = [p for p in transcriber.prompts if p]
     assert len(transcriber.prompts) == 2 and len(prompted) == 1  # one prompted pass, one plain pass
     assert "seborrheic keratosis" in prompted[0] and "acanthosis" in prompted[0]

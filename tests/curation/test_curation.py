@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang, pyav_load_audio, raise_error
+from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang, raise_error
 from factories import Scene, histology_like_image, slide_like_image, tone, write_video
 
 from quilt_hf.curation.align import AlignOptions, derive_pair_chunk_time, make_chunks
+from quilt_hf.curation.asr import load_audio
 from quilt_hf.curation.frames import FrameOptions, extract_intervals, hamming, phash, sharpness
 from quilt_hf.curation.histology import HeuristicHistologyClassifier, build_histology_classifier
 from quilt_hf.curation.probe import probe_video
@@ -83,9 +84,10 @@ def write_bad_inputs(folder: Path) -> None:
 # -- sources and probe ------------------------------------------------------------------------------------
 def test_sources_folder_and_manifests_give_the_same_table(make_video, tmp_path):
     path = make_video(lecture(), name="lec one.mp4", audio=tone(24))
-    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "notes.txt").write_text("not a video: recorded, not silently skipped")
     from_folder = load_videos(tmp_path)
-    assert from_folder["video_id"] == ["lec_one"] and from_folder[0]["source"] == "local"
+    assert from_folder["video_id"] == ["lec_one", "notes.txt"] and from_folder[0]["source"] == "local"
+    from_folder = from_folder.select([0])
     assert len(from_folder[0]["sha256"]) == 64
     (tmp_path / "m.csv").write_text(f"path,title,channel,license\n{path.name},Skin 1,PathChan,CC-BY\n")
     (tmp_path / "m.jsonl").write_text(json.dumps({"path": str(path), "video_id": "v1", "title": "Skin 1"}) + "\n")
@@ -104,7 +106,7 @@ def test_probe_measures_and_names_each_bad_input(make_video, tmp_path):
     reasons = {name: probe_video(next(tmp_path.glob(f"{name}.m*")))["drop_reason"] for name in
                ("noaudio", "zerolength", "corrupt", "notavideo", "empty", "audioonly")}
     assert reasons == {"noaudio": "no_audio", "zerolength": "zero_length", "corrupt": reasons["corrupt"],
-                       "notavideo": "unreadable", "empty": "empty_file", "audioonly": "no_video_stream"}
+                       "notavideo": "unreadable", "empty": "empty_file", "audioonly": "audio_only"}
     assert reasons["corrupt"] in ("unreadable", "undecodable", "zero_length")
     assert probe_video(tmp_path / "missing.mp4")["drop_reason"] == "missing_file"
 
@@ -228,7 +230,7 @@ def run(videos: Path, output: Path, **overrides):
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
     config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
-    return run_curate(config, transcriber=FakeTranscriber(), frames_fn=frames_or_hang, load_audio=pyav_load_audio)
+    return run_curate(config, transcriber=FakeTranscriber(), frames_fn=frames_or_hang, load_audio=load_audio)
 
 
 def test_pipeline_end_to_end_with_every_bad_input_kind(tmp_path):
@@ -243,7 +245,7 @@ def test_pipeline_end_to_end_with_every_bad_input_kind(tmp_path):
     write_video(videos / "hang.mp4", lecture(7), audio=tone(24))
     stats = run(videos, tmp_path / "out", frames_timeout=4.0)
     assert stats["dropped_videos"] == {
-        "audioonly": "no_video_stream", "corrupt": stats["dropped_videos"]["corrupt"], "empty": "empty_file",
+        "audioonly": "audio_only", "corrupt": stats["dropped_videos"]["corrupt"], "empty": "empty_file",
         "hang": "frames_timeout", "noaudio": "no_audio", "notavideo": "unreadable", "silent": "silent_audio",
         "zerolength": "zero_length",
     }
@@ -327,7 +329,7 @@ def test_text_stage_fills_the_pair_columns(tmp_path):
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"))
-    stats = run_curate(config, transcriber=FakeTranscriber(), text_processor=processor, load_audio=pyav_load_audio)
+    stats = run_curate(config, transcriber=FakeTranscriber(), text_processor=processor, load_audio=load_audio)
     assert stats["models"]["text"] == processor.name
     pairs = load_from_disk(str(tmp_path / "out" / "pairs")).remove_columns(["image"])
     assert len(pairs) >= 3 and set(pairs["text_backend"]) == {processor.name}

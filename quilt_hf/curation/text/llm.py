@@ -20,7 +20,10 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Protocol
+
+from quilt_hf.curation import limits
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,23 @@ class TransformersChatLLM:
         self._model = None
         self._tokenizer = None
 
+    def load(self) -> None:
+        """Load the model now (once); raise :class:`~quilt_hf.errors.ModelLoadError` when it cannot be."""
+        from quilt_hf.errors import ModelLoadError, UserFacingError
+
+        try:
+            self._load()
+        except UserFacingError:
+            raise
+        except Exception as error:  # from_pretrained raises many kinds
+            folder = Path(self.model_name).expanduser()
+            if folder.is_dir() and not (folder / "config.json").is_file() and not self.gguf_file:
+                reason = "no transformers model in that folder (no config.json)"
+            else:
+                reason = f"the model cannot be loaded ({type(error).__name__}: {error})"
+            raise ModelLoadError("--text_model", self.model_name, reason,
+                                 "give a causal LM (Hub name or folder), or --text_backend lexicon") from error
+
     def _load(self):
         if self._model is not None:
             return
@@ -129,6 +149,8 @@ class TransformersChatLLM:
                 [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
             )
             enc = {k: enc[k].to(self._device) for k in ("input_ids", "attention_mask")}
+            limits.check()  # the video's time limit (the pipeline's text step) is spent: stop here
+            left = limits.remaining()
             try:
                 with torch.inference_mode():
                     out = self._model.generate(
@@ -136,11 +158,13 @@ class TransformersChatLLM:
                         max_new_tokens=self.max_new_tokens,
                         do_sample=False,
                         pad_token_id=tok.pad_token_id,
+                        **({"max_time": max(left, 0.01)} if left is not None else {}),
                     )
             except (RuntimeError, ValueError) as error:  # e.g. out of memory: these rows fall back
                 logger.warning("LLM generation failed for %d prompts: %s", len(index), error)
                 self.stats["llm_generation_errors"] += len(index)
                 continue
+            limits.check()  # an answer cut by max_time is not an answer
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             for i, text in zip(index, tok.batch_decode(new_tokens, skip_special_tokens=True)):
                 answers[i] = text

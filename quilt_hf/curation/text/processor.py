@@ -115,6 +115,13 @@ class TextProcessor:
         base = f"lexicon:{lexicon.name}:t{threshold:g}"
         self.name = f"{llm.name}+prompt-v{PROMPT_VERSION}+{base}" if llm else base
 
+    def load(self) -> None:
+        """Load the LLM now, when there is one with a model to load (raises
+        :class:`~quilt_hf.errors.ModelLoadError` when it cannot be loaded)."""
+        load = getattr(self.llm, "load", None)
+        if callable(load):
+            load()
+
     # -- rows -------------------------------------------------------------------------------------------
     def _row(
         self, text: str, corrected: str, edits: list[Edit], shifted: list[Edit], overrides: dict | None

@@ -1,0 +1,221 @@
+"""Atomic writes: a file, a folder, or a set of outputs replaced all at once or not at all.
+
+Every write goes to a hidden temporary name in the target's own folder (same file system, so the final
+``os.replace`` / ``os.rename`` is atomic) and is renamed over the target only when complete.
+
+A *set* (several files and folders that belong together, e.g. a curation run's ``videos/``, ``chunks/``,
+``pairs/`` and ``stats.json``) is staged in one hidden folder, then swapped in under a journal:
+
+1. every new entry is written into ``.staging-<id>/`` (a crash here leaves the old set untouched);
+2. ``.commit.json`` is written atomically: from this instant the new set is the committed one;
+3. each old entry is moved aside (``.old-<id>-<name>``) and the staged one renamed in; then the journal,
+   the staging folder and the old entries are removed.
+
+A crash during step 3 leaves the journal: :func:`roll_forward` (called by the next writer, and by
+:func:`read_set_ready` for readers) finishes the swap, so a reader sees either the whole old set or the whole
+new one. :func:`clean_leftovers` removes what a killed writer left before its journal existed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "JOURNAL",
+    "clean_leftovers",
+    "commit_set",
+    "read_set_ready",
+    "replace_dir",
+    "roll_forward",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
+
+JOURNAL = ".commit.json"
+_TMP, _OLD, _STAGING = ".tmp-", ".old-", ".staging-"
+
+
+def _on_step(stage: str, path: Path) -> None:
+    """Hook called at each stage of an atomic write (tests use it to kill a process mid-write)."""
+
+
+def _unique() -> str:
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported on this platform / file system
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary name, fsync, rename).
+
+    Args:
+        path (`str` or `Path`): the final file; its folder is created when missing.
+        data (`bytes`): the whole content.
+
+    Returns:
+        `Path`: ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_TMP}{path.name}-{_unique()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            _on_step("written", tmp)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _on_step("replaced", path)
+    return path
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`write_bytes`)."""
+    return write_bytes(path, text.encode(encoding))
+
+
+def write_json(path: str | Path, value: Any, **dumps_kwargs) -> Path:
+    """Write ``value`` as JSON to ``path`` atomically; ``dumps_kwargs`` go to ``json.dumps``."""
+    return write_text(path, json.dumps(value, **dumps_kwargs))
+
+
+def temporary_dir(target: str | Path) -> Path:
+    """A fresh hidden folder next to ``target`` to build it in (then :func:`replace_dir`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{_TMP}{target.name}-{_unique()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def replace_dir(tmp: str | Path, target: str | Path, *, keep_existing: bool = False) -> Path:
+    """Rename the complete folder ``tmp`` to ``target``.
+
+    Args:
+        tmp: the built folder (from :func:`temporary_dir`).
+        target: the final folder.
+        keep_existing (`bool`): when ``target`` already exists, keep it and discard ``tmp`` (content-addressed
+            caches: another run committed the same content first); else the old folder is replaced.
+    """
+    tmp, target = Path(tmp), Path(target)
+    if target.exists():
+        if keep_existing:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        old = target.with_name(f"{_OLD}{target.name}-{_unique()}")
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+    _fsync_dir(target.parent)
+    _on_step("replaced", target)
+    return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def commit_set(folder: str | Path, writers: dict[str, Callable[[Path], Any]]) -> None:
+    """Replace several entries of ``folder`` as one set (staging folder, journal, swap; see the module doc).
+
+    Args:
+        folder (`str` or `Path`): where the entries live.
+        writers (`dict[str, Callable[[Path], Any]]`): entry name -> a function that writes that entry (a file
+            or a folder) at the path it is given. All run before anything in ``folder`` changes.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    roll_forward(folder)
+    staging = folder / f"{_STAGING}{_unique()}"
+    staging.mkdir()
+    try:
+        for name, write in writers.items():
+            write(staging / name)
+            _on_step("staged", staging / name)
+        _fsync_dir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_json(folder / JOURNAL, {"staging": staging.name, "entries": list(writers)})
+    _on_step("journaled", folder / JOURNAL)
+    roll_forward(folder)
+
+
+def roll_forward(folder: str | Path) -> bool:
+    """Finish a set swap that a journal in ``folder`` records (idempotent); True when there was one."""
+    folder = Path(folder)
+    journal = folder / JOURNAL
+    if not journal.is_file():
+        return False
+    record = json.loads(journal.read_text())
+    staging = folder / record["staging"]
+    for name in record["entries"]:
+        staged, target = staging / name, folder / name
+        if staged.exists() or staged.is_symlink():  # not yet swapped in
+            if target.exists() or target.is_symlink():
+                old = folder / f"{_OLD}{_unique()}-{name}"
+                os.rename(target, old)
+            os.rename(staged, target)
+            _on_step("swapped", target)
+    _fsync_dir(folder)
+    journal.unlink()
+    _fsync_dir(folder)
+    _remove(staging)
+    clean_leftovers(folder)
+    return True
+
+
+def clean_leftovers(folder: str | Path, patterns: Iterable[str] = (f"{_TMP}*", f"{_OLD}*", f"{_STAGING}*")) -> list[Path]:
+    """Remove what killed writers left in ``folder`` (temporary, old and staging entries), unless a journal
+    still needs them (then roll it forward first). Returns the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    if (folder / JOURNAL).is_file():
+        roll_forward(folder)
+    removed = []
+    for pattern in patterns:
+        for leftover in folder.glob(pattern):
+            _remove(leftover)
+            removed.append(leftover)
+    return removed
+
+
+def read_set_ready(folder: str | Path) -> Path:
+    """Before reading a committed set: finish any interrupted swap so the set read is a whole one."""
+    folder = Path(folder)
+    if (folder / JOURNAL).is_file():
+        try:
+            roll_forward(folder)
+        except OSError as error:  # read-only folder: the journal stays for the next writer
+            logger.warning("%s: an interrupted commit could not be finished (%s)", folder, error)
+    return folder
