@@ -578,6 +578,11 @@ def main() -> None:
         "--cached-only", action="store_true", help="score only the videos whose Whisper transcripts are cached"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--details", action="store_true",
+        help="then the text stage's detailed figures on the plain transcripts (MTER, extraction F1, words/s, "
+        "spelling-corrector peer)",
+    )
     args = parser.parse_args()
 
     from quilt_hf.curation.asr_prompt import select_prompt_terms
@@ -614,7 +619,11 @@ def main() -> None:
         prompts = {vid: s.prompt for vid, s in selections.items()}
         prompted = cached_transcripts(corpus, videos, args.whisper, prompts, cached_only=args.cached_only)
         if args.cached_only:  # both passes on the same videos, so the rows compare
-            videos = [v for v in videos if v["video_id"] in prompted]
+            if any(selections[v["video_id"]].prompt for v in videos if v["video_id"] in prompted):
+                videos = [v for v in videos if v["video_id"] in prompted]
+            else:
+                print("  no prompted transcript cached yet: no prompting rows", file=sys.stderr)
+                prompted = None
     processor = build_text_processor("lexicon")
     policy_only = build_text_processor("lexicon", threshold=1.01)  # no edit reaches it: extraction only
     llm_processor = None
@@ -647,6 +656,18 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"corpus": args.corpus, "label": label, "transcripts": source, "rows": rows}, indent=1)
         )
+    if args.details:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            subset = Path(folder) / "ground_truth.json"
+            subset.write_text(json.dumps({"videos": videos}))
+            for video in videos:  # the legacy report reads the corpus folder: point it at the scored videos
+                (Path(folder) / video["file"]).symlink_to((corpus / video["file"]).resolve())
+            kept = Path(folder) / "transcripts.json"
+            kept.write_text(json.dumps({"model": source, "transcripts": {v["video_id"]: plain[v["video_id"]] for v in videos}}))
+            sys.argv = [sys.argv[0], "--corpus", folder, "--transcripts", str(kept), "--throughput-repeats", "1"]
+            legacy_main()
 
 
 if __name__ == "__main__":
