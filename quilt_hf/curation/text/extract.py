@@ -177,6 +177,20 @@ class RuleExtractor:
                 i += 1
         return found
 
+    def _unknown_word(self, sentence: str) -> bool:
+        """Whether ``sentence`` holds a long word that is neither ordinary English nor a lexicon form: in
+        narration over tissue that is almost always a medical term the recogniser spelled its own way
+        ("Merukovolgaris"). Words of 8 letters or more; names of people or places look alike and are rare."""
+        common = self.lexicon.common_words
+        if not common:
+            return False
+        for token in tokenize(sentence):
+            key = token.key
+            if len(key) >= 8 and key.isalpha() and key not in common and key not in self.lexicon.forms:
+                if key.rstrip("s") not in common and key[:-2] not in common:  # plurals, -ed/-er forms
+                    return True
+        return False
+
     @staticmethod
     def entity_from_row(row: dict) -> Entity:
         return Entity(row["concept_id"], row["text"], row["char_start"], row["char_end"], row["confidence"])
@@ -214,6 +228,9 @@ class RuleExtractor:
                 if kept:
                     trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)
                     medical.append(trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + ".")
+                continue
+            if not inside and not CHATTER.search(sentence) and self._unknown_word(sentence):
+                medical.append(sentence)  # a term the recogniser mangled past correction is still a term
                 continue
             if inside:
                 medical.append(sentence)

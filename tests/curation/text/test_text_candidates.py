@@ -70,3 +70,9 @@ def test_mixed_sentence_is_trimmed_to_its_medical_clauses():
     )
     medical = extractor.extract(text).medical_sentences
     assert medical == ["Remember the koilocytes in the upper layer."]
+
+
+def test_sentence_with_a_mangled_term_stays_medical_and_talk_does_not():
+    extractor = RuleExtractor(load_lexicon())
+    text = "The differential includes Merukovolgaris. Please remember the attendance sheet. Thanks for watching."
+    assert extractor.extract(text).medical_sentences == ["The differential includes Merukovolgaris."]
