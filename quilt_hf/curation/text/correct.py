@@ -325,7 +325,7 @@ class LexiconCorrector:
         kept = [k for k in keys if k in target_words]
         if not changed:
             return None
-        group = self._anchored_group(keys, window_mask, target_words)
+        group = self._anchored_group(keys, window_mask, target_words, combined)
         if group is not None:
             return group
         for k in changed:
@@ -359,7 +359,7 @@ class LexiconCorrector:
             return None
         return combined / 100.0, False
 
-    def _anchored_group(self, keys, window_mask, target_words) -> tuple[float, bool] | None:
+    def _anchored_group(self, keys, window_mask, target_words, combined: float) -> tuple[float, bool] | None:
         """A multi-word term whose first or last words were heard right and whose other words were heard as
         a different run of words that sounds like them: "stratum mass ale" -> "stratum basale", "mask it
         weave" -> "basket weave", "horn soodle sist" -> "horn pseudocyst". The heard run and the missing run
@@ -385,6 +385,8 @@ class LexiconCorrector:
         if not heard or not missing:
             return None
         common = self.lexicon.common_words
+        if not any(k in common for k in heard):
+            return None  # no ordinary English heard: the spelling rules judge it
         # A heard word that spells a lexicon form stays, unless the form is ordinary English too ("mass").
         if any(m and k not in common for m, k in zip(window_mask[prefix : len(keys) - suffix], heard)):
             return None
@@ -395,7 +397,7 @@ class LexiconCorrector:
             return None
         if fuzz.ratio(heard_sq, _SILENT_INITIAL.sub("", missing_sq)) < 50:
             return None
-        return 0.88, True
+        return max(combined / 100.0, 0.88), True
 
     def _context(self, mask: list[bool], start: int, end: int, radius: int = 8) -> int:
         left = mask[max(0, start - radius) : start]
