@@ -585,8 +585,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from quilt_hf.curation.asr_prompt import select_prompt_terms
     from text_transcripts import cached_transcripts
+
+    from quilt_hf.curation.asr_prompt import select_prompt_terms
 
     if args.smoke:
         args.corpus, args.simulate, args.videos = "demo", True, 2
