@@ -116,6 +116,9 @@ CHUNK_FEATURES = Features(
         "height": Value("int32"),
         "width": Value("int32"),
         "pair_chunk_time": Value("float32"),
+        # "" when the chunk gives training pairs; else why not ("no_medical_text": the window's narration
+        # holds no medical content, e.g. greetings, logistics or sign-offs only)
+        "drop_reason": Value("string"),
     }
 )
 
@@ -126,7 +129,7 @@ PAIR_FEATURES = Features(
         "image_id": Value("string"),
         "image": Image(),
         "image_path": Value("string"),  # file name of the image as published
-        "caption": Value("string"),  # the text a model trains on (medical text, else corrected text)
+        "caption": Value("string"),  # the text a model trains on: the medical text only (see DESIGN.md)
         "noisy_text": Value("string"),
         "corrected_text": Value("string"),
         "text_edits": List(TEXT_EDIT),

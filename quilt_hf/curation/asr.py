@@ -361,19 +361,22 @@ class WhisperTranscriber:
         return model, pipeline
 
     # ------------------------------------------------------------------ transcription
-    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript:
+    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, prompt: str | None = None) -> Transcript:
         """Transcribe one recording.
 
         Args:
             audio (`np.ndarray`): mono samples (float32 in [-1, 1]), e.g. from ``load_audio``.
             sample_rate (`int`): rate of ``audio``; resampled to 16 kHz when different.
+            prompt (`str`, *optional*): text Whisper reads as preceding context of every 30 s window
+                (domain terms biasing recognition, see :mod:`quilt_hf.curation.asr_prompt`); ``prompt_ids``
+                in transformers, ``initial_prompt`` in faster-whisper.
 
         Returns:
             `Transcript`
         """
-        return self.transcribe_many([audio], sample_rate=sample_rate)[0]
+        return self.transcribe_many([audio], sample_rate=sample_rate, prompt=prompt)[0]
 
-    def transcribe_file(self, path: str | Path, block_seconds: float = 300.0) -> Transcript:
+    def transcribe_file(self, path: str | Path, block_seconds: float = 300.0, prompt: str | None = None) -> Transcript:
         """Transcribe a media file's narration with memory flat in its length.
 
         The audio is decoded block by block (:func:`iter_audio`, on the video's clock) and each block of
@@ -385,6 +388,7 @@ class WhisperTranscriber:
         Args:
             path (`str` or `Path`): a video or audio file.
             block_seconds (`float`): audio held at a time (at least 60 s).
+            prompt (`str`, *optional*): the Whisper prompt of every block (see ``transcribe``).
 
         Returns:
             `Transcript`
@@ -401,7 +405,7 @@ class WhisperTranscriber:
             following = next(blocks, None)
             saved, self.language = self.language, language
             try:
-                part = self.transcribe(audio)
+                part = self.transcribe(audio, prompt=prompt)
             finally:
                 self.language = saved
             language = language or part.language or None
@@ -421,8 +425,12 @@ class WhisperTranscriber:
             carry, offset = audio[start:], offset + start / SAMPLE_RATE
         return Transcript(language=language or "", text=" ".join(s["text"] for s in segments), segments=segments)
 
-    def transcribe_many(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[Transcript]:
-        """Transcribe several recordings, ``batch_size`` at a time; one ``Transcript`` per input, in order."""
+    def transcribe_many(
+        self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE, prompt: str | None = None
+    ) -> list[Transcript]:
+        """Transcribe several recordings, ``batch_size`` at a time; one ``Transcript`` per input, in order.
+        ``prompt`` (optional) is given to every recording (see ``transcribe``)."""
+        prompt = (prompt or "").strip() or None
         audios = [_as_16k_mono(audio, sample_rate) for audio in audios]
         results: list[Transcript | None] = [None] * len(audios)
         todo = []
@@ -433,17 +441,17 @@ class WhisperTranscriber:
                 todo.append(i)
         if self.backend == "faster-whisper":
             for i in todo:
-                results[i] = self._faster_whisper_one(audios[i])
+                results[i] = self._faster_whisper_one(audios[i], prompt)
             return results
         # Similar lengths together: less padding in long-form batches.
         todo.sort(key=lambda i: len(audios[i]))
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start : start + self.batch_size]
-            for i, transcript in zip(batch, self._transformers_batch([audios[i] for i in batch])):
+            for i, transcript in zip(batch, self._transformers_batch([audios[i] for i in batch], prompt)):
                 results[i] = transcript
         return results
 
-    def _transformers_batch(self, audios: list[np.ndarray]) -> list[Transcript]:
+    def _transformers_batch(self, audios: list[np.ndarray], prompt: str | None = None) -> list[Transcript]:
         import torch
 
         model, processor = self._load()
@@ -458,6 +466,12 @@ class WhisperTranscriber:
         if long_form:
             inputs["attention_mask"] = features.attention_mask.to(device)
         languages = self._languages(model, features.input_features[..., :3000].to(device, float_dtype), processor)
+        if prompt:
+            # Every 30 s window reads the prompt ("all-segments", which transformers allows only together
+            # with conditioning on the previous window's text), not only the first window.
+            inputs["prompt_ids"] = processor.get_prompt_ids(prompt, return_tensors="pt").to(device)
+            inputs["prompt_condition_type"] = "all-segments"
+            inputs["condition_on_prev_tokens"] = True
         limits.check()
         extra = {}
         if limits.remaining() is not None:  # stop decoding when the video's ASR time limit is spent
@@ -497,9 +511,11 @@ class WhisperTranscriber:
             ids = model.detect_language(first_windows)
         return [token.strip("<|>") for token in processor.tokenizer.convert_ids_to_tokens(ids.tolist())]
 
-    def _faster_whisper_one(self, audio: np.ndarray) -> Transcript:
+    def _faster_whisper_one(self, audio: np.ndarray, prompt: str | None = None) -> Transcript:
         model, pipeline = self._load()
         options = {"language": self.language, "beam_size": 1, "without_timestamps": False, "vad_filter": False}
+        if prompt:
+            options["initial_prompt"] = prompt
         if pipeline is not None:
             segments, info = pipeline.transcribe(audio, batch_size=self.batch_size, **options)
         else:

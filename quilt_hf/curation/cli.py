@@ -26,6 +26,15 @@ class CurateConfig(TextStageOptions):
     asr_backend: str = field(default="transformers", metadata={"help": "ASR backend: transformers or faster-whisper."})
     asr_batch_size: int = field(default=1, metadata={"help": "ASR batch size."})
     language: str | None = field(default=None, metadata={"help": "Spoken language (e.g. en); default: detected."})
+    asr_prompt: str = field(
+        default="none",
+        metadata={
+            "help": "Whisper prompt of lexicon terms for each video's topic (read from its title and channel): "
+            "none; title (one prompted pass); guarded (a plain pass too: prompted segments that repeat the prompt "
+            "or insert a term the plain pass has nothing like are replaced by the plain text).",
+            "choices": ["none", "title", "guarded"],
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "Device for the models (cpu, cuda, cuda:1); default: auto."})
     histology: str = field(
         default="learned",
@@ -137,6 +146,7 @@ def run_curate(
         frames=FrameOptions(sample_fps=config.sample_fps, min_static_seconds=config.min_static_seconds),
         align=AlignOptions(),
         frames_timeout=config.frames_timeout,
+        asr_prompt=config.asr_prompt,
         asr_timeout=config.asr_timeout,
         text_timeout=config.text_timeout,
     )

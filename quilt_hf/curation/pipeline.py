@@ -47,6 +47,7 @@ from quilt_hf.curation.runners import (
     WorkerError,
     WorkerTimeout,
 )
+from quilt_hf.errors import UserFacingError
 from quilt_hf.schema import CHUNK_FEATURES, PAIR_FEATURES, VIDEO_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class PipelineOptions:
     text_timeout: float = 0.0  # seconds per video for the text stage; 0 = 300 s + 10 x the duration
     histology_batch_size: int = 16
     split: str = ""  # value of the pairs' split column ("" = decided at publishing)
+    # Whisper prompt from the lexicon terms of the video's topic (asr_prompt.py): "none", "title" (one pass,
+    # topic from title and channel) or "guarded" (a plain pass too; prompted segments that echo the prompt or
+    # insert a term the plain pass has nothing like are replaced by the plain text)
+    asr_prompt: str = "none"
+    asr_prompt_tokens: int = 120
 
 
 class StepCache:
@@ -231,15 +237,17 @@ class Curation:
     def _time_limit(self, seconds: float, row: dict) -> float:
         return seconds or 300.0 + 10.0 * float(row["duration"])
 
-    def _transcribe(self, path: str):
+    def _transcribe(self, path: str, prompt: str = ""):
         """The video's transcript: streamed block by block when the transcriber reads files itself and the
-        default audio reader is in use (memory flat in the lecture's length), else from the whole track."""
+        default audio reader is in use (memory flat in the lecture's length), else from the whole track.
+        ``prompt``: the Whisper prompt (``--asr_prompt``), given only when there is one."""
         from quilt_hf.curation.asr import load_audio
 
         transcriber = self.transcriber
+        extra = {"prompt": prompt} if prompt else {}
         if hasattr(transcriber, "transcribe_file") and self._load_audio in (None, load_audio):
-            return transcriber.transcribe_file(path)
-        return transcriber.transcribe(self.load_audio(path))
+            return transcriber.transcribe_file(path, **extra)
+        return transcriber.transcribe(self.load_audio(path), **extra)
 
     def load_audio(self, path: str) -> np.ndarray:
         if self._load_audio is None:
@@ -371,26 +379,25 @@ class Curation:
             return {"drop_reason": "no_histology", "histology_key": key}
         return {"histology_key": key}
 
-    def transcribe(self, row: dict) -> dict:
-        if self._skip(row):
-            return {}
+    def _transcript(self, row: dict, prompt: str = "") -> tuple[str, dict]:
+        """(cache key, transcript) of one ASR pass; the transcript is ``{"drop_reason": ...}`` on failure."""
         # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
         dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
         key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language,
-                             *([dtype] if dtype else []), self.asr_digest)
+                             *([dtype] if dtype else []), self.asr_digest, *([prompt] if prompt else []))
         transcript = self.cache.read_json("asr", key)
         if transcript is None:
             seconds = self._time_limit(self.options.asr_timeout, row)
             try:
                 with limits.time_limit(seconds, "speech recognition"):
-                    result = self._transcribe(row["path"])
+                    result = self._transcribe(row["path"], prompt)
                     limits.check()
             except limits.StepTimeout:
                 logger.warning("%s: speech recognition did not finish in %.0f s; dropped", row["video_id"], seconds)
-                return {"drop_reason": "asr_timeout"}
+                return key, {"drop_reason": "asr_timeout"}
             except Exception as error:  # ASR failures are per video
                 logger.warning("%s: speech recognition failed (%s); dropped", row["video_id"], error)
-                return {"drop_reason": "asr_error"}
+                return key, {"drop_reason": "asr_error"}
             transcript = {
                 "language": result.language or "",
                 "text": result.text,
@@ -400,6 +407,40 @@ class Curation:
             self.computed["asr"] += 1
         else:
             self.cache_hits["asr"] += 1
+        return key, transcript
+
+    def _prompted_transcript(self, row: dict) -> tuple[str, dict]:
+        from quilt_hf.curation.asr_prompt import guard_prompted, select_prompt_terms
+        from quilt_hf.curation.text import load_lexicon
+
+        lexicon = load_lexicon()
+        selection = select_prompt_terms(lexicon, f"{row.get('title') or ''}. {row.get('channel') or ''}", max_tokens=self.options.asr_prompt_tokens)
+        if not selection.prompt:  # nothing in the metadata names a topic: the plain pass
+            return self._transcript(row)
+        key, prompted = self._transcript(row, selection.prompt)
+        if "drop_reason" in prompted or self.options.asr_prompt != "guarded":
+            return key, prompted
+        plain_key, plain = self._transcript(row)
+        if "drop_reason" in plain:
+            return plain_key, plain
+        guarded_key = self.cache.key("asr-guarded", key, plain_key)
+        transcript = self.cache.read_json("asr", guarded_key)
+        if transcript is None:
+            segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)
+            transcript = {**prompted, "segments": segments, "text": " ".join(s["text"] for s in segments),
+                          "prompt": selection.prompt, "guard": {"reverted_echo": report.reverted_echo,
+                          "reverted_inserted_term": report.reverted_inserted_term, "inserted_terms": report.inserted_terms}}
+            self.cache.write_json("asr", guarded_key, transcript)
+        return guarded_key, transcript
+
+    def transcribe(self, row: dict) -> dict:
+        if self._skip(row):
+            return {}
+        if self.options.asr_prompt not in ("none", "title", "guarded"):
+            raise UserFacingError(f"asr_prompt must be none, title or guarded, not {self.options.asr_prompt!r}")
+        key, transcript = self._transcript(row) if self.options.asr_prompt == "none" else self._prompted_transcript(row)
+        if "drop_reason" in transcript:  # asr_error or asr_timeout
+            return {"drop_reason": transcript["drop_reason"]}
         if not transcript["text"].strip():
             return {"drop_reason": "no_speech", "asr_key": key}
         return {"asr_key": key}
@@ -498,6 +539,14 @@ class Curation:
             text = texts[str(chunk["chunk_id"])]
             corrected = text.get("corrected_text") or chunk["noisy_text"]
             medical = text.get("medical_text", "") or ""
+            # Caption policy: a pair's caption is the window's medical text only. A window without medical
+            # content (greetings, logistics, sign-offs) gives no pair; its chunk keeps the reason. With no
+            # text stage (--text_backend none) nothing is extracted and the caption is the transcript.
+            if self.text is None:
+                caption, chunk_drop = corrected, ""
+            else:
+                caption = medical.strip()
+                chunk_drop = "" if caption else "no_medical_text"
             image_id = f"{row['video_id']}_{chunk['chunk_id']}_{chunk['k']}"
             rows.append(
                 {
@@ -506,7 +555,8 @@ class Curation:
                     "image_id": image_id,
                     "image": {"path": str(folder / interval["image"]), "bytes": None},
                     "image_path": f"{image_id}{Path(interval['image']).suffix}",
-                    "caption": medical or corrected,
+                    "caption": caption,
+                    "drop_reason": chunk_drop,
                     "noisy_text": chunk["noisy_text"],
                     "corrected_text": corrected,
                     "text_edits": text.get("text_edits", []) or [],
@@ -545,7 +595,7 @@ class Curation:
                                  self.text.name if self.text is not None else "none", self.asr_digest,
                                  self.histology_digest)
         row_features = dict(PAIR_FEATURES)
-        row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"]})
+        row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"], "drop_reason": CHUNK_FEATURES["drop_reason"]})
         from datasets import Features
 
         per_video = [
@@ -588,6 +638,16 @@ def _count_chunks(pairs) -> int:
     return len(seen)
 
 
+def _chunk_drop_reasons(chunks) -> dict[str, int]:
+    """Chunks that give no pair, counted by reason, read in batches."""
+    reasons: dict = {}
+    for batch in chunks.select_columns(["video_id", "chunk_id", "drop_reason"]).iter(batch_size=65536):
+        for video, chunk, reason in zip(batch["video_id"], batch["chunk_id"], batch["drop_reason"]):
+            if reason:
+                reasons[(video, chunk)] = reason
+    return dict(sorted(Counter(reasons.values()).items()))
+
+
 def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None) -> dict:
     """Run the whole chain on a videos table and write ``videos/``, ``chunks/``, ``pairs/`` (datasets on
     disk) and ``stats.json`` into ``output_dir``. Returns the stats.
@@ -626,7 +686,8 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         rows = Dataset.from_dict({name: [] for name in final[-1].features}, features=final[-1].features)
     rows = rows.sort(["video_id", "chunk_id", "image_id"])
     chunk_table = rows.select_columns(list(CHUNK_FEATURES)).cast(CHUNK_FEATURES)
-    pair_table = rows.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
+    pair_table = rows.filter(lambda reason: not reason, input_columns="drop_reason", desc="pairs with a caption")
+    pair_table = pair_table.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
     video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
     video_seconds = sum(float(d or 0.0) for d in video_table["duration"])
     drops = Counter(reason for reason in video_table["drop_reason"] if reason)
@@ -637,7 +698,10 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "dropped": dict(sorted(drops.items())),
         "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
         "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
-        "chunks": _count_chunks(pair_table),
+        "chunks": _count_chunks(chunk_table),
+        "chunks_with_pairs": _count_chunks(pair_table),
+        # chunks that give no pair, by reason (caption policy: "no_medical_text")
+        "chunks_dropped": _chunk_drop_reasons(chunk_table),
         "images": len(pair_table),
         "pairs": len(pair_table),
         "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},

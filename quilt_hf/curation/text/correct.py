@@ -77,11 +77,38 @@ _DEVOICE = str.maketrans("BDGVZ", "PTKFS")
 _BOUNDARY = re.compile(r"[.,;:?!]")
 
 
+# Greek-derived initial clusters whose first letter is silent in English ("psammoma", "pterygium", "pneumo",
+# "mnemonic", "ctenoid", "gnathic", "phthisis"): Metaphone keeps the letter, a listener does not hear it.
+_SILENT_INITIAL = re.compile(r"^(?:p(?=[stn])|m(?=n)|c(?=t)|g(?=n)|k(?=n))")
+
+
 def _phonetic(text: str) -> str:
     import jellyfish
 
     # Voiced and voiceless pairs sound alike through a microphone and an ASR model ("bunch" / "punch").
-    return jellyfish.metaphone(text).translate(_DEVOICE) if text else ""
+    return jellyfish.metaphone(_SILENT_INITIAL.sub("", text)).translate(_DEVOICE) if text else ""
+
+
+def sounds_alike(heard: str, term: str) -> bool:
+    """Whether ``heard`` and ``term`` (one word or a few, spaces ignored) sound alike by a vote of three
+    phonetic codes: Metaphone (with voicing and silent initials folded), NYSIIS and the match rating
+    approach; two must agree. Pairs like "summer"/"psammoma", "sites"/"cytes", "bunch"/"punch" pass;
+    "hardened"/"hematoxylin" does not."""
+    import jellyfish
+    from rapidfuzz import fuzz
+
+    a = _SILENT_INITIAL.sub("", heard.lower().replace(" ", ""))
+    b = _SILENT_INITIAL.sub("", term.lower().replace(" ", ""))
+    if not a or not b:
+        return False
+    votes = 0
+    votes += fuzz.ratio(_phonetic(a), _phonetic(b)) >= 75
+    votes += fuzz.ratio(jellyfish.nysiis(a), jellyfish.nysiis(b)) >= 75
+    try:
+        votes += bool(jellyfish.match_rating_comparison(a, b))
+    except ValueError:  # the match rating approach refuses some inputs (digits, very long strings)
+        pass
+    return votes >= 2
 
 
 def match_case(replacement: str, original: str) -> str:
@@ -121,7 +148,7 @@ class LexiconCorrector:
             entry = (squashed, key, concept_id, surface)
             self._buckets.setdefault(len(squashed), []).append(entry)
         self._phonetic_cache: dict[str, str] = {}
-        self._pools: dict[int, tuple[list[str], list]] = {}
+        self._pools: dict[int, tuple[list[str], list, list[str]]] = {}
         self._memo: dict[str, tuple | None] = {}
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -147,13 +174,14 @@ class LexiconCorrector:
                 i += 1
         return mask
 
-    def _pool(self, size: int) -> tuple[list[str], list[tuple[str, str, str, str]]]:
-        """Target forms whose squashed length is within 25% of ``size`` (built once per size)."""
+    def _pool(self, size: int) -> tuple[list[str], list[tuple[str, str, str, str]], list[str]]:
+        """Target forms whose squashed length is within 25% of ``size`` (built once per size), with their
+        phonetic codes."""
         pool = self._pools.get(size)
         if pool is None:
             spread = max(1, round(size * 0.25))
             entries = [e for n in range(size - spread, size + spread + 1) for e in self._buckets.get(n, ())]
-            pool = self._pools[size] = ([e[0] for e in entries], entries)
+            pool = self._pools[size] = ([e[0] for e in entries], entries, [self._ph(e[0]) for e in entries])
         return pool
 
     def _best(self, squashed: str) -> tuple[float, float, tuple[str, str, str, str]] | None:
@@ -161,14 +189,22 @@ class LexiconCorrector:
             return self._memo[squashed]
         from rapidfuzz import fuzz, process
 
-        strings, entries = self._pool(len(squashed))
+        strings, entries, codes = self._pool(len(squashed))
         best = None
         if strings:
-            hits = process.extract(squashed, strings, scorer=fuzz.ratio, score_cutoff=75, limit=5)
             phon = self._ph(squashed)
-            for _, char_score, index in hits:
+            # Candidates by spelling (edit distance) and by sound (phonetic codes): a term heard as ordinary
+            # English ("summer bodies") is far in letters but close in sound.
+            found = {i: score for _, score, i in process.extract(squashed, strings, scorer=fuzz.ratio, score_cutoff=75, limit=5)}
+            if phon:
+                for _, _, i in process.extract(phon, codes, scorer=fuzz.ratio, score_cutoff=80, limit=5):
+                    if i not in found:
+                        score = fuzz.ratio(squashed, strings[i])
+                        if score >= 60:
+                            found[i] = score
+            for index, char_score in found.items():
                 entry = entries[index]
-                phon_score = fuzz.ratio(phon, self._ph(entry[0])) if phon else 0.0
+                phon_score = fuzz.ratio(phon, codes[index]) if phon else 0.0
                 combined = 0.6 * char_score + 0.4 * phon_score
                 if best is None or combined > best[0]:
                     best = (combined, char_score, entry)
@@ -179,10 +215,45 @@ class LexiconCorrector:
     # -- main -------------------------------------------------------------------------------------------
     def correct(self, text: str) -> Correction:
         """Correct ``text``; returns the new text and the edits (spans in ``text``)."""
-        tokens = tokenize(text or "")
+        tokens, candidates = self._candidates(text or "", self.threshold)
+        return self._apply(text or "", tokens, candidates)
+
+    def suggestions(self, text: str, floor: float = 0.75) -> list[Edit]:
+        """Every probable correction of ``text`` with a confidence of at least ``floor`` (below the applied
+        ``threshold`` too), non-overlapping, most confident first per span: the candidates an LLM backend
+        is given to decide on, and the near-misses a Whisper prompt is built from."""
+        tokens, candidates = self._candidates(text or "", min(floor, self.threshold))
+        return self._apply(text or "", tokens, candidates).edits
+
+    def candidates(self, text: str, floor: float = 0.75) -> list[str]:
+        """The lexicon terms ``suggestions`` proposes for ``text``, in order of appearance."""
+        return list(dict.fromkeys(edit.replacement for edit in self.suggestions(text, floor)))
+
+    def _window_labels(self, tokens: list[Token], mask: list[bool]) -> set[str]:
+        """Sub-pathology labels of the exact lexicon terms of the text (its topic)."""
+        labels: set[str] = set()
+        keys = [t.key for t in tokens]
+        i = 0
+        while i < len(tokens):
+            if not mask[i]:
+                i += 1
+                continue
+            for n in range(min(self._max_form_words, len(tokens) - i), 0, -1):
+                hit = self.lexicon.forms.get(" ".join(keys[i : i + n]))
+                if hit is not None:
+                    labels.update(self.lexicon.concepts[hit[0]].sub_pathology)
+                    i += n
+                    break
+            else:
+                i += 1
+        return labels
+
+    def _candidates(self, text: str, threshold: float) -> tuple[list[Token], list[tuple[float, int, int, str, str]]]:
+        tokens = tokenize(text)
         if not tokens:
-            return Correction(text or "")
+            return tokens, []
         mask = self.protected(tokens)
+        topic = self._window_labels(tokens, mask)
         common = self.lexicon.common_words
         # A window never spans a sentence or clause boundary (". , ; : ? !" between two of its words).
         breaks = [bool(_BOUNDARY.search(text[a.end : b.start])) for a, b in zip(tokens, tokens[1:])]
@@ -210,40 +281,68 @@ class LexiconCorrector:
                 combined, char_score, (target_sq, target_key, concept_id, surface) = scored
                 if target_sq == squashed and " ".join(keys) == target_key:
                     continue  # already exact
-                confidence = self._judge(keys, mask[i : i + n], target_key, combined, char_score, common)
-                if confidence is None:
+                judged = self._judge(keys, mask[i : i + n], target_key, combined, char_score, common)
+                if judged is None:
                     continue
-                confidence = min(0.99, confidence + 0.02 * self._context(mask, i, i + n))
-                if confidence >= self.threshold:
+                confidence, needs_context = judged
+                context = self._context(mask, i, i + n)
+                if needs_context and not context:
+                    continue  # ordinary English with no medical term nearby stays as it is
+                # Context ranks candidates: exact terms nearby, and the same sub-pathology as the text's terms.
+                on_topic = bool(topic.intersection(self.lexicon.concepts[concept_id].sub_pathology))
+                confidence = min(0.99, confidence + 0.02 * context + 0.02 * on_topic)
+                if confidence >= threshold:
                     candidates.append((confidence, i, i + n, surface, concept_id))
-        return self._apply(text, tokens, candidates)
+        return tokens, candidates
 
-    def _judge(self, keys, window_mask, target_key, combined, char_score, common) -> float | None:
-        """Confidence of replacing the window ``keys`` by ``target_key``, or None when it must not happen."""
+    def _judge(self, keys, window_mask, target_key, combined, char_score, common) -> tuple[float, bool] | None:
+        """Confidence of replacing the window ``keys`` by ``target_key`` and whether the edit needs medical
+        context around it (a term heard as ordinary English), or None when it must not happen."""
         from rapidfuzz import fuzz
 
         target_words = target_key.split()
         if "".join(keys) == "".join(target_words):
-            return 0.97  # the same letters, split or joined differently: "adeno carcinoma"
+            return 0.97, False  # the same letters, split or joined differently: "adeno carcinoma"
         if keys[0] in STOPWORDS or (len(target_words) == 1 and len(keys) > 1):
             # A term split into pieces, one of them kept whole: "ad hoc carcinoma", "a canthosis".
             squashed = "".join(keys)
             target = target_words[0] if len(target_words) == 1 else ""
             anchored = any(len(k) >= 5 and k in target and k not in STOPWORDS for k in keys)
             if target and anchored and squashed[:1] == target[:1] and char_score >= 85:
-                return combined / 100.0
+                return combined / 100.0, False
+            # Pieces that together sound like the term ("koilo sites" -> "koilocytes"): same first letter,
+            # the same phonetic code, letters close enough, and no piece a function word.
+            if (
+                target
+                and keys[0] not in STOPWORDS
+                and squashed[:1] == target[:1]
+                and char_score >= 75
+                and self._ph(squashed) == self._ph(target)
+            ):
+                return combined / 100.0, False
             return None
         changed = [k for k in keys if k not in target_words]
         kept = [k for k in keys if k in target_words]
         if not changed:
             return None
+        group = self._anchored_group(keys, window_mask, target_words, combined)
+        if group is not None:
+            return group
         for k in changed:
             if k in common or k in STOPWORDS:
                 # A real English word: only inside a term anchored by kept words, and only if it sounds alike.
                 if not kept:
                     return None
                 partner = max(target_words, key=lambda w: fuzz.ratio(w, k))
-                if fuzz.ratio(self._ph(k), self._ph(partner)) < 75 or fuzz.ratio(k, partner) < 70:
+                close = fuzz.ratio(self._ph(k), self._ph(partner)) >= 75 and fuzz.ratio(k, partner) >= 70
+                # Far in letters but alike in sound, towards a word that is not ordinary English itself.
+                heard_as_english = (
+                    len(keys) == len(target_words)  # word for word: never drops or adds a word
+                    and partner not in common
+                    and sounds_alike(k, partner)
+                    and fuzz.ratio(k, _SILENT_INITIAL.sub("", partner)) >= 40
+                )
+                if not (close or heard_as_english):
                     return None
         for k in changed:
             partner = max(target_words, key=lambda w: fuzz.ratio(w, k))
@@ -252,9 +351,53 @@ class LexiconCorrector:
                 return None  # an inflection of the term ("controls", "immunostains"), not an ASR error
         if any(m for m, k in zip(window_mask, keys) if k in changed):
             return None  # never rewrite a word that is already part of a lexicon term
+        if kept and any(k in common for k in changed) and all(len(k) >= 3 for k in changed):
+            # Kept words anchor the term and every changed English word sounds like its partner (checked
+            # above): "summer bodies" -> "psammoma bodies", although the letters are far apart.
+            return max(combined / 100.0, 0.88), True
         if char_score < 75:
             return None
-        return combined / 100.0
+        return combined / 100.0, False
+
+    def _anchored_group(self, keys, window_mask, target_words, combined: float) -> tuple[float, bool] | None:
+        """A multi-word term whose first or last words were heard right and whose other words were heard as
+        a different run of words that sounds like them: "stratum mass ale" -> "stratum basale", "mask it
+        weave" -> "basket weave", "horn soodle sist" -> "horn pseudocyst". The heard run and the missing run
+        must take the same place in the term, sound alike (``sounds_alike``) and share some letters; the edit
+        needs medical context (checked by the caller)."""
+        from rapidfuzz import fuzz
+
+        if len(target_words) < 2:
+            return None
+        prefix = 0
+        while prefix < min(len(keys), len(target_words)) and keys[prefix] == target_words[prefix]:
+            prefix += 1
+        suffix = 0
+        while (
+            suffix < min(len(keys), len(target_words)) - prefix
+            and keys[len(keys) - 1 - suffix] == target_words[len(target_words) - 1 - suffix]
+        ):
+            suffix += 1
+        if prefix + suffix == 0:
+            return None
+        heard = keys[prefix : len(keys) - suffix]
+        missing = target_words[prefix : len(target_words) - suffix]
+        if not heard or not missing:
+            return None
+        common = self.lexicon.common_words
+        if not any(k in common for k in heard):
+            return None  # no ordinary English heard: the spelling rules judge it
+        # A heard word that spells a lexicon form stays, unless the form is ordinary English too ("mass").
+        if any(m and k not in common for m, k in zip(window_mask[prefix : len(keys) - suffix], heard)):
+            return None
+        heard_sq, missing_sq = "".join(heard), "".join(missing)
+        if len(heard_sq) < 4 or len(missing_sq) < 4:
+            return None
+        if not sounds_alike(heard_sq, missing_sq):
+            return None
+        if fuzz.ratio(heard_sq, _SILENT_INITIAL.sub("", missing_sq)) < 50:
+            return None
+        return max(combined / 100.0, 0.88), True
 
     def _context(self, mask: list[bool], start: int, end: int, radius: int = 8) -> int:
         left = mask[max(0, start - radius) : start]

@@ -99,6 +99,22 @@ def split_sentences(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+(?:but|and then|so)\s+", re.IGNORECASE)
+
+
+def split_clauses(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """Clauses of the sentence ``text[start:end]`` (split at commas, semicolons, colons and "but", "and then",
+    "so"), with their character spans in ``text``."""
+    out, cursor = [], start
+    for match in _CLAUSE_BREAK.finditer(text, start, end):
+        if text[cursor : match.start()].strip():
+            out.append((cursor, match.start(), text[cursor : match.start()].strip()))
+        cursor = match.end()
+    if text[cursor:end].strip():
+        out.append((cursor, end, text[cursor:end].strip()))
+    return out
+
+
 def magnification_of(text: str) -> int:
     """Quilt's magnification class of the last magnification statement in ``text`` (-1 if none)."""
     found: list[tuple[int, int]] = []
@@ -161,6 +177,20 @@ class RuleExtractor:
                 i += 1
         return found
 
+    def _unknown_word(self, sentence: str) -> bool:
+        """Whether ``sentence`` holds a long word that is neither ordinary English nor a lexicon form: in
+        narration over tissue that is almost always a medical term the recogniser spelled its own way
+        ("Merukovolgaris"). Words of 8 letters or more; names of people or places look alike and are rare."""
+        common = self.lexicon.common_words
+        if not common:
+            return False
+        for token in tokenize(sentence):
+            key = token.key
+            if len(key) >= 8 and key.isalpha() and key not in common and key not in self.lexicon.forms:
+                if key.rstrip("s") not in common and key[:-2] not in common:  # plurals, -ed/-er forms
+                    return True
+        return False
+
     @staticmethod
     def entity_from_row(row: dict) -> Entity:
         return Entity(row["concept_id"], row["text"], row["char_start"], row["char_end"], row["confidence"])
@@ -187,7 +217,22 @@ class RuleExtractor:
         medical, roi = [], []
         for start, end, sentence in split_sentences(text):
             inside = [e for e in entities if start <= e.char_start < end]
-            if inside and not CHATTER.search(sentence):
+            if inside and CHATTER.search(sentence):
+                # A sentence that mixes talk and tissue ("Thanks for watching, and remember the koilocytes"):
+                # keep its clauses that name a term and hold no chatter.
+                kept = [
+                    clause
+                    for a, b, clause in split_clauses(text, start, end)
+                    if any(a <= e.char_start < b for e in inside) and not CHATTER.search(clause)
+                ]
+                if kept:
+                    trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)
+                    medical.append(trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + ".")
+                continue
+            if not inside and not CHATTER.search(sentence) and self._unknown_word(sentence):
+                medical.append(sentence)  # a term the recogniser mangled past correction is still a term
+                continue
+            if inside:
                 medical.append(sentence)
                 if ROI_CUES.search(sentence):
                     roi.append(sentence)

@@ -183,7 +183,10 @@ class TextProcessor:
             self.stats["llm_fallback_too_long"] += too_long
         batch = [
             build_messages(
-                texts[i], [(e.original, e.replacement) for e in corrections[i].edits], few_shot=self.few_shot
+                # The same candidates as the lexicon backend, the uncertain ones too: the LLM decides on them.
+                texts[i],
+                [(e.original, e.replacement) for e in self.corrector.suggestions(texts[i])],
+                few_shot=self.few_shot,
             )
             for i in todo
         ]

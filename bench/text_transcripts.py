@@ -1,0 +1,73 @@
+"""Whisper transcripts of a benchmark corpus for ``bench_text.py``, plain or prompted, cached on disk.
+
+Each video's transcript is cached under ``.cache/quilt_hf/bench/text/`` by the video file's content hash, the
+model, the dtype and the prompt, and written as soon as it is done, so an interrupted run resumes where it
+stopped (the machine is shared and CPU transcription is slow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "quilt_hf" / "bench" / "text"
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_transcripts(
+    corpus: Path,
+    videos: list[dict],
+    model_dir: Path,
+    prompts: dict[str, str] | None = None,
+    dtype: str = "auto",
+    cached_only: bool = False,
+) -> dict[str, list[dict]]:
+    """``{video_id: segments}``; ``prompts`` maps a video id to its Whisper prompt (None: no prompt).
+    ``cached_only``: leave out the videos not transcribed yet instead of transcribing them."""
+    from quilt_hf.curation.asr import WhisperTranscriber, load_audio
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    transcriber = None
+    out = {}
+    for video in videos:
+        prompt = (prompts or {}).get(video["video_id"]) or ""
+        key = hashlib.sha256(
+            json.dumps([_file_hash(corpus / video["file"]), model_dir.name, dtype, prompt]).encode()
+        ).hexdigest()[:20]
+        path = CACHE / f"{video['video_id']}-{key}.json"
+        if path.is_file():
+            out[video["video_id"]] = json.loads(path.read_text())["segments"]
+            continue
+        if cached_only:
+            continue
+        if transcriber is None:
+            if not (model_dir / "config.json").is_file():
+                raise SystemExit(f"no Whisper model at {model_dir}: run `make models` or pass --transcripts")
+            transcriber = WhisperTranscriber(model=str(model_dir), language="en", dtype=dtype)
+        t0 = time.perf_counter()
+        result = transcriber.transcribe(load_audio(corpus / video["file"]), prompt=prompt or None)
+        segments = [{"start": s["start"], "end": s["end"], "text": s["text"].strip()} for s in result.segments]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"video": video["file"], "prompt": prompt, "segments": segments}, indent=1))
+        tmp.replace(path)
+        out[video["video_id"]] = segments
+        label = "prompted" if prompt else "plain"
+        print(f"  transcribed {video['video_id']} ({label}) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return out
+
+
+if __name__ == "__main__":  # warm the plain cache: python bench/text_transcripts.py CORPUS_DIR
+    corpus = Path(sys.argv[1])
+    truth = json.loads((corpus / "ground_truth.json").read_text())
+    cached_transcripts(corpus, truth["videos"], REPO / ".cache" / "quilt_hf" / "models" / "whisper-base")

@@ -1,0 +1,78 @@
+"""Correction candidates for each kind of miss, by general rules (phonetic codes, edit distance, merges and
+splits), and ordinary English left alone. The examples are kinds of miss; none is a lexicon entry of its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from quilt_hf.curation.text import load_lexicon
+from quilt_hf.curation.text.correct import LexiconCorrector, sounds_alike
+from quilt_hf.curation.text.extract import RuleExtractor
+
+
+@pytest.fixture(scope="module")
+def corrector():
+    return LexiconCorrector(load_lexicon())
+
+
+@pytest.mark.parametrize(
+    "heard, expected",
+    [
+        ("The nuclei are hyper chromatic and crowded.", "hyperchromatic"),  # split term, same letters
+        ("The koilo sites sit in the upper layer of the squamous epithelium.", "koilocytes"),  # split, sounds alike
+        ("Note the summer bodies in this papillary carcinoma.", "psammoma bodies"),  # heard as ordinary English
+        ("The keratinocides show atypia.", "keratinocytes"),  # two or three letters off
+        ("There is marked nuclear plier morphism.", "pleomorphism"),  # split and misspelt
+        # part of a multi-word term heard as other words that sound alike, the rest heard right
+        ("The keratinocytes mature from the stratum mass ale upwards.", "stratum basale"),
+        ("On the right, mask it weave keratin covers the epidermis.", "basket weave"),
+    ],
+)
+def test_each_kind_of_miss_is_corrected(corrector, heard, expected):
+    result = corrector.correct(heard)
+    assert expected in result.text
+    assert expected in corrector.candidates(heard)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I had a summer body and we went to the summer camp.",  # no medical term nearby: English stays
+        "The muscular wall is thick and the cancer cells are large.",
+        "Thank you for watching, see you next time.",
+        "These sites are far apart, so the bodies were moved.",
+        "We went to the stratum mass ale festival.",  # a term's run, but no medical term nearby
+        "The tumor mass is large and the keratinocytes are bland.",
+    ],
+)
+def test_ordinary_english_is_untouched(corrector, text):
+    assert corrector.correct(text).text == text
+
+
+def test_sound_vote_separates_alike_from_unlike():
+    assert sounds_alike("summer", "psammoma") and sounds_alike("sites", "cytes") and sounds_alike("bunch", "punch")
+    assert not sounds_alike("hardened", "hematoxylin")
+
+
+def test_suggestions_include_uncertain_candidates_below_the_threshold():
+    strict = LexiconCorrector(load_lexicon(), threshold=0.99)
+    text = "The keratinocides show atypia."
+    assert strict.correct(text).text == text  # not applied at this threshold
+    suggested = strict.suggestions(text, floor=0.75)
+    assert [(e.original, e.replacement) for e in suggested] == [("keratinocides", "keratinocytes")]
+
+
+def test_mixed_sentence_is_trimmed_to_its_medical_clauses():
+    extractor = RuleExtractor(load_lexicon())
+    text = (
+        "Before we go on, please remember to fill in the attendance sheet at the back of the room. "
+        "Thanks for watching, and remember the koilocytes in the upper layer. That's it all for today."
+    )
+    medical = extractor.extract(text).medical_sentences
+    assert medical == ["Remember the koilocytes in the upper layer."]
+
+
+def test_sentence_with_a_mangled_term_stays_medical_and_talk_does_not():
+    extractor = RuleExtractor(load_lexicon())
+    text = "The differential includes Merukovolgaris. Please remember the attendance sheet. Thanks for watching."
+    assert extractor.extract(text).medical_sentences == ["The differential includes Merukovolgaris."]
