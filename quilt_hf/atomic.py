@@ -37,6 +37,7 @@ __all__ = [
     "recover_dir",
     "replace_dir",
     "roll_forward",
+    "staging_dir",
     "swap_dir",
     "write_bytes",
     "write_json",
@@ -143,15 +144,25 @@ def _previous_name(folder: Path) -> Path:
 
 def recover_dir(folder: str | Path) -> None:
     """Undo what a crash in the middle of :func:`swap_dir` left: the previous version is put back where it was
-    missing, and staging folders of unfinished writes (``.<name>.*``) are removed."""
+    missing, and staging folders of unfinished writes (``.<name>.staging-*``, see :func:`staging_dir`) are removed."""
     folder = Path(folder)
     previous = _previous_name(folder)
     if previous.is_dir() and not folder.exists():
         os.replace(previous, folder)
         logger.warning("restored the previous version of %s (an earlier write stopped half-way)", folder)
-    for leftover in folder.parent.glob(f".{folder.name}.*"):
+    for leftover in folder.parent.glob(f".{folder.name}.staging-*"):  # only what staging_dir makes
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def staging_dir(folder: str | Path) -> Path:
+    """A fresh hidden folder beside ``folder`` to build its next version in (then :func:`swap_dir`); a crashed
+    build's leftover is removed by :func:`recover_dir`, and nothing else beside ``folder`` is."""
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
 
 
 def swap_dir(staging: str | Path, folder: str | Path) -> None:

@@ -72,7 +72,7 @@ COMMANDS: dict[str, Command] = {
             "quilt_hf.publishing.publish",
             "PublishConfig",
             "run_publish",
-            "Write a curated pairs table as a Hub-layout dataset (split by video, with a card); push it if asked.",
+            "Merge pairs tables into a Hub-layout dataset (dedup, decontamination, leakage-safe splits, card); push if asked.",
         ),
         Command(
             "import",

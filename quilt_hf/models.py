@@ -138,7 +138,7 @@ def model_digest(name_or_path: str) -> str:
     """A digest of what a model computes with, for cache keys: retraining a model in the same folder changes it.
 
     A local folder: the sha256 of every file in it (weights, config, tokenizer; read once per process and
-    kept per path, size and modification time). A Hub name: ``hub:<commit>`` of the snapshot in the local
+    kept per path, size and modification time); a single weights file: its sha256. A Hub name: ``hub:<commit>`` of the snapshot in the local
     Hugging Face cache. Anything else (a name nothing local resolves, e.g. a faster-whisper size name):
     ``name:<name>``.
 
@@ -149,9 +149,13 @@ def model_digest(name_or_path: str) -> str:
         `str`: a short, stable identifier.
     """
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(_NOT_WEIGHTS))
-        stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if path.is_dir() or path.is_file():  # a model folder, or a single weights file
+        root = path if path.is_dir() else path.parent
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(_NOT_WEIGHTS)) \
+            if path.is_dir() else [path]
+        # a single file is known by its content alone (a copy elsewhere computes the same)
+        stamp = tuple((str(p.relative_to(root)) if path.is_dir() else "", p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in files)
         key = (str(path.resolve()), stamp)
         if key not in _DIGESTS:
             import hashlib

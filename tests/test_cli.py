@@ -64,3 +64,11 @@ def test_yaml_config_rejects_unknown_options(tmp_path, monkeypatch):
     config_file.write_text("nmae: typo\n")
     with pytest.raises(SystemExit):
         cli.parse_command_args(command, ["--config", str(config_file)])
+
+
+def test_curate_text_options_reach_the_text_processor():
+    """--text_correction_threshold (and every --text_* option) is passed on, not silently dropped."""
+    from quilt_hf.curation.cli import CurateConfig, build_text_stage
+
+    processor = build_text_stage(CurateConfig(videos="v", output="o", text_correction_threshold=0.97))
+    assert "t0.97" in processor.name

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -662,10 +661,11 @@ def _prepare_output(output: Path, overwrite: bool) -> Path:
 
 
 def _publish(staging: Path, output: Path) -> None:
-    """Move the finished folder into place (never a half-written output)."""
-    if output.exists():
-        shutil.rmtree(output)
-    staging.rename(output)
+    """Move the finished folder into place: the old one is kept aside until the new one is in (never a
+    half-written output, never neither)."""
+    from quilt_hf.atomic import swap_dir
+
+    swap_dir(staging, output)
 
 
 def _card(

@@ -96,13 +96,12 @@ def build_text_stage(config: CurateConfig):
     if not config.text_backend or config.text_backend == "none":
         return None
     try:
-        from quilt_hf.curation.text import build_text_processor
+        import quilt_hf.curation.text  # noqa: F401  (a broken install fails here with a clear message)
     except ImportError as error:
         raise UserFacingError(
             f"the text stage is not available ({error}); run with --text-backend none to skip it"
         ) from error
-    options = {k: v for k, v in (("model", config.text_model), ("url", config.text_url)) if v}
-    return build_text_processor(backend=config.text_backend, **options)
+    return config.build()  # every --text_* option and --lexicon reach the processor
 
 
 def build_ray_runner(config: CurateConfig):

@@ -241,6 +241,11 @@ class LearnedHistologyClassifier:
                 raise ModelLoadError("--histology", spec, str(error), "retrain or use --histology heuristic") from error
         return self
 
+    @property
+    def weights_file(self) -> str:
+        """The weights this filter computes with (its cache keys hold their digest)."""
+        return str(Path(self.weights) if self.weights is not None else DEFAULT_WEIGHTS)
+
     def __getstate__(self):  # travels to worker processes (Ray) without its loaded weights: it loads there
         return {**self.__dict__, "_mlp": None}
 

@@ -135,8 +135,8 @@ def _model_key(model: Any, *names: str) -> str:
 
     for name in names:
         value = getattr(model, name, None)
-        if isinstance(value, str) and value:
-            return model_digest(value)
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            return model_digest(str(value))
     return ""
 
 
@@ -231,7 +231,7 @@ class Curation:
     def histology_digest(self) -> str:
         """A digest of the histology model's weights ("" for a classifier without weights)."""
         if self._histology_digest is None:
-            self._histology_digest = _model_key(self.histology, "model")
+            self._histology_digest = _model_key(self.histology, "model", "weights_file", "directory")
         return self._histology_digest
 
     def _time_limit(self, seconds: float, row: dict) -> float:

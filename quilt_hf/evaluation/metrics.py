@@ -25,6 +25,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_KS = (1, 5, 10)
 
 
+def _nan_against_the_model(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """NaN scores count against the model, like ties: a NaN on a right answer scores -inf, a NaN on a wrong one
+    +inf (a model whose outputs went NaN must not score perfectly because every comparison with NaN is False)."""
+    nan = np.isnan(scores)
+    if not nan.any():
+        return scores
+    return np.where(nan & positives, -np.inf, np.where(nan, np.inf, scores))
+
+
 def true_class_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """0-based rank of each row's true class, ties counted against the model.
 
@@ -37,6 +46,7 @@ def true_class_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    scores = _nan_against_the_model(scores, _one_hot(labels, scores.shape[1]))
     true_score = scores[np.arange(len(labels)), labels]
     return (scores >= true_score[:, None]).sum(axis=1) - 1
 
@@ -63,6 +73,7 @@ def predictions_ties_against(scores: np.ndarray, labels: np.ndarray) -> np.ndarr
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    scores = _nan_against_the_model(scores, _one_hot(labels, scores.shape[1]))
     predictions = scores.argmax(axis=1)
     rows = np.arange(len(labels))
     at_max = scores == scores.max(axis=1, keepdims=True)
@@ -72,6 +83,12 @@ def predictions_ties_against(scores: np.ndarray, labels: np.ndarray) -> np.ndarr
         competitors[np.arange(int(tied_true.sum())), labels[tied_true]] = False
         predictions[tied_true] = competitors.argmax(axis=1)
     return predictions
+
+
+def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    positives = np.zeros((len(labels), num_classes), dtype=bool)
+    positives[np.arange(len(labels)), labels] = True
+    return positives
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -163,6 +180,7 @@ def recall_at_k(
         )
     positives = torch.zeros(num_images, num_texts, dtype=torch.bool)
     positives[owner, torch.arange(num_texts)] = True
+    sim = torch.from_numpy(_nan_against_the_model(sim.numpy(), positives.numpy())).float()
     results: dict[str, float] = {}
     # 0-based rank of the right image per text: every other image scoring at least as high is ahead of it.
     true_image_score = sim[owner, torch.arange(num_texts)]

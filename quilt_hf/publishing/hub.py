@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
 from quilt_hf.atomic import recover_dir as recover_folder
+from quilt_hf.atomic import staging_dir
 from quilt_hf.atomic import swap_dir as swap_in
 from quilt_hf.errors import UserFacingError
 
@@ -164,7 +164,7 @@ def write_hub_folder(
     if folder.exists() and not _is_hub_folder(folder):
         raise UserFacingError(f"{folder} exists and is not a Hub-layout dataset folder: refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging = staging_dir(folder)
     try:
         data_files = []
         for split, dataset in splits.items():

@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from datasets import Value
 
+from quilt_hf.atomic import staging_dir
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.hub import recover_folder, swap_in
 from quilt_hf.publishing.release import (
@@ -357,7 +357,7 @@ def run_import(config: ImportConfig) -> ImportResult:
     if output.exists() and not (output / "report.json").is_file():
         raise UserFacingError(f"--output {output} exists and is not an imported table: refusing to replace it")
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging = staging_dir(output)
     started = time.perf_counter()
     try:
         drops = DropLog(staging / "drops.jsonl")

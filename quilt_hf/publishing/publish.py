@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, DatasetInfo, Image
 from datasets.table import InMemoryTable
 
+from quilt_hf.atomic import staging_dir
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
 from quilt_hf.publishing.hub import (
@@ -261,7 +261,7 @@ def run_publish(config: PublishConfig) -> Path:
         for subset in set(arrow_table(dataset).column("subset").to_pylist()) if "subset" in dataset.column_names else []:
             provenance.setdefault(subset or name, []).append(name)
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging = staging_dir(output)
     try:
         configs = [{"config_name": "all", "default": True, "data_files": []}]
         splits_present = set()

@@ -34,7 +34,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -254,6 +254,14 @@ def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> list[dict]:
         return list(reader)
 
 
+def is_safe_name(name: str, *, nested: bool) -> bool:
+    """True for a relative name that stays inside the folder it is joined to (no absolute path, drive or
+    ``..``); ``nested`` allows sub-folders (``a/b.jpg``)."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return bool(parts) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in name \
+        and (nested or len(parts) == 1)
+
+
 def find_videos(folder: Path) -> dict[str, Path]:
     """Video files under ``folder`` by id: the file name without its extension (``<video_id>.mp4``)."""
     if not folder.is_dir():
@@ -276,17 +284,28 @@ def run_rebuild(config: RebuildConfig) -> dict:
     records_dir.mkdir(parents=True, exist_ok=True)
     names: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     chunk_time: dict[str, float] = {}
+    skipped = {"unsafe_names": 0, "bad_data_rows": 0}
     for row in data_rows:
+        if not (is_safe_name(row["video_id"], nested=False) and is_safe_name(row["image_path"], nested=True)):
+            skipped["unsafe_names"] += 1  # an absolute path or `..` would write outside --output
+            logger.warning("quilt_data.csv: unsafe video_id/image_path %r, %r; skipped", row["video_id"],
+                           row["image_path"])
+            continue
         try:
             names[row["video_id"]][int(float(row["chunk_id"]))].append(row["image_path"])
             chunk_time.setdefault(row["video_id"], float(row["pair_chunk_time"] or 0))
         except ValueError:
+            skipped["bad_data_rows"] += 1
             logger.warning("quilt_data.csv: row for %s has a bad chunk_id/pair_chunk_time; skipped", row["video_id"])
     worker = IsolatedWorker() if config.isolate else None
     started = time.perf_counter()
     try:
         for row in tqdm(recon_rows, desc="Rebuilding videos", unit=" videos"):
             video_id = row["video_id"]
+            if not is_safe_name(video_id, nested=False):
+                skipped["unsafe_names"] += 1
+                logger.warning("quilt_recon.csv: unsafe video_id %r; skipped", video_id)
+                continue
             record_path = records_dir / f"{video_id}.json"
             if record_path.is_file():
                 continue  # done in an earlier run
@@ -320,6 +339,7 @@ def run_rebuild(config: RebuildConfig) -> dict:
         if worker is not None:
             worker.close()
     report = summarize(records_dir, len(recon_rows), time.perf_counter() - started)
+    report.update(skipped)
     (output / "report.json").write_text(json.dumps(report, indent=2))
     logger.info("rebuild: %d images from %d videos; dropped %s; recon windows our detection does not find: %d of %d",
                 report["images"], report["videos_done"], report["drops"] or "none",

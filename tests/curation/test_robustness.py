@@ -435,3 +435,25 @@ def test_the_decoding_worker_is_gone_before_the_model_steps(tmp_path):
     WorkerWatchingTranscriber.workers_alive = []
     stats = run(videos, tmp_path / "out", transcriber=WorkerWatchingTranscriber())
     assert stats["computed"]["frames"] == 1 and WorkerWatchingTranscriber.workers_alive == [0]
+
+
+def test_histology_cache_keys_follow_the_weights_of_file_and_folder_filters(tmp_path):
+    """The learned filter (a weights file) and Quilt's ensemble (a folder) key on their weights' content too."""
+    import shutil
+
+    from quilt_hf.curation.histology_learned import DEFAULT_WEIGHTS, LearnedHistologyClassifier
+    from quilt_hf.curation.pipeline import _model_key
+
+    weights = tmp_path / "mlp.json"
+    shutil.copy(DEFAULT_WEIGHTS, weights)
+    learned = LearnedHistologyClassifier(weights=weights)
+    first = _model_key(learned, "model", "weights_file", "directory")
+    assert first.startswith("sha256:")
+    assert _model_key(LearnedHistologyClassifier(), "model", "weights_file", "directory") == first  # same content
+    weights.write_text(weights.read_text().replace("0", "1", 1))  # retrained in place
+    assert _model_key(LearnedHistologyClassifier(weights=weights), "model", "weights_file", "directory") != first
+
+    class Ensemble:  # the ensemble names its folder
+        directory = tmp_path
+
+    assert _model_key(Ensemble(), "model", "weights_file", "directory").startswith("sha256:")

@@ -139,3 +139,19 @@ def test_retrieval_never_falls_back_to_the_training_split():
     assert _retrieval_split("validation", ["train", "validation", "test"]) == "validation"
     with pytest.raises(UserFacingError):
         _retrieval_split("test", ["train", "extra"])
+
+
+def test_nan_scores_count_against_the_model():
+    """A model whose outputs went NaN must not score perfectly (every comparison with NaN is False)."""
+    import numpy as np
+
+    from quilt_hf.evaluation.metrics import predictions_ties_against, recall_at_k, topk_accuracy
+
+    nan_scores = np.full((4, 3), np.nan)
+    labels = np.array([0, 1, 2, 0])
+    assert topk_accuracy(nan_scores, labels, 1) == 0.0
+    assert (predictions_ties_against(nan_scores, labels) != labels).all()
+    recall = recall_at_k(np.full((3, 3), np.nan), [0, 1, 2], ks=(1,))
+    assert recall == {"image_retrieval_recall@1": 0.0, "text_retrieval_recall@1": 0.0}
+    finite = np.array([[2.0, 1.0, np.nan], [0.0, 3.0, 1.0]])  # a NaN competitor beats the true class
+    assert topk_accuracy(finite, np.array([0, 1]), 1) == 0.5

@@ -71,3 +71,12 @@ def test_rebuild_makes_the_release_images_of_a_synthetic_video(tmp_path, make_vi
     again = run_rebuild(config)
     assert (images / name("AAAAAAAAAAA", 0)).stat().st_mtime_ns == stamp
     assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in report.items() if k != "seconds"}
+
+
+def test_names_that_would_leave_the_output_folder_are_refused():
+    from quilt_hf.publishing.rebuild import is_safe_name
+
+    assert is_safe_name("vid_image_1.jpg", nested=True) and is_safe_name("part/vid_image_1.jpg", nested=True)
+    for bad in ("../x.jpg", "/etc/x.jpg", "a/../../x.jpg", "C:\\x.jpg", "..\\x.jpg", ""):
+        assert not is_safe_name(bad, nested=True), bad
+    assert not is_safe_name("a/b", nested=False) and is_safe_name("dQw4w9WgXcQ", nested=False)

@@ -39,7 +39,7 @@ class TextStageOptions:
         metadata={"help": "Environment variable holding the API token for --text_url (never logged)."},
     )
     text_concurrency: int = field(default=4, metadata={"help": "Requests in flight to --text_url."})
-    text_timeout: float = field(default=60.0, metadata={"help": "Seconds per LLM HTTP request."})
+    text_request_timeout: float = field(default=60.0, metadata={"help": "Seconds per LLM HTTP request (openai)."})
     text_max_retries: int = field(
         default=2, metadata={"help": "Retries per request on timeouts, 429 and 5xx; then the row falls back."}
     )
@@ -69,7 +69,7 @@ class TextStageOptions:
             options.update(
                 api_key_env=self.text_api_key_env,
                 concurrency=self.text_concurrency,
-                timeout=self.text_timeout,
+                timeout=self.text_request_timeout,
                 max_retries=self.text_max_retries,
                 max_tokens=self.text_max_new_tokens,
             )
