@@ -341,7 +341,7 @@ class BurstTranscriber:
         self.lengths: list[float] = []
         self.language = None
 
-    def transcribe(self, audio):
+    def transcribe(self, audio, prompt: str = ""):
         from quilt_hf.curation.asr import Transcript
 
         self.lengths.append(len(audio) / 16000)
