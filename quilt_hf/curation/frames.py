@@ -160,7 +160,8 @@ def _tolerant_frame_batches(
     frames: list[np.ndarray] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # single-threaded on purpose: with frame threads, which packet FFmpeg rejects (and so the damaged span)
+        # depends on thread timing; around damage, determinism matters more than speed
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         if start > 0:
             container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True, any_frame=False)
