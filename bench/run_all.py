@@ -28,6 +28,7 @@ NEEDS_MORE = [
     ("bench_asr.py", "faster-whisper peers: pip install 'quilt_hf[faster-whisper]'"),
     ("bench_text.py (real ASR)", "minutes of Whisper transcription; add --asr faster-whisper with that extra"),
     ("bench_training.py", "open_clip in its own venv (torchvision): see the script's docstring"),
+    ("bench_memory.py", "the whole quilt curate command on 5/30/90-minute lectures: about an hour of CPU (--minutes 5 30 90)"),
     ("bench_ray.py", "the ray extra; several minutes of whisper-base on CPU with --asr_model (see its docstring)"),
 ]
 
