@@ -123,3 +123,38 @@ def whisper_tokenizer():
     timestamps = [AddedToken(f"<|{i * 0.02:.2f}|>", lstrip=False, rstrip=False) for i in range(1501)]
     tokenizer.add_tokens(timestamps)
     return tokenizer
+
+
+def tiny_random_whisper(folder: str | Path, *, max_length: int = 64, keep_generation_fields: bool = False) -> Path:
+    """Save a tiny randomly initialised ``WhisperForConditionalGeneration`` with Whisper's real tokenizer and
+    feature extractor into ``folder`` (tests and the benches' smoke runs; never downloaded).
+
+    Args:
+        folder (`str` or `Path`): where to save it.
+        max_length (`int`): the generation config's token limit (a few tokens keep CPU runs fast).
+        keep_generation_fields (`bool`): mark the generation config as not derived from the model config, so
+            transformers keeps the Whisper fields when a pipeline reloads the folder.
+    """
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=51865, num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=1500, max_target_positions=448, decoder_start_token_id=50258,
+        pad_token_id=50257, bos_token_id=50257, eos_token_id=50257,
+    )
+    model = WhisperForConditionalGeneration(config)
+    generation = model.generation_config
+    generation.decoder_start_token_id, generation.no_timestamps_token_id = 50258, 50363
+    generation.is_multilingual, generation.max_length = True, max_length
+    generation.lang_to_id, generation.task_to_id = {"<|en|>": 50259}, {"transcribe": 50359, "translate": 50358}
+    if keep_generation_fields:
+        generation._from_model_config = False
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=whisper_tokenizer()
+                     ).save_pretrained(folder)
+    return folder
+

@@ -76,38 +76,12 @@ def whisper_tokenizer_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_whisper_dir(tmp_path_factory, whisper_tokenizer_dir) -> Path:
+def tiny_whisper_dir(tmp_path_factory) -> Path:
     """A tiny randomly initialised ``WhisperForConditionalGeneration`` with the real tokenizer and feature
     extractor, saved with its processor and generation config."""
-    from transformers import (
-        AutoTokenizer,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-    )
+    from quilt_hf.offline import tiny_random_whisper
 
-    torch.manual_seed(0)
-    config = WhisperConfig(
-        vocab_size=51865, num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_source_positions=1500, max_target_positions=448, decoder_start_token_id=50258,
-        pad_token_id=50257, bos_token_id=50257, eos_token_id=50257,
-    )
-    model = WhisperForConditionalGeneration(config)
-    generation = model.generation_config
-    generation.decoder_start_token_id = 50258
-    generation.no_timestamps_token_id = 50363
-    generation.is_multilingual = True
-    generation.lang_to_id = {"<|en|>": 50259}
-    generation.task_to_id = {"transcribe": 50359, "translate": 50358}
-    generation.max_length = 64
-    tokenizer = AutoTokenizer.from_pretrained(whisper_tokenizer_dir)
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
-    folder = tmp_path_factory.mktemp("tiny_whisper")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return tiny_random_whisper(tmp_path_factory.mktemp("tiny_whisper"))
 
 
 @pytest.fixture

@@ -42,9 +42,9 @@ def _precision_recall(counts: Counter) -> tuple[float, float, dict]:
     return precision, recall, dict(counts)
 
 
-def histology_scores(cache: Path, cache_keys: dict[str, dict], truth: dict[str, dict]) -> dict:
-    """Precision/recall of the histology decisions over all key images and over the static ones only."""
-    counts, static_counts = Counter(), Counter()
+def _histology_cells(cache: Path, cache_keys: dict[str, dict], truth: dict[str, dict]):
+    """Each scored key image: (its interval, the ground-truth interval holding its midpoint, its confusion cell
+    ``tp``/``fp``/``tn``/``fn``), read from the run's frames and histology cache entries."""
     for video_id, keys in cache_keys.items():
         if not keys.get("frames_key") or not keys.get("histology_key") or video_id not in truth:
             continue
@@ -52,12 +52,17 @@ def histology_scores(cache: Path, cache_keys: dict[str, dict], truth: dict[str, 
         decisions = json.loads((cache / "histology" / f"{keys['histology_key']}.json").read_text())
         for interval, (flag, _score) in zip(intervals, decisions):
             truth_interval = _interval_at(truth[video_id], (interval["start"] + interval["end"]) / 2)
-            if truth_interval is None:
-                continue
-            cell = ("t" if flag == truth_interval["histology"] else "f") + ("p" if flag else "n")
-            counts[cell] += 1
-            if interval["is_median"]:
-                static_counts[cell] += 1
+            if truth_interval is not None:
+                yield interval, truth_interval, ("t" if flag == truth_interval["histology"] else "f") + ("p" if flag else "n")
+
+
+def histology_scores(cache: Path, cache_keys: dict[str, dict], truth: dict[str, dict]) -> dict:
+    """Precision/recall of the histology decisions over all key images and over the static ones only."""
+    counts, static_counts = Counter(), Counter()
+    for interval, _truth_interval, cell in _histology_cells(cache, cache_keys, truth):
+        counts[cell] += 1
+        if interval["is_median"]:
+            static_counts[cell] += 1
     return {"all": _precision_recall(counts), "static": _precision_recall(static_counts)}
 
 
@@ -130,17 +135,8 @@ def histology_scores_by_case(cache: Path, cache_keys: dict[str, dict], truth: di
     """Confusion counts (tp/fp/tn/fn) of the histology decisions on key images, per hard case of the
     ground-truth interval that holds each key image's midpoint."""
     by_case: dict[str, Counter] = {}
-    for video_id, keys in cache_keys.items():
-        if not keys.get("frames_key") or not keys.get("histology_key") or video_id not in truth:
-            continue
-        intervals = json.loads((cache / "frames" / keys["frames_key"] / "intervals.json").read_text())["intervals"]
-        decisions = json.loads((cache / "histology" / f"{keys['histology_key']}.json").read_text())
-        for interval, (flag, _score) in zip(intervals, decisions):
-            truth_interval = _interval_at(truth[video_id], (interval["start"] + interval["end"]) / 2)
-            if truth_interval is None:
-                continue
-            cell = ("t" if flag == truth_interval["histology"] else "f") + ("p" if flag else "n")
-            by_case.setdefault(case_of(truth_interval), Counter())[cell] += 1
+    for _interval, truth_interval, cell in _histology_cells(cache, cache_keys, truth):
+        by_case.setdefault(case_of(truth_interval), Counter())[cell] += 1
     return by_case
 
 
