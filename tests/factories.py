@@ -113,3 +113,22 @@ def slide_like_image(seed: int, size: tuple[int, int] = (96, 128)) -> np.ndarray
 def tone(seconds: float, sample_rate: int = 16000, frequency: float = 440.0) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (0.2 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+def write_audio_only(path: Path, seconds: float = 2.0) -> None:
+    """An audio-only container (AAC in MP4/M4A)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        samples = tone(seconds)
+        for offset in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[offset : offset + 1024][None], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, offset, Fraction(1, 16000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -45,7 +45,6 @@ def _embed_external_files(dataset: Dataset) -> Dataset:
 
 def _has_unembedded_files(dataset: Dataset) -> bool:
     """False when every top-level image/audio cell already holds its bytes (or is null): nothing to embed."""
-    import pyarrow.compute as pc
     from datasets import Audio, Image
     from datasets.features.features import require_decoding
 
@@ -55,12 +54,19 @@ def _has_unembedded_files(dataset: Dataset) -> bool:
         if not isinstance(feature, (Image, Audio)):
             return True  # nested images: let datasets walk them
         column = dataset.data.table.column(name) if dataset._indices is None else dataset.flatten_indices().data.column(name)
-        if column.null_count == len(column):
-            continue
-        path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
-        if pc.any(path_only).as_py():
+        if _holds_paths(column):
             return True
     return False
+
+
+def _holds_paths(column) -> bool:
+    """True when some cell of an Image/Audio column has a path but no bytes (it must be read to be embedded)."""
+    import pyarrow.compute as pc
+
+    if column.null_count == len(column):
+        return False
+    path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
+    return bool(pc.any(path_only).as_py())
 
 
 def _num_shards(dataset: Dataset, max_shard_bytes: int) -> int:
@@ -103,17 +109,11 @@ def write_table_shards(table, features, folder: Path, split: str, max_shard_byte
 
 def table_needs_embedding(table, features) -> bool:
     """True when a top-level image/audio column of ``table`` has a cell with a path but no bytes."""
-    import pyarrow.compute as pc
     from datasets import Audio, Image
 
     for name, feature in features.items():
-        if isinstance(feature, (Image, Audio)) and name in table.column_names:
-            column = table.column(name)
-            if column.null_count == len(column):
-                continue
-            path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
-            if pc.any(path_only).as_py():
-                return True
+        if isinstance(feature, (Image, Audio)) and name in table.column_names and _holds_paths(table.column(name)):
+            return True
     return False
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _curation_helpers import FakeTranscriber, add, crash_worker, frames_or_hang, raise_error
-from factories import Scene, histology_like_image, slide_like_image, tone, write_video
+from factories import Scene, histology_like_image, slide_like_image, tone, write_audio_only, write_video
 
 from quilt_hf.curation.align import AlignOptions, derive_pair_chunk_time, make_chunks
 from quilt_hf.curation.asr import load_audio
@@ -64,21 +64,7 @@ def write_bad_inputs(folder: Path) -> None:
     (folder / "corrupt.mp4").write_bytes((folder / "good.mp4").read_bytes()[:3000])
     (folder / "notavideo.mp4").write_text("this is a text file, not a video\n")
     (folder / "empty.mp4").write_bytes(b"")
-    import av
-
-    with av.open(str(folder / "audioonly.mp4"), "w") as container:  # audio only, video extension
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        from fractions import Fraction
-
-        samples = tone(2)
-        for offset in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[offset : offset + 1024][None], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 16000, offset, Fraction(1, 16000)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_audio_only(folder / "audioonly.mp4", 2.0)  # audio only, video extension
 
 
 # -- sources and probe ------------------------------------------------------------------------------------

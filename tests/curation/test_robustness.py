@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _curation_helpers import FakeTranscriber, frames_or_hang
-from factories import Scene, histology_like_image, slide_like_image, tone, write_video
+from factories import Scene, histology_like_image, slide_like_image, tone, write_audio_only, write_video
 
 from quilt_hf.curation import limits
 from quilt_hf.curation.asr import load_audio
@@ -36,25 +36,6 @@ def run(videos: Path, output: Path, transcriber=None, **overrides) -> dict:
     config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
     return run_curate(config, transcriber=transcriber or FakeTranscriber(), frames_fn=frames_or_hang,
                       load_audio=load_audio)
-
-
-def write_audio_only(path: Path, seconds: float = 2.0) -> None:
-    """An audio-only container (AAC in MP4/M4A)."""
-    from fractions import Fraction
-
-    import av
-
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        samples = tone(seconds)
-        for offset in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[offset : offset + 1024][None], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 16000, offset, Fraction(1, 16000)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 # -- item 2: a model that cannot load is the run's failure ---------------------------------------------------
