@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import wave
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -1110,11 +1111,12 @@ def split_tag(sentence: str) -> tuple[str, str]:
     return "m", sentence
 
 
-def find_terms(text: str) -> list[str]:
-    """Medical terms of ``MEDICAL_TERMS`` found in ``text`` (longest first, no overlaps), in text order."""
+def find_terms(text: str, terms: Sequence[str] | None = None) -> list[str]:
+    """Terms of ``terms`` (default ``MEDICAL_TERMS``, longest first) found in ``text`` without overlaps, in text
+    order."""
     taken = np.zeros(len(text), bool)
     found = []
-    for term in MEDICAL_TERMS:
+    for term in MEDICAL_TERMS if terms is None else terms:
         for match in re.finditer(rf"(?<![\w-]){re.escape(term)}(?![\w-])", text, flags=re.IGNORECASE):
             if not taken[match.start() : match.end()].any():
                 taken[match.start() : match.end()] = True

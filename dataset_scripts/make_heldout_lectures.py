@@ -32,7 +32,6 @@ import io
 import json
 import logging
 import math
-import re
 import shutil
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_demo_corpus import SAMPLE_RATE, arrow, centered_text, font, smooth, synthesize  # noqa: E402
+from make_demo_corpus import find_terms as find_demo_terms  # noqa: E402
 
 logger = logging.getLogger("make_heldout_lectures")
 
@@ -103,18 +103,7 @@ TERMS = sorted(
 
 def find_terms(text: str) -> list[str]:
     """Terms of ``TERMS`` in ``text`` (longest first, no overlaps), in text order."""
-    taken = np.zeros(len(text), bool)
-    found = []
-    for term in TERMS:
-        for match in re.finditer(rf"(?<![\w-]){re.escape(term)}(?![\w-])", text, flags=re.IGNORECASE):
-            if not taken[match.start() : match.end()].any():
-                taken[match.start() : match.end()] = True
-                found.append((match.start(), text[match.start() : match.end()]))
-    ordered: list[str] = []
-    for _, term in sorted(found):
-        if term not in ordered:
-            ordered.append(term)
-    return ordered
+    return find_demo_terms(text, TERMS)
 
 
 # ----------------------------------------------------------------------------------------------- stains
