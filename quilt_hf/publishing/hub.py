@@ -48,15 +48,11 @@ def _has_unembedded_files(dataset: Dataset) -> bool:
     from datasets import Audio, Image
     from datasets.features.features import require_decoding
 
-    for name, feature in dataset.features.items():
-        if not require_decoding(feature, ignore_decode_attribute=True):
-            continue
-        if not isinstance(feature, (Image, Audio)):
-            return True  # nested images: let datasets walk them
-        column = dataset.data.table.column(name) if dataset._indices is None else dataset.flatten_indices().data.column(name)
-        if _holds_paths(column):
-            return True
-    return False
+    if any(require_decoding(f, ignore_decode_attribute=True) and not isinstance(f, (Image, Audio))
+           for f in dataset.features.values()):
+        return True  # nested images: let datasets walk them
+    table = dataset.data.table if dataset._indices is None else dataset.flatten_indices().data.table
+    return table_needs_embedding(table, dataset.features)
 
 
 def _holds_paths(column) -> bool:
@@ -67,11 +63,6 @@ def _holds_paths(column) -> bool:
         return False
     path_only = pc.and_(pc.is_null(pc.struct_field(column, "bytes")), pc.is_valid(pc.struct_field(column, "path")))
     return bool(pc.any(path_only).as_py())
-
-
-def _num_shards(dataset: Dataset, max_shard_bytes: int) -> int:
-    size = dataset.data.nbytes or 1
-    return max(1, min(len(dataset), int(size / max_shard_bytes) + 1)) if len(dataset) else 1
 
 
 def write_shards(dataset: Dataset, folder: Path, split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> int:

@@ -27,9 +27,9 @@ times is a recorded drop. Our own static-interval detection
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
-import os
 import sys
 import time
 from collections import defaultdict
@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from quilt_hf import atomic
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.release import DATA_COLUMNS, RECON_COLUMNS, CellError, parse_literal
 
@@ -217,10 +218,9 @@ def rebuild_video(video_path: str, recon: dict, names: dict[int, list[str]], pai
             if position >= len(images):
                 record["names_without_image"].append(name)
                 continue
-            target = out / name
-            partial = target.with_name(f".{target.name}.partial")
-            Image.fromarray(images[position]).save(partial, format="JPEG", quality=95)
-            os.replace(partial, target)
+            encoded = io.BytesIO()
+            Image.fromarray(images[position]).save(encoded, format="JPEG", quality=95)
+            atomic.write_bytes(out / name, encoded.getvalue())
             record["images"] += 1
     record["key_frame_fallbacks"] = fallbacks
     record["recon_windows"] = len(flat)
@@ -332,15 +332,13 @@ def run_rebuild(config: RebuildConfig) -> dict:
                     except (WorkerCrashed, WorkerError) as error:
                         record = {"drop_reason": "worker_failed", "error": str(error)[-500:]}
             record["video_id"] = video_id
-            partial = record_path.with_suffix(".json.partial")
-            partial.write_text(json.dumps(record, indent=1))
-            os.replace(partial, record_path)
+            atomic.write_json(record_path, record, indent=1)
     finally:
         if worker is not None:
             worker.close()
     report = summarize(records_dir, len(recon_rows), time.perf_counter() - started)
     report.update(skipped)
-    (output / "report.json").write_text(json.dumps(report, indent=2))
+    atomic.write_json(output / "report.json", report, indent=2)
     logger.info("rebuild: %d images from %d videos; dropped %s; recon windows our detection does not find: %d of %d",
                 report["images"], report["videos_done"], report["drops"] or "none",
                 report["recon_windows_we_do_not_find"], report["recon_windows"])
