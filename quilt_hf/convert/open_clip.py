@@ -653,7 +653,10 @@ def convert_to_open_clip(model: str, output: str | Path, *, overwrite: bool = Fa
 
 
 def _prepare_output(output: Path, overwrite: bool) -> Path:
+    from quilt_hf.atomic import recover_dir
+
     output = output.expanduser().resolve()
+    recover_dir(output)  # a conversion killed between the two renames of its swap: put the old output back
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UserFacingError(f"{output} exists and is not empty; pass --overwrite to replace it")
     output.parent.mkdir(parents=True, exist_ok=True)

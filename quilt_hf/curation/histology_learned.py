@@ -228,7 +228,7 @@ class LearnedHistologyClassifier:
         if self._mlp is None:
             from quilt_hf.errors import ModelLoadError
 
-            path = Path(self.weights) if self.weights is not None else DEFAULT_WEIGHTS
+            path = Path(self.weights_file)
             spec = "learned" if self.weights is None else f"learned:{self.weights}"
             if not path.is_file():
                 raise ModelLoadError(

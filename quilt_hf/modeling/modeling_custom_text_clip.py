@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, CLIPVisionConfig, CLIPVisionModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.models.clip.modeling_clip import CLIPOutput
+from transformers.models.clip.modeling_clip import CLIPOutput, image_text_contrastive_loss
 
 from quilt_hf.modeling.configuration_custom_text_clip import CustomTextCLIPConfig
 
@@ -130,13 +130,7 @@ class CustomTextCLIPModel(PreTrainedModel):
         text_embeds = nn.functional.normalize(text_outputs.pooler_output, dim=-1)
         logits_per_text = text_embeds @ image_embeds.t() * self.logit_scale.exp()
         logits_per_image = logits_per_text.t()
-        loss = None
-        if return_loss:
-            targets = torch.arange(len(logits_per_text), device=logits_per_text.device)
-            loss = (
-                nn.functional.cross_entropy(logits_per_text, targets)
-                + nn.functional.cross_entropy(logits_per_image, targets)
-            ) / 2
+        loss = image_text_contrastive_loss(logits_per_text) if return_loss else None  # CLIPModel's own loss
         return CLIPOutput(
             loss=loss,
             logits_per_image=logits_per_image,
