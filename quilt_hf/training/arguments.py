@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .loss import check_loss_options
+
 AUGMENTATIONS = ("none", "random_resized_crop", "histology")
 
 
@@ -78,11 +80,5 @@ class ContrastiveTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.image_augmentation not in AUGMENTATIONS:
             raise ValueError(f"image_augmentation must be one of {AUGMENTATIONS}, got {self.image_augmentation!r}")
-        if self.loss_type not in ("clip", "sigmoid"):
-            raise ValueError(f"loss_type must be 'clip' or 'sigmoid', got {self.loss_type!r}")
-        if not self.gather_with_grad and (self.local_loss or self.loss_type == "sigmoid"):
-            raise ValueError(
-                "--gather_with_grad False needs --local_loss False and the clip loss: a local loss without the "
-                "gathered gradient matches neither one large batch nor open_clip (see ClipLoss)"
-            )
+        check_loss_options(self.loss_type, self.local_loss, self.gather_with_grad)
         super().__post_init__()

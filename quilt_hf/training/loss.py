@@ -137,6 +137,20 @@ class ContrastiveLossOutput:
     labels: torch.Tensor
 
 
+def check_loss_options(loss_type: str, local_loss: bool, gather_with_grad: bool) -> None:
+    """Refuses settings whose gradients match neither one large batch nor open_clip (raises `ValueError`)."""
+    if loss_type not in ("clip", "sigmoid"):
+        raise ValueError(f"loss_type must be 'clip' or 'sigmoid', got {loss_type!r}")
+    if not gather_with_grad and (local_loss or loss_type == "sigmoid"):
+        raise ValueError(
+            f"loss_type={loss_type!r}, local_loss={local_loss}, gather_with_grad=False would drop the "
+            "gradient that other processes' rows send to this process's features, so its updates match neither "
+            "one large batch nor open_clip. Keep gather_with_grad=True (the default; memory linear in the "
+            "batch), or, for the clip loss, set local_loss=False (CLI: --local_loss False) to build the full matrix on "
+            "every process."
+        )
+
+
 class ClipLoss(nn.Module):
     """CLIP's contrastive loss with global negatives across processes.
 
@@ -172,15 +186,7 @@ class ClipLoss(nn.Module):
         gather_with_grad: bool = True,
     ):
         super().__init__()
-        if loss_type not in ("clip", "sigmoid"):
-            raise ValueError(f"loss_type must be 'clip' or 'sigmoid', got {loss_type!r}")
-        if not gather_with_grad and (local_loss or loss_type == "sigmoid"):
-            raise ValueError(
-                f"ClipLoss(loss_type={loss_type!r}, local_loss={local_loss}, gather_with_grad=False) would drop the "
-                "gradient that other processes' rows send to this process's features, so its updates match neither "
-                "one large batch nor open_clip. Keep gather_with_grad=True (the default; memory linear in the "
-                "batch), or, for the clip loss, set local_loss=False to build the full matrix on every process."
-            )
+        check_loss_options(loss_type, local_loss, gather_with_grad)
         self.loss_type = loss_type
         self.local_loss = local_loss
         self.gather_with_grad = gather_with_grad
