@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OFFLINE_MODELS", "build_minilm", "build_quiltnet_demo_base", "build_whisper_base", "build_whisper_base_ct2", "prepare_offline_models"]
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 def build_whisper_base(folder: Path) -> None:
@@ -87,6 +85,7 @@ def build_quiltnet_demo_base(
         ViTImageProcessor,
         ViTModel,
     )
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
     from quilt_hf.offline import minilm_dir
 
@@ -102,7 +101,7 @@ def build_quiltnet_demo_base(
     )
     model = VisionTextDualEncoderModel(config, vision_model=vision_model, text_model=text_model)
     image_processor = ViTImageProcessor(
-        size={"height": image_size, "width": image_size}, image_mean=CLIP_MEAN, image_std=CLIP_STD
+        size={"height": image_size, "width": image_size}, image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD
     )
     processor = VisionTextDualEncoderProcessor(image_processor=image_processor,
                                                tokenizer=AutoTokenizer.from_pretrained(minilm_dir()))

@@ -16,11 +16,10 @@ import dataclasses
 from typing import Any
 
 import torch
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from quilt_hf.errors import UserFacingError
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_VOCAB_SIZE = 49408
 OPEN_CLIP_LAYER_NORM_EPS = 1e-5
 INTERPOLATIONS = {"bicubic": 3, "bilinear": 2}  # open_clip name -> PIL resample code
@@ -197,8 +196,8 @@ def read_open_clip_config(config: dict) -> OpenClipSpec:
     if reasons:
         raise NotConvertibleError("this open_clip model cannot be converted exactly:\n  - " + "\n  - ".join(reasons))
     preprocess = {
-        "mean": [float(x) for x in preprocess_cfg.get("mean", OPENAI_MEAN)],
-        "std": [float(x) for x in preprocess_cfg.get("std", OPENAI_STD)],
+        "mean": [float(x) for x in preprocess_cfg.get("mean", OPENAI_CLIP_MEAN)],
+        "std": [float(x) for x in preprocess_cfg.get("std", OPENAI_CLIP_STD)],
         "interpolation": interpolation,
         "resize_mode": resize_mode,
     }

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from quilt_hf.errors import UserFacingError
 
@@ -178,8 +179,8 @@ class ImageTransform:
     """
 
     size: int
-    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    mean: tuple[float, float, float] = tuple(OPENAI_CLIP_MEAN)
+    std: tuple[float, float, float] = tuple(OPENAI_CLIP_STD)
     augmentation: str = "none"
     scale: tuple[float, float] = (0.9, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
