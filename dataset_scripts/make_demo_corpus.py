@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import wave
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -1414,6 +1414,35 @@ def render_frames(lecture: Lecture, timed: list[Timed], sources: dict[str, Sourc
             yield np.asarray(frame)
 
 
+def encode_lecture(
+    path: Path, frames: Iterable, audio: np.ndarray, fps: int, size: tuple[int, int], x264_options: dict[str, str]
+) -> None:
+    """Mux H.264 video frames (``av.VideoFrame``, streamed) and a mono float narration track as 40 kbps AAC."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.options = x264_options
+        sound = container.add_stream("aac", rate=SAMPLE_RATE)
+        sound.layout = "mono"
+        sound.bit_rate = 40000  # below ~40 kbps AAC audibly hurts Whisper on this speech
+        for frame in frames:
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        step = 1024
+        for offset in range(0, len(audio), step):
+            chunk = np.clip(audio[offset : offset + step], -1, 1)[None, :]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, offset, Fraction(1, SAMPLE_RATE)
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+
+
 def write_lecture(
     path: Path, lecture: Lecture, timed: list[Timed], sources: dict[str, Source], seed: int, crf: int
 ) -> float:
@@ -1428,27 +1457,9 @@ def write_lecture(
             i = round(start * SAMPLE_RATE)
             audio[i : i + len(clip)] += clip[: len(audio) - i]
     audio += np.random.default_rng(seed).normal(0, 0.002, audio.shape).astype(np.float32)  # room tone
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=lecture.fps)
-        video.width, video.height, video.pix_fmt = lecture.width, lecture.height, "yuv420p"
-        video.options = {"preset": "slow", "crf": str(crf), "x264-params": f"keyint={lecture.fps * 30}"}
-        sound = container.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        sound.bit_rate = 40000  # below ~40 kbps AAC audibly hurts Whisper on this speech
-        for rgb in render_frames(lecture, timed, sources, seed):
-            for packet in video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        step = 1024
-        for offset in range(0, len(audio), step):
-            chunk = np.clip(audio[offset : offset + step], -1, 1)[None, :]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, offset, Fraction(1, SAMPLE_RATE)
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+    frames = (av.VideoFrame.from_ndarray(rgb, format="rgb24") for rgb in render_frames(lecture, timed, sources, seed))
+    encode_lecture(path, frames, audio, lecture.fps, (lecture.width, lecture.height),
+                   {"preset": "slow", "crf": str(crf), "x264-params": f"keyint={lecture.fps * 30}"})
     return duration
 
 

@@ -37,14 +37,13 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_demo_corpus import SAMPLE_RATE, arrow, centered_text, font, smooth, synthesize  # noqa: E402
+from make_demo_corpus import SAMPLE_RATE, arrow, centered_text, encode_lecture, font, smooth, synthesize  # noqa: E402
 from make_demo_corpus import find_terms as find_demo_terms  # noqa: E402
 
 logger = logging.getLogger("make_heldout_lectures")
@@ -642,27 +641,9 @@ def write_lecture(path: Path, lecture: Lecture, timed: list[Timed], sources: dic
             clip = sentence["audio"] * 0.9
             audio[i : i + len(clip)] += clip[: len(audio) - i]
     audio += background(lecture, len(audio), seed)
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=lecture.fps)
-        video.width, video.height, video.pix_fmt = lecture.width, lecture.height, "yuv420p"
-        video.options = {"preset": "medium", "crf": str(lecture.crf), "x264-params": f"keyint={lecture.fps * 20}"}
-        sound = container.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        sound.bit_rate = 40000
-        for image in render_frames(lecture, timed, sources, seed):
-            for packet in video.encode(av.VideoFrame.from_image(image)):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        step = 1024
-        for offset in range(0, len(audio), step):
-            chunk = np.clip(audio[offset : offset + step], -1, 1)[None, :]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, offset, Fraction(1, SAMPLE_RATE)
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+    frames = (av.VideoFrame.from_image(image) for image in render_frames(lecture, timed, sources, seed))
+    encode_lecture(path, frames, audio, lecture.fps, (lecture.width, lecture.height),
+                   {"preset": "medium", "crf": str(lecture.crf), "x264-params": f"keyint={lecture.fps * 20}"})
     return duration
 
 
