@@ -44,7 +44,7 @@ _SPLIT_ALIASES = {"train": "train", "val": "validation", "valid": "validation", 
 #: Columns the planning pass reads.
 KEY_COLUMNS = ("image", "image_id", "video_id", "caption", "split", "subset")
 #: Bytes of Arrow data a batch may hold (text-only tables: many rows a batch; image tables: few).
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 _KIND_GROUP, _KIND_ROW = np.uint64(3 << 62), np.uint64(2 << 62)
 _LOW_BITS = np.uint64((1 << 62) - 1)
 

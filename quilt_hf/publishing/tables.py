@@ -186,7 +186,7 @@ class PairSource:
                         table = pa.Table.from_batches([batch])
                         yield table.select(wanted) if wanted is not None else table
             else:
-                parquet = pq.ParquetFile(file)
+                parquet = pq.ParquetFile(file, pre_buffer=False)  # pre-buffering holds whole row groups
                 present = None if wanted is None else [c for c in wanted if c in parquet.schema_arrow.names]
                 for batch in parquet.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
                     yield pa.Table.from_batches([batch])
