@@ -154,8 +154,8 @@ class ShardSetWriter:
         whole = len(pending) if final else len(pending) - len(pending) % group_rows
         for offset in range(0, whole, group_rows):
             self._write_group(key, pending.slice(offset, min(group_rows, whole - offset)))
-        if whole < len(pending):
-            rest = pending.slice(whole)
+        if whole < len(pending):  # copied: a slice would keep all of ``pending`` alive
+            rest = pending.take(pa.array(range(whole, len(pending))))
             self._buffers[key], self._buffered[key] = [rest], len(rest)
 
     def _write_group(self, key: tuple[str, str], rows) -> None:

@@ -677,7 +677,9 @@ def write_merged(sources: dict, plan: MergePlan, features: Features, writer, dro
     """Second pass: every row of ``sources`` to ``writer`` (a :class:`~quilt_hf.publishing.hub.ShardSetWriter`,
     parts named by subset) or to ``drops`` (``drops.add(reason, image_id=..., provenance=...)``), applying
     ``plan``. A planned repeated-pair drop is made only when the caption text (and, for rows without an image,
-    the image id) really equals the kept row's: a hash collision never loses a row.
+    the image id) really equals the kept row's: a hash collision never loses a row. Besides one batch, this pass
+    holds the image of each duplicate group's first row (other rows point at it) until the end: state per
+    duplicate group, none per row.
 
     Returns:
         `dict`: ``{"rows_in", "rows_out", "dropped"}``.

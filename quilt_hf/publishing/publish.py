@@ -1,10 +1,13 @@
 """``quilt publish``: pairs tables from one or more sources merged into a Hub-layout folder (and pushed when asked).
 
-Steps (:mod:`quilt_hf.publishing.merge`): concatenate the inputs (each row keeps its ``subset`` and provenance),
-merge exact and near-duplicate images (:mod:`quilt_hf.publishing.dedup`), drop images of ``--exclude_benchmarks``,
-assign splits per group of rows sharing a video or an image, then write ``data/<subset>/<split>-*.parquet``
-shards (one config per subset plus ``all``, the default), ``stats.json``, ``stats/*.png``, ``drops.jsonl`` and the
-card. The folder is staged beside ``--output`` and swapped in, so a crash leaves the previous version whole.
+Steps (:mod:`quilt_hf.publishing.merge`), over the inputs read a batch at a time (memory is flat in the rows):
+plan the merge from 64-bit hashes per row (each row keeps its ``subset`` and provenance): exact and near-duplicate
+images (:mod:`quilt_hf.publishing.dedup`), images of ``--exclude_benchmarks``, reviewers' flags with
+``--drop_flagged`` (a merged pair or image keeps the flags of all its rows), repeated pairs, splits per group of
+rows sharing a video or an image; then write ``data/<subset>/<split>-*.parquet`` shards (one config per subset
+plus ``all``, the default) as the rows come, ``stats.json``, ``stats/*.png``, ``drops.jsonl`` (every row not
+published, with its reason: rows in = rows out + drops) and the card. The folder is staged beside ``--output``
+and swapped in, so a crash leaves the previous version whole.
 
 ``split_by_video`` (one table, split by a stable hash of ``video_id``) stays for callers of the old API.
 """
@@ -90,7 +93,9 @@ class PublishConfig:
     drop_flagged: bool = field(
         default=False,
         metadata={"help": "Drop pairs flagged by reviewers (`quilt app`): flags in --flags, else in each "
-                  "<--dataset>.flags.jsonl and in <--output>.flags.jsonl. Counted in stats.json and the log."},
+                  "<--dataset>.flags.jsonl and in <--output>.flags.jsonl. A flag drops every row of its merged "
+                  "pair (same image group and caption); not_histology and offensive_phi drop every caption of the "
+                  "merged image. Each dropped row is in drops.jsonl (reason flagged:<reasons>) and stats.json."},
     )
     flags: list[str] = field(default_factory=list, metadata={"help": "Flags files for --drop_flagged."})
 
