@@ -100,14 +100,18 @@ def write_table_shards(table, features, folder: Path, split: str, max_shard_byte
 
 class ShardSetWriter:
     """Parquet shards for several parts of a dataset (``folder/<part>/<split>-NNNNN-of-NNNNN.parquet``), written
-    as rows arrive in any order and amount: each part buffers at most one row group, a shard closes once it holds
-    about ``max_shard_bytes`` of Arrow data, and shards get their ``-of-NNNNN`` names in :meth:`close`.
+    as rows arrive in any order and amount: each part buffers at most one row group (and all parts together at
+    most :attr:`MAX_BUFFERED_BYTES`: past it the largest buffer is written as a shorter row group, so many
+    subsets do not multiply the memory), a shard closes once it holds about ``max_shard_bytes`` of Arrow data,
+    and shards get their ``-of-NNNNN`` names in :meth:`close`.
 
     Args:
         folder (`Path`): the ``data`` folder.
         features (`Features`): the columns (their ``datasets`` types go into every shard's schema).
         max_shard_bytes (`int`): target size of a shard.
     """
+
+    MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 
     def __init__(self, folder: Path, features, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
         from datasets import Image
@@ -120,6 +124,7 @@ class ShardSetWriter:
         self._group_rows: dict[tuple[str, str], int] = {}
         self._buffers: dict[tuple[str, str], list] = {}
         self._buffered: dict[tuple[str, str], int] = {}
+        self._buffered_bytes: dict[tuple[str, str], int] = {}
         self._writers: dict[tuple[str, str], object] = {}
         self._shard_bytes: dict[tuple[str, str], int] = {}
         self._shards: dict[tuple[str, str], list[Path]] = {}
@@ -139,15 +144,18 @@ class ShardSetWriter:
             self._group_rows[key] = 100 if has_images else 10_000
         self._buffers.setdefault(key, []).append(table)
         self._buffered[key] = self._buffered.get(key, 0) + len(table)
+        self._buffered_bytes[key] = self._buffered_bytes.get(key, 0) + table.nbytes
         self.rows[key] = self.rows.get(key, 0) + len(table)
         if self._buffered[key] >= self._group_rows[key]:
             self._flush(key, final=False)
+        while sum(self._buffered_bytes.values()) > self.MAX_BUFFERED_BYTES:
+            self._flush(max(self._buffered_bytes, key=self._buffered_bytes.get), final=True)
 
     def _flush(self, key: tuple[str, str], final: bool) -> None:
         import pyarrow as pa
 
         pending = pa.concat_tables(self._buffers.pop(key)).combine_chunks() if key in self._buffers else None
-        self._buffered[key] = 0
+        self._buffered[key] = self._buffered_bytes[key] = 0
         if pending is None:
             return
         group_rows = self._group_rows[key]
@@ -156,7 +164,7 @@ class ShardSetWriter:
             self._write_group(key, pending.slice(offset, min(group_rows, whole - offset)))
         if whole < len(pending):  # copied: a slice would keep all of ``pending`` alive
             rest = pending.take(pa.array(range(whole, len(pending))))
-            self._buffers[key], self._buffered[key] = [rest], len(rest)
+            self._buffers[key], self._buffered[key], self._buffered_bytes[key] = [rest], len(rest), rest.nbytes
 
     def _write_group(self, key: tuple[str, str], rows) -> None:
         import pyarrow.parquet as pq
