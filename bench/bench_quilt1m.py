@@ -91,12 +91,19 @@ _t.Thread(target=_sample, daemon=True).start()
 """
 
 
+_PEAKS = (
+    "import resource as _r\n"
+    "def _peaks():\n"
+    "    return {'peak_mb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss // 1024, 'peak_anon_mb': _peak[0] // 1024}\n"
+)
+
+
 def run_child(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line; peak RSS (MB) is added."""
+    """Run ``code`` in a fresh interpreter; it prints one JSON line; peak RSS (MB) is added unless ``code`` put
+    it in ``RESULT`` itself (taken before a check that should not count, with ``_peaks()``)."""
     wrapped = (
-        _ANON_SAMPLER + code + "\nimport json as _j, resource as _r\n_stop.set()\n"
-        "print(_j.dumps({**RESULT, 'peak_mb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss // 1024, "
-        "'peak_anon_mb': _peak[0] // 1024}))"
+        _ANON_SAMPLER + _PEAKS + code + "\nimport json as _j\n_stop.set()\n"
+        "print(_j.dumps({**_peaks(), **RESULT}))"
     )
     out = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, cwd=REPO)
     if out.returncode:
@@ -125,10 +132,12 @@ def time_publish(table: Path, output: Path) -> dict:
         "t, p = time.perf_counter(), time.process_time()\n"
         f"run_publish(PublishConfig(dataset=[{str(table)!r}], output={str(output)!r}, overwrite=True, keep_release_split=True))\n"
         "seconds, cpu = time.perf_counter() - t, time.process_time() - p\n"
+        "peaks = _peaks()  # before the check below, which loads the whole output with `datasets`\n"
         "import json, pathlib\n"
         f"merge = json.loads(pathlib.Path({str(output)!r}, 'stats.json').read_text())['merge']\n"
         f"d = load_dataset({str(output)!r}, cache_dir={str(output) + '.cache'!r})\n"
-        "RESULT = {'seconds': seconds, 'cpu_seconds': cpu, 'rows_out': sum(len(s) for s in d.values()), 'dropped': merge['dropped_rows']}"
+        "RESULT = {'seconds': seconds, 'cpu_seconds': cpu, 'rows_out': sum(len(s) for s in d.values()), "
+        "'dropped': merge['dropped_rows'], **peaks}"
     )
 
 
@@ -272,6 +281,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"({imported['rows_out']} out + {imported['drops']} drops of {imported['rows_in']}); publish "
                   f"{rate(rows, published)}, {memory(published)} ({published['rows_out']} out + "
                   f"{published['dropped']} drops)", flush=True)
+        if not args.smoke:
+            for step in ("import", "publish"):
+                small_run, large_run = (results[f"text_only_{n}"][step] for n in (small, args.rows))
+                results[f"{step}_memory_ratio"] = {
+                    "rss": large_run["peak_mb"] / small_run["peak_mb"],
+                    "anonymous": large_run["peak_anon_mb"] / small_run["peak_anon_mb"],
+                }
+                print(f"[{step} memory, {args.rows} vs {small} rows] peak RSS {large_run['peak_mb']} / "
+                      f"{small_run['peak_mb']} MB = {results[f'{step}_memory_ratio']['rss']:.2f}x; anonymous "
+                      f"{large_run['peak_anon_mb']} / {small_run['peak_anon_mb']} MB = "
+                      f"{results[f'{step}_memory_ratio']['anonymous']:.2f}x (goal: flat, <= 1.2x)", flush=True)
         peer = time_pandas_peer(tmp / f"lookup_{args.rows}.csv", tmp / "peer.parquet")
         ours = results[f"text_only_{args.rows}"]["import"]
         print(f"[{args.rows} rows] peer pandas.read_csv + ast.literal_eval + to_parquet: {rate(args.rows, peer)}, "

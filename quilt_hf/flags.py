@@ -33,6 +33,9 @@ FLAG_REASONS: dict[str, str] = {
     "offensive_phi": "offensive content or protected health information",
 }
 FLAGS_SUFFIX = ".flags.jsonl"
+#: Reasons that are about the image itself, not about one caption of it: when images are merged (``quilt publish``)
+#: such a flag applies to every pair of the merged image; the others apply to the pair (image, caption).
+IMAGE_FLAG_REASONS: tuple[str, ...] = ("not_histology", "offensive_phi")
 
 
 def pair_key(image_id: str, caption: str) -> str:
@@ -122,6 +125,14 @@ def load_flags(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[d
 def flagged_keys(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> set[str]:
     """The pair keys flagged in the given flags files."""
     return {record["pair_key"] for record in load_flags(paths)}
+
+
+def flag_reasons(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> dict[str, set[str]]:
+    """Pair key -> the reasons it was flagged for, from the given flags files."""
+    reasons: dict[str, set[str]] = {}
+    for record in load_flags(paths):
+        reasons.setdefault(record["pair_key"], set()).add(str(record.get("reason") or "unspecified"))
+    return reasons
 
 
 def drop_flagged(pairs, keys: set[str]):

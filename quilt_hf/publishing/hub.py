@@ -98,6 +98,113 @@ def write_table_shards(table, features, folder: Path, split: str, max_shard_byte
     return shards
 
 
+class ShardSetWriter:
+    """Parquet shards for several parts of a dataset (``folder/<part>/<split>-NNNNN-of-NNNNN.parquet``), written
+    as rows arrive in any order and amount: each part buffers at most one row group (and all parts together at
+    most :attr:`MAX_BUFFERED_BYTES`: past it the largest buffer is written as a shorter row group, so many
+    subsets do not multiply the memory), a shard closes once it holds about ``max_shard_bytes`` of Arrow data,
+    and shards get their ``-of-NNNNN`` names in :meth:`close`.
+
+    Args:
+        folder (`Path`): the ``data`` folder.
+        features (`Features`): the columns (their ``datasets`` types go into every shard's schema).
+        max_shard_bytes (`int`): target size of a shard.
+    """
+
+    MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, folder: Path, features, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
+        from datasets import Image
+
+        self.folder = Path(folder)
+        self.features = features
+        self.schema = features.arrow_schema  # carries the `datasets` features, so images load as images
+        self.max_shard_bytes = max(1, int(max_shard_bytes))
+        self._image_columns = [name for name, f in features.items() if isinstance(f, Image)]
+        self._group_rows: dict[tuple[str, str], int] = {}
+        self._buffers: dict[tuple[str, str], list] = {}
+        self._buffered: dict[tuple[str, str], int] = {}
+        self._buffered_bytes: dict[tuple[str, str], int] = {}
+        self._writers: dict[tuple[str, str], object] = {}
+        self._shard_bytes: dict[tuple[str, str], int] = {}
+        self._shards: dict[tuple[str, str], list[Path]] = {}
+        self.rows: dict[tuple[str, str], int] = {}
+
+    def write(self, part: str, split: str, table) -> None:
+        """Add rows (a table with the writer's schema; image paths are embedded as bytes) to ``part/split``."""
+        if not len(table):
+            return
+        if table_needs_embedding(table, self.features):
+            from datasets.table import embed_table_storage
+
+            table = embed_table_storage(table)
+        key = (part, split)
+        if key not in self._group_rows:  # small row groups for images, as datasets writes them; not for text
+            has_images = any(table.column(c).null_count < len(table) for c in self._image_columns)
+            self._group_rows[key] = 100 if has_images else 10_000
+        self._buffers.setdefault(key, []).append(table)
+        self._buffered[key] = self._buffered.get(key, 0) + len(table)
+        self._buffered_bytes[key] = self._buffered_bytes.get(key, 0) + table.nbytes
+        self.rows[key] = self.rows.get(key, 0) + len(table)
+        if self._buffered[key] >= self._group_rows[key]:
+            self._flush(key, final=False)
+        while sum(self._buffered_bytes.values()) > self.MAX_BUFFERED_BYTES:
+            self._flush(max(self._buffered_bytes, key=self._buffered_bytes.get), final=True)
+
+    def _flush(self, key: tuple[str, str], final: bool) -> None:
+        import pyarrow as pa
+
+        pending = pa.concat_tables(self._buffers.pop(key)).combine_chunks() if key in self._buffers else None
+        self._buffered[key] = self._buffered_bytes[key] = 0
+        if pending is None:
+            return
+        group_rows = self._group_rows[key]
+        whole = len(pending) if final else len(pending) - len(pending) % group_rows
+        for offset in range(0, whole, group_rows):
+            self._write_group(key, pending.slice(offset, min(group_rows, whole - offset)))
+        if whole < len(pending):  # copied: a slice would keep all of ``pending`` alive
+            rest = pending.take(pa.array(range(whole, len(pending))))
+            self._buffers[key], self._buffered[key], self._buffered_bytes[key] = [rest], len(rest), rest.nbytes
+
+    def _write_group(self, key: tuple[str, str], rows) -> None:
+        import pyarrow.parquet as pq
+
+        while len(rows):
+            if key not in self._writers:
+                shards = self._shards.setdefault(key, [])
+                path = self.folder / key[0] / f"{key[1]}-{len(shards):05d}.parquet.partial"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._writers[key] = pq.ParquetWriter(str(path), self.schema)
+                shards.append(path)
+                self._shard_bytes[key] = 0
+            room = self.max_shard_bytes - self._shard_bytes[key]
+            per_row = max(1, rows.nbytes // len(rows))
+            take = max(1, min(len(rows), room // per_row))
+            piece = rows.slice(0, take)
+            self._writers[key].write_table(piece, row_group_size=len(piece))
+            self._shard_bytes[key] += piece.nbytes
+            rows = rows.slice(take)
+            if self._shard_bytes[key] >= self.max_shard_bytes:
+                self._writers.pop(key).close()
+
+    def close(self) -> dict[tuple[str, str], int]:
+        """Write what is buffered, close every shard and name it ``<split>-NNNNN-of-NNNNN.parquet``.
+
+        Returns:
+            `dict`: (part, split) -> rows written.
+        """
+        for key in list(self._buffers):
+            self._flush(key, final=True)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        for (part, split), shards in self._shards.items():
+            for index, path in enumerate(shards):
+                path.rename(path.parent / f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
+            logger.info("wrote %s/%s: %d rows in %d shard(s)", part, split, self.rows[(part, split)], len(shards))
+        return dict(self.rows)
+
+
 def table_needs_embedding(table, features) -> bool:
     """True when a top-level image/audio column of ``table`` has a cell with a path but no bytes."""
     from datasets import Audio, Image

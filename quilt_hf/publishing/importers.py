@@ -5,11 +5,12 @@ Formats:
 - ``quilt1m``: the Quilt-1M release (``quilt_1M_lookup.csv`` + image folders or zip parts read in place);
 - ``table``: a CSV / JSONL / parquet table with an image column (a path, relative to the table, or a URL) and a
   text column: the shape PMC-OA, OpenPath and LAION subsets come in. URLs are never fetched; give
-  ``--url_cache DIR`` holding the files already downloaded (looked up by the URL's file name), else the row is
-  a recorded drop;
+  ``--url_cache DIR`` holding the files already downloaded, found by their full URL (:class:`UrlCache`: a
+  ``manifest.csv``/``manifest.jsonl`` of ``url,path``, img2dataset's ``<key>.jpg`` + ``<key>.json``, or files
+  named by the SHA-256 of the URL), else the row is a recorded drop;
 - ``folder``: an image-caption folder (``x.jpg`` beside ``x.txt``);
 - ``hf``: any ``datasets`` dataset (a ``save_to_disk`` folder, or a name ``load_dataset`` resolves offline) with an
-  image and a text column.
+  image and a text column; every split is imported (each row keeps its split in ``split``) unless ``--split``.
 
 Every input row ends up in the table or in ``drops.jsonl`` with a reason; ``report.json`` holds the counts (and,
 for ``quilt1m``, the images without a row, listed in ``orphan_images.txt``). The output folder is written
@@ -19,9 +20,11 @@ under a temporary name and swapped in at the end, so an interrupted import never
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -72,7 +75,14 @@ class ImportConfig:
         default=None, metadata={"help": "table/folder/hf: the subset name of these rows (default: the source's name)."}
     )
     url_cache: str | None = field(
-        default=None, metadata={"help": "table: folder of already downloaded files, named as the URL's last part."}
+        default=None,
+        metadata={"help": "table: folder of files already downloaded, matched by their full URL: a manifest.csv "
+                  "or manifest.jsonl of url,path (paths relative to the folder), img2dataset's <key>.jpg beside "
+                  "<key>.json holding the url, or files named <sha256 of the URL>.<ext>."},
+    )
+    split: str | None = field(
+        default=None,
+        metadata={"help": "hf: import only this split (default: every split; each row keeps its split in `split`)."},
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
 
@@ -247,7 +257,86 @@ def _iter_table(path: Path) -> Iterator[dict]:
         raise UserFacingError(f"--source {path}: expected a .csv, .tsv, .jsonl or .parquet table")
 
 
-def _resolve_image(value, base: Path, url_cache: Path | None) -> tuple[bytes | None, str, str]:
+class UrlCache:
+    """Files a user's downloader already fetched, found by their full URL (two URLs with the same file name
+    never collide). A folder may use any mix of these layouts:
+
+    - a manifest, ``manifest.csv`` (columns ``url,path``) or ``manifest.jsonl`` (``{"url": ..., "path": ...}``),
+      paths relative to the folder;
+    - img2dataset's ``files`` output: ``<key>.jpg`` (any image suffix) beside ``<key>.json`` whose ``url`` is the
+      URL (a ``status`` other than ``success`` is skipped); searched in every sub-folder;
+    - files named by the SHA-256 (hex) of the URL: ``<sha256>.<ext>``.
+
+    URLs are compared exactly as written (surrounding spaces removed).
+
+    Args:
+        folder (`str` or `Path`): the cache folder.
+    """
+
+    MANIFESTS = ("manifest.csv", "manifest.jsonl")
+    _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+    def __init__(self, folder: str | Path):
+        from quilt_hf.publishing.release import IMAGE_SUFFIXES
+
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise UserFacingError(f"--url_cache {self.folder}: no such folder")
+        self.by_url: dict[str, Path] = {}
+        self.by_hash: dict[str, Path] = {}
+        images: dict[Path, Path] = {}  # path without suffix -> image file
+        sidecars: list[Path] = []
+        for path in self.folder.rglob("*"):
+            if not path.is_file():
+                continue
+            suffix = path.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                images[path.with_suffix("")] = path
+                if self._SHA256.fullmatch(path.stem):
+                    self.by_hash[path.stem] = path
+            elif suffix == ".json":
+                sidecars.append(path)
+        for sidecar in sidecars:  # img2dataset: <key>.json beside <key>.jpg
+            image = images.get(sidecar.with_suffix(""))
+            if image is None:
+                continue
+            try:
+                meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict) and meta.get("url") and meta.get("status", "success") == "success":
+                self.by_url.setdefault(str(meta["url"]).strip(), image)
+        for record in self._manifest():
+            url, path = str(record.get("url") or "").strip(), record.get("path")
+            if url and path:
+                self.by_url[url] = self.folder / str(path)
+        logger.info("--url_cache %s: %d files by URL, %d by URL hash", self.folder, len(self.by_url), len(self.by_hash))
+
+    def _manifest(self) -> Iterator[dict]:
+        csv_manifest, jsonl_manifest = (self.folder / name for name in self.MANIFESTS)
+        if csv_manifest.is_file():
+            with csv_manifest.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                if not {"url", "path"} <= set(reader.fieldnames or ()):
+                    raise UserFacingError(f"{csv_manifest}: expected the columns url,path")
+                yield from reader
+        if jsonl_manifest.is_file():
+            with jsonl_manifest.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError as error:
+                            raise UserFacingError(f"{jsonl_manifest}:{number}: not JSON ({error})") from error
+
+    def path(self, url: str) -> Path | None:
+        """The cached file of ``url``, or None."""
+        url = url.strip()
+        found = self.by_url.get(url) or self.by_hash.get(hashlib.sha256(url.encode()).hexdigest())
+        return found if found is not None and found.is_file() else None
+
+
+def _resolve_image(value, base: Path, url_cache: UrlCache | None) -> tuple[bytes | None, str, str]:
     """(bytes, name, drop reason) for an image cell: a path (relative to the table), a URL, or image bytes."""
     if isinstance(value, dict) and value.get("bytes"):
         return value["bytes"], value.get("path") or "", ""
@@ -260,8 +349,9 @@ def _resolve_image(value, base: Path, url_cache: Path | None) -> tuple[bytes | N
     text = str(value)
     if text.startswith(("http://", "https://")):
         name = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        if url_cache is not None and name and (url_cache / name).is_file():
-            return (url_cache / name).read_bytes(), name, ""
+        cached = url_cache.path(text) if url_cache is not None else None
+        if cached is not None:
+            return cached.read_bytes(), name, ""
         return None, name, "url_not_fetched"
     path = Path(text) if Path(text).is_absolute() else base / text
     if not path.is_file():
@@ -270,7 +360,7 @@ def _resolve_image(value, base: Path, url_cache: Path | None) -> tuple[bytes | N
 
 
 def _write_generic(rows: Iterator[tuple[str, dict]], folder: Path, drops: DropLog, config: ImportConfig, subset: str,
-                   base: Path, url_cache: Path | None) -> ImportResult:
+                   base: Path, url_cache: UrlCache | None) -> ImportResult:
     result = ImportResult(folder)
     writer = PairTableWriter(folder, pair_features(), batch_rows=512)
     for provenance, record in rows:
@@ -325,22 +415,36 @@ def _folder_rows(folder: Path) -> Iterator[tuple[str, dict]]:
         yield str(image.relative_to(folder)), {"image": str(image), "caption": text}
 
 
-def _hf_rows(source: str, image_column: str, text_column: str) -> Iterator[tuple[str, dict]]:
-    from datasets import Image, load_dataset, load_from_disk
+def _hf_rows(source: str, image_column: str, text_column: str, split: str | None = None) -> Iterator[tuple[str, dict]]:
+    """Rows of every split of a ``datasets`` dataset (or of ``split``), each with its split in ``split``."""
+    from datasets import Dataset, Image, load_dataset, load_from_disk
 
     path = Path(source)
     try:
-        dataset = load_from_disk(str(path)) if (path / "state.json").is_file() else load_dataset(source, split="train")
+        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            loaded = load_from_disk(str(path))
+        else:
+            loaded = load_dataset(source)
     except Exception as error:  # offline, missing, not a dataset
         raise UserFacingError(f"--source {source}: cannot load it as a dataset ({type(error).__name__}: {error})") from error
-    for column in (image_column, text_column):
-        if column not in dataset.column_names:
-            raise UserFacingError(f"--source {source}: no column {column!r} (columns: {dataset.column_names})")
-    if isinstance(dataset.features[image_column], Image):
-        dataset = dataset.cast_column(image_column, Image(decode=False))
+    if isinstance(loaded, Dataset):
+        if split is not None:
+            raise UserFacingError(f"--split {split}: {source} is a single table without splits; leave --split out")
+        parts = {"": loaded}
+    else:
+        if split is not None and split not in loaded:
+            raise UserFacingError(f"--split {split}: {source} has the splits {list(loaded)}")
+        parts = {split: loaded[split]} if split is not None else dict(loaded)
     name = path.name or source
-    for i, record in enumerate(dataset.select_columns([image_column, text_column])):
-        yield f"{name}:{i}", {"image": record[image_column], "caption": record[text_column]}
+    for split_name, dataset in parts.items():
+        for column in (image_column, text_column):
+            if column not in dataset.column_names:
+                raise UserFacingError(f"--source {source}: no column {column!r} (columns: {dataset.column_names})")
+        if isinstance(dataset.features[image_column], Image):
+            dataset = dataset.cast_column(image_column, Image(decode=False))
+        where = f"{name}/{split_name}" if split_name else name
+        for i, record in enumerate(dataset.select_columns([image_column, text_column])):
+            yield f"{where}:{i}", {"image": record[image_column], "caption": record[text_column], "split": split_name}
 
 
 # ------------------------------------------------------------------------------------------------------- command
@@ -350,6 +454,8 @@ def run_import(config: ImportConfig) -> ImportResult:
     """Run ``quilt import``; returns what was written and dropped (also in ``<output>/report.json``)."""
     if config.format not in FORMATS:
         raise UserFacingError(f"--format {config.format!r}: expected one of {', '.join(FORMATS)}")
+    if config.split is not None and config.format != "hf":
+        raise UserFacingError(f"--split is for --format hf (a dataset with splits), not --format {config.format}")
     output = Path(config.output)
     recover_folder(output)
     if output.exists() and not config.overwrite:
@@ -371,7 +477,7 @@ def run_import(config: ImportConfig) -> ImportResult:
                     raise UserFacingError(f"--format {config.format} needs --source")
                 source = Path(config.source)
                 subset = config.subset or source.stem or str(config.source)
-                url_cache = Path(config.url_cache) if config.url_cache else None
+                url_cache = UrlCache(config.url_cache) if config.url_cache else None
                 if config.format == "table":
                     if not source.is_file():
                         raise UserFacingError(f"--source {source}: no such table file")
@@ -383,7 +489,8 @@ def run_import(config: ImportConfig) -> ImportResult:
                     rows, base = _folder_rows(source), source
                     config = ImportConfig(**{**config.__dict__, "image_column": "image", "text_column": "caption"})
                 else:
-                    rows, base = _hf_rows(config.source, config.image_column, config.text_column), Path(".")
+                    rows = _hf_rows(config.source, config.image_column, config.text_column, config.split)
+                    base = Path(".")
                     config = ImportConfig(**{**config.__dict__, "image_column": "image", "text_column": "caption"})
                 result = _write_generic(rows, staging, drops, config, subset, base, url_cache)
         finally:

@@ -1,10 +1,13 @@
 """``quilt publish``: pairs tables from one or more sources merged into a Hub-layout folder (and pushed when asked).
 
-Steps (:mod:`quilt_hf.publishing.merge`): concatenate the inputs (each row keeps its ``subset`` and provenance),
-merge exact and near-duplicate images (:mod:`quilt_hf.publishing.dedup`), drop images of ``--exclude_benchmarks``,
-assign splits per group of rows sharing a video or an image, then write ``data/<subset>/<split>-*.parquet``
-shards (one config per subset plus ``all``, the default), ``stats.json``, ``stats/*.png``, ``drops.jsonl`` and the
-card. The folder is staged beside ``--output`` and swapped in, so a crash leaves the previous version whole.
+Steps (:mod:`quilt_hf.publishing.merge`), over the inputs read a batch at a time (memory is flat in the rows):
+plan the merge from 64-bit hashes per row (each row keeps its ``subset`` and provenance): exact and near-duplicate
+images (:mod:`quilt_hf.publishing.dedup`), images of ``--exclude_benchmarks``, reviewers' flags with
+``--drop_flagged`` (a merged pair or image keeps the flags of all its rows), repeated pairs, splits per group of
+rows sharing a video or an image; then write ``data/<subset>/<split>-*.parquet`` shards (one config per subset
+plus ``all``, the default) as the rows come, ``stats.json``, ``stats/*.png``, ``drops.jsonl`` (every row not
+published, with its reason: rows in = rows out + drops) and the card. The folder is staged beside ``--output``
+and swapped in, so a crash leaves the previous version whole.
 
 ``split_by_video`` (one table, split by a stable hash of ``video_id``) stays for callers of the old API.
 """
@@ -20,9 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow.compute as pc
-from datasets import Dataset, DatasetInfo, Image
-from datasets.table import InMemoryTable
+from datasets import Dataset, Image
 
 from quilt_hf.atomic import staging_dir
 from quilt_hf.errors import UserFacingError
@@ -30,24 +31,22 @@ from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
 from quilt_hf.publishing.hub import (
     DATASET_CARD_TEMPLATE,
     DEFAULT_MAX_SHARD_BYTES,
+    ShardSetWriter,
     _is_hub_folder,
     push_folder_to_hub,
     recover_folder,
     swap_in,
-    table_needs_embedding,
-    write_shards,
-    write_table_shards,
 )
 from quilt_hf.publishing.merge import (
     SPLITS,
     MergeReport,
     arrow_table,
-    concat_inputs,
-    merge_tables,
-    subset_split_ranges,
+    merged_features,
+    plan_merge,
+    write_merged,
 )
-from quilt_hf.publishing.stats import PLOTS, compute_stats, markdown_tables, write_plots
-from quilt_hf.publishing.tables import load_pairs
+from quilt_hf.publishing.stats import PLOTS, StatsAccumulator, markdown_tables, write_plots
+from quilt_hf.publishing.tables import DropLog, PairSource
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +93,9 @@ class PublishConfig:
     drop_flagged: bool = field(
         default=False,
         metadata={"help": "Drop pairs flagged by reviewers (`quilt app`): flags in --flags, else in each "
-                  "<--dataset>.flags.jsonl and in <--output>.flags.jsonl. Counted in stats.json and the log."},
+                  "<--dataset>.flags.jsonl and in <--output>.flags.jsonl. A flag drops every row of its merged "
+                  "pair (same image group and caption); not_histology and offensive_phi drop every caption of the "
+                  "merged image. Each dropped row is in drops.jsonl (reason flagged:<reasons>) and stats.json."},
     )
     flags: list[str] = field(default_factory=list, metadata={"help": "Flags files for --drop_flagged."})
 
@@ -198,19 +199,22 @@ def _card_body(config: PublishConfig, subsets: list[str], stats: dict, report: d
     return "\n".join(lines)
 
 
-def _drop_flagged(pairs: Dataset, source: Path, config: PublishConfig) -> tuple[Dataset, int]:
-    """Leave out the pairs reviewers flagged in `quilt app` (the dataset itself is never edited)."""
-    from quilt_hf.flags import default_flags_path, drop_flagged, flagged_keys
+def _flags(source: Path, config: PublishConfig) -> dict[str, set[str]]:
+    """The reviewers' flags (`quilt app`) that apply to input ``source``: pair key -> reasons."""
+    from quilt_hf.flags import default_flags_path, flag_reasons
 
     files = config.flags or [default_flags_path(source), default_flags_path(config.output)]
-    pairs, dropped = drop_flagged(pairs, flagged_keys(files))
-    logger.info("dropped %d flagged pair(s) from %s (flags: %s); %d left", dropped, source,
-                ", ".join(map(str, files)), len(pairs))
-    return pairs, dropped
+    reasons = flag_reasons(files)
+    logger.info("%d flagged pair(s) for %s (flags: %s)", len(reasons), source, ", ".join(map(str, files)))
+    return reasons
 
 
 def run_publish(config: PublishConfig) -> Path:
-    """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder."""
+    """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder.
+
+    The inputs are read a batch at a time, twice (:mod:`quilt_hf.publishing.merge`): memory holds a few dozen
+    bytes per row plus one batch, not the table.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from quilt_hf.cards import template_path
@@ -218,20 +222,19 @@ def run_publish(config: PublishConfig) -> Path:
     inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
     if not inputs:
         raise UserFacingError("--dataset: give at least one pairs table")
-    datasets: dict[str, Dataset] = {}
-    flagged_dropped = 0
+    sources: dict[str, PairSource] = {}
+    flags: dict[str, dict[str, set[str]]] = {}
     for path in inputs:
         source = Path(path)
         if not source.exists():
             raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")
         name = source.name if source.name != "pairs" else source.parent.name or "pairs"
-        while name in datasets:
+        while name in sources:
             name += "_"
-        datasets[name] = load_pairs(source)
+        sources[name] = PairSource(source)
         if config.drop_flagged:
-            datasets[name], dropped = _drop_flagged(datasets[name], source, config)
-            flagged_dropped += dropped
-    if sum(len(d) for d in datasets.values()) == 0:
+            flags[name] = _flags(source, config)
+    if sum(s.num_rows for s in sources.values()) == 0:
         raise UserFacingError(f"--dataset {inputs} has no pairs to publish; see its stats.json for the drop reasons")
     output = Path(config.output)
     recover_folder(output)
@@ -240,60 +243,48 @@ def run_publish(config: PublishConfig) -> Path:
     if output.exists() and not _is_hub_folder(output):
         raise UserFacingError(f"{output} exists and is not a Hub-layout dataset folder: refusing to replace it")
     started = time.perf_counter()
-    table, features = concat_inputs(datasets)
-    report = MergeReport(rows_in={name: len(d) for name, d in datasets.items()})
-    drops: list[dict] = []
-    table = merge_tables(
-        table,
+    features = merged_features(sources)
+    report = MergeReport()
+    plan = plan_merge(
+        sources,
         min_similarity=config.min_similarity,
         benchmark_fingerprints=_benchmark_fingerprints(config.exclude_benchmarks),
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,
         keep_release_split=config.keep_release_split,
+        flags=flags,
+        drop_flagged=config.drop_flagged,
         report=report,
-        drops=drops,
     )
-    if len(table) == 0:
+    if config.drop_flagged:
+        logger.info("dropped %d flagged pair(s) (%d flagged themselves, the rest share a flagged pair or image); "
+                    "%d left", report.flagged_dropped, report.flagged_rows, plan.kept)
+    if plan.kept == 0:
         raise UserFacingError("nothing left to publish after merging (see the drop reasons logged above)")
-    subsets = sorted(set(table.column("subset").to_pylist()))
-    provenance = {}
-    for name, dataset in datasets.items():
-        for subset in set(arrow_table(dataset).column("subset").to_pylist()) if "subset" in dataset.column_names else []:
-            provenance.setdefault(subset or name, []).append(name)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(output)
     try:
-        configs = [{"config_name": "all", "default": True, "data_files": []}]
-        splits_present = set()
-        ranges = subset_split_ranges(table)
-        table = ranges.pop("__table__")
-        needs_embedding = table_needs_embedding(table, features)
+        writer = ShardSetWriter(staging / "data", features, config.max_shard_bytes)
+        accumulator = StatsAccumulator()
+        drops = DropLog(staging / "drops.jsonl")
+        try:
+            counts = write_merged(sources, plan, features, _ConfigParts(writer), drops, accumulator)
+        finally:
+            drops.close()
+        written = writer.close()
+        subsets = sorted({subset for subset, _ in written})
+        splits_present = {split for _, split in written}
+        configs = [{"config_name": "all", "default": True,
+                    "data_files": [{"split": s, "path": f"data/*/{s}-*"} for s in SPLITS if s in splits_present]}]
         for subset in subsets:
-            data_files = []
-            for split in SPLITS:
-                start, stop = ranges.get((subset, split), (0, 0))
-                rows = table.slice(start, stop - start)  # zero-copy
-                if not len(rows):
-                    continue
-                splits_present.add(split)
-                target = staging / "data" / _config_name(subset)
-                if needs_embedding:  # image paths (a curate table on disk): let datasets read and embed them
-                    write_shards(Dataset(InMemoryTable(rows), info=DatasetInfo(features=features)), target, split,
-                                 config.max_shard_bytes)
-                else:
-                    write_table_shards(rows, features, target, split, config.max_shard_bytes)
-                data_files.append({"split": split, "path": f"data/{_config_name(subset)}/{split}-*"})
-            configs.append({"config_name": _config_name(subset), "data_files": data_files})
-        configs[0]["data_files"] = [{"split": s, "path": f"data/*/{s}-*"} for s in SPLITS if s in splits_present]
-        stats = compute_stats(table)
+            config_name = _config_name(subset)
+            configs.append({"config_name": config_name, "data_files": [
+                {"split": s, "path": f"data/{config_name}/{s}-*"} for s in SPLITS if (config_name, s) in written]})
+        stats = accumulator.result()
         merge_figures = asdict(report)
-        merge_figures["dropped_rows"] = len(drops)
-        merge_figures["flagged_dropped"] = flagged_dropped
+        merge_figures["dropped_rows"] = counts["dropped"]
         plots = write_plots(stats, staging / "stats")
         (staging / "stats.json").write_text(json.dumps({"stats": stats, "merge": merge_figures}, indent=2))
-        with (staging / "drops.jsonl").open("w", encoding="utf-8") as handle:
-            for drop in drops:
-                handle.write(json.dumps(drop, ensure_ascii=False) + "\n")
         card_data = DatasetCardData(
             pretty_name=config.pretty_name,
             license=config.license,
@@ -302,12 +293,12 @@ def run_publish(config: PublishConfig) -> Path:
             task_categories=["zero-shot-image-classification"],
             tags=["histopathology", "quilt"],
         )
-        num_rows = {s: int(pc.sum(pc.equal(table.column("split"), s)).as_py() or 0) for s in SPLITS if s in splits_present}
+        num_rows = {s: accumulator.num_rows(s) for s in SPLITS if s in splits_present}
         card = DatasetCard.from_template(
             card_data,
             template_path=str(template_path(DATASET_CARD_TEMPLATE)),
             pretty_name=config.pretty_name,
-            body=_card_body(config, subsets, stats, merge_figures, plots, provenance),
+            body=_card_body(config, subsets, stats, merge_figures, plots, plan.sources),
             num_rows=num_rows,
         )
         card.save(staging / "README.md")
@@ -318,11 +309,21 @@ def run_publish(config: PublishConfig) -> Path:
     seconds = time.perf_counter() - started
     logger.info(
         "Hub-layout dataset: %s (%s; %d rows in, %d out, %d dropped) in %.1f s",
-        output, ", ".join(f"{k}: {v}" for k, v in num_rows.items()), sum(report.rows_in.values()), len(table),
-        len(drops), seconds,
+        output, ", ".join(f"{k}: {v}" for k, v in num_rows.items()), counts["rows_in"], counts["rows_out"],
+        counts["dropped"], seconds,
     )
     if config.push:
         if not config.repo_id:
             raise UserFacingError("--push needs --repo_id org/name")
         push_folder_to_hub(output, config.repo_id)
     return output
+
+
+class _ConfigParts:
+    """Sends a subset's rows to the writer part named by its config (``data/<config>/``)."""
+
+    def __init__(self, writer: ShardSetWriter):
+        self.writer = writer
+
+    def write(self, subset: str, split: str, table) -> None:
+        self.writer.write(_config_name(subset), split, table)

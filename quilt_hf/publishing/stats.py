@@ -29,41 +29,97 @@ PLOTS = {
 
 def compute_stats(table: pa.Table) -> dict:
     """The figures the card shows, from the published table (vectorised: fast on a million rows)."""
-    per_subset: dict[str, dict[str, int]] = {}
-    counted = table.select(["subset", "split"]).group_by(["subset", "split"]).aggregate([([], "count_all")])
-    for subset, split, count in zip(*(counted.column(c).to_pylist() for c in ("subset", "split", "count_all"))):
-        per_subset.setdefault(subset, {})[split] = count
-    caption_words = np.asarray(  # words = runs of non-space characters, counted without splitting
-        pc.count_substring_regex(pc.fill_null(table.column("caption"), ""), r"\S+").to_numpy(zero_copy_only=False)
-    )
-    video = table.column("video_id")
-    has_video = pc.and_(pc.invert(pc.is_null(video)), pc.not_equal(video, ""))
-    pairs = table.select(["video_id", "image_id"]).filter(has_video).group_by(["video_id", "image_id"]).aggregate([])
-    per_video_table = pairs.group_by("video_id").aggregate([([], "count_all")])
-    per_video = per_video_table.column("count_all").to_numpy() if len(per_video_table) else np.zeros(0, np.int64)
-    pathology = Counter()
-    flat = pc.list_flatten(table.column("pathology"))
-    for value, count in zip(*_value_counts(flat)):
-        pathology[value] = count
-    magnification = Counter()
-    for value, count in zip(*_value_counts(table.column("magnification"))):
-        magnification[MAGNIFICATION_CLASSES.get(value, "not stated")] += count
-    return {
-        "rows": len(table),
-        "pairs_per_subset": per_subset,
-        "caption_words": {
-            "mean": float(caption_words.mean()) if len(caption_words) else 0.0,
-            "median": float(np.median(caption_words)) if len(caption_words) else 0.0,
-            "histogram": _histogram(caption_words, [0, 5, 10, 20, 40, 80, 160, 10**9]),
-        },
-        "videos": len(per_video),
-        "images_per_video": {
-            "mean": float(per_video.mean()) if len(per_video) else 0.0,
-            "histogram": _histogram(per_video, [1, 2, 5, 10, 20, 50, 100, 10**9]),
-        },
-        "pathology": dict(pathology.most_common()),
-        "magnification": dict(magnification),
-    }
+    accumulator = StatsAccumulator()
+    accumulator.add(table)
+    return accumulator.result()
+
+
+class StatsAccumulator:
+    """:func:`compute_stats` over a table that comes a batch at a time: per batch only counts are kept (and, per
+    row with a video, the 64-bit hashes of its video and image ids, to count distinct images per video)."""
+
+    def __init__(self):
+        self.rows = 0
+        self.per_subset: dict[str, Counter] = {}
+        self.word_counts = np.zeros(0, np.int64)  # word_counts[k]: captions of k words
+        self.video_images: list[np.ndarray] = []
+        self.pathology: Counter = Counter()
+        self.magnification: Counter = Counter()
+
+    def add(self, table: pa.Table) -> None:
+        """Count one batch (a table with the pairs columns)."""
+        from quilt_hf.publishing.hashing import string_hashes
+
+        if not len(table):
+            return
+        self.rows += len(table)
+        counted = table.select(["subset", "split"]).group_by(["subset", "split"]).aggregate([([], "count_all")])
+        for subset, split, count in zip(*(counted.column(c).to_pylist() for c in ("subset", "split", "count_all"))):
+            self.per_subset.setdefault(subset, Counter())[split] += count
+        words = np.asarray(  # words = runs of non-space characters, counted without splitting
+            pc.count_substring_regex(pc.fill_null(table.column("caption"), ""), r"\S+").to_numpy(zero_copy_only=False)
+        )
+        counts = np.bincount(words)
+        if len(counts) > len(self.word_counts):
+            counts[: len(self.word_counts)] += self.word_counts
+            self.word_counts = counts
+        else:
+            self.word_counts[: len(counts)] += counts
+        videos = string_hashes(table.column("video_id"), empty_is_missing=True)
+        images = string_hashes(table.column("image_id"))
+        has_video = videos != 0
+        if has_video.any():
+            pairs = np.unique(np.stack([videos[has_video], images[has_video]], axis=1), axis=0)
+            self.video_images.append(pairs)
+        for value, count in zip(*_value_counts(pc.list_flatten(table.column("pathology")))):
+            self.pathology[value] += count
+        for value, count in zip(*_value_counts(table.column("magnification"))):
+            self.magnification[MAGNIFICATION_CLASSES.get(value, "not stated")] += count
+
+    def num_rows(self, split: str) -> int:
+        return sum(counts.get(split, 0) for counts in self.per_subset.values())
+
+    def result(self) -> dict:
+        """The figures, in the shape of :func:`compute_stats`."""
+        if self.video_images:
+            pairs = np.unique(np.concatenate(self.video_images), axis=0)
+            per_video = np.unique(pairs[:, 0], return_counts=True)[1]
+        else:
+            per_video = np.zeros(0, np.int64)
+        total = int(self.word_counts.sum())
+        cumulative = np.cumsum(self.word_counts)
+
+        def word_count_at(position: int) -> int:  # the position-th smallest caption length (0-based)
+            return int(np.searchsorted(cumulative, position, side="right"))
+
+        if total:
+            mean = float((np.arange(len(self.word_counts)) * self.word_counts).sum() / total)
+            median = (float(word_count_at(total // 2)) if total % 2 else
+                      (word_count_at(total // 2 - 1) + word_count_at(total // 2)) / 2)
+        else:
+            mean = median = 0.0
+        return {
+            "rows": self.rows,
+            "pairs_per_subset": {s: dict(c) for s, c in self.per_subset.items()},
+            "caption_words": {
+                "mean": mean,
+                "median": median,
+                "histogram": _histogram_of_counts(self.word_counts, [0, 5, 10, 20, 40, 80, 160, 10**9]),
+            },
+            "videos": len(per_video),
+            "images_per_video": {
+                "mean": float(per_video.mean()) if len(per_video) else 0.0,
+                "histogram": _histogram(per_video, [1, 2, 5, 10, 20, 50, 100, 10**9]),
+            },
+            "pathology": dict(self.pathology.most_common()),
+            "magnification": dict(self.magnification),
+        }
+
+
+def _histogram_of_counts(counts: np.ndarray, edges: list[int]) -> dict[str, int]:
+    """:func:`_histogram` of values given as ``counts[value]``."""
+    labels = [f"{lo}-{hi - 1}" if hi < 10**9 else f">={lo}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return {label: int(counts[lo:hi].sum()) for label, lo, hi in zip(labels, edges[:-1], edges[1:])}
 
 
 def _value_counts(array) -> tuple[list, list]:

@@ -131,6 +131,84 @@ class PairTableWriter:
         self._close_writer()
 
 
+class PairSource:
+    """One pairs table on disk, read a batch at a time (nothing is memory-mapped or converted: publishing a
+    million rows holds one batch of them, not the table).
+
+    Args:
+        path (`str` or `Path`): any shape :func:`load_pairs` accepts.
+
+    Attributes:
+        features (`Features`): the table's columns.
+        num_rows (`int`): its rows.
+        bytes_per_row (`int`): uncompressed bytes of a row on average (to size batches).
+    """
+
+    def __init__(self, path: str | Path):
+        import pyarrow.parquet as pq
+        from datasets import load_from_disk
+
+        from quilt_hf.atomic import read_set_ready
+
+        self.path = Path(path)
+        read_set_ready(self.path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first
+        self.kind = "parquet"
+        if self.path.is_dir() and (self.path / "state.json").is_file():
+            dataset = load_from_disk(str(self.path))  # memory-mapped: reads the features and the file list only
+            if not isinstance(dataset, Dataset):
+                raise UserFacingError(f"{self.path}: expected one pairs table, found {type(dataset).__name__}")
+            if dataset._indices is not None:
+                raise UserFacingError(f"{self.path}: a table saved with an indices mapping; save it flattened")
+            self.kind, self.files = "arrow", [f["filename"] for f in dataset.cache_files]
+            self.features, self.num_rows = dataset.features, len(dataset)
+            self.bytes_per_row = sum(Path(f).stat().st_size for f in self.files) // max(self.num_rows, 1)
+            return
+        self.files = _parquet_files(self.path)
+        schema = pq.read_schema(self.files[0])
+        self.features = Features.from_arrow_schema(schema)
+        metadata = [pq.read_metadata(f) for f in self.files]
+        self.num_rows = sum(m.num_rows for m in metadata)
+        data_bytes = sum(m.row_group(i).total_byte_size for m in metadata for i in range(m.num_row_groups))
+        self.bytes_per_row = data_bytes // max(self.num_rows, 1)  # uncompressed: what a batch holds in memory
+
+    def iter_batches(self, columns: list[str] | None = None, batch_rows: int = 65_536):
+        """Yield the table as ``pyarrow.Table`` batches (``columns`` only, when given; each at most
+        ``batch_rows`` rows for parquet, one record batch of the file for ``save_to_disk`` tables)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        wanted = None if columns is None else [c for c in columns if c in self.features]
+        for file in self.files:
+            if self.kind == "arrow":
+                with pa.OSFile(file) as handle:  # read, not memory-mapped: pages do not stay resident
+                    reader = pa.ipc.open_stream(handle)
+                    for batch in reader:
+                        table = pa.Table.from_batches([batch])
+                        yield table.select(wanted) if wanted is not None else table
+            else:
+                parquet = pq.ParquetFile(file, pre_buffer=False)  # pre-buffering holds whole row groups
+                present = None if wanted is None else [c for c in wanted if c in parquet.schema_arrow.names]
+                for batch in parquet.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
+                    yield pa.Table.from_batches([batch])
+
+
+def _parquet_files(path: Path) -> list[str]:
+    if path.is_file() and path.suffix == ".parquet":
+        files = [str(path)]
+    elif path.is_dir():
+        files = sorted(str(p) for p in path.glob("pairs-*.parquet")) or sorted(
+            str(p) for p in path.glob("data/**/*.parquet")
+        )
+    else:
+        files = []
+    if not files:
+        raise UserFacingError(
+            f"--dataset {path}: not a pairs table (expected the output of `quilt curate`, `quilt import`, "
+            "a Hub-layout folder or a parquet file)"
+        )
+    return files
+
+
 def load_pairs(path: str | Path) -> Dataset:
     """Load a pairs table from any of its shapes: a ``save_to_disk`` folder (``quilt curate``), a folder of
     parquet shards (``quilt import``), a Hub-layout folder, or one parquet file.
@@ -149,17 +227,5 @@ def load_pairs(path: str | Path) -> Dataset:
         if not isinstance(pairs, Dataset):
             raise UserFacingError(f"{path}: expected one pairs table, found {type(pairs).__name__}")
         return pairs
-    if path.is_file() and path.suffix == ".parquet":
-        files = [str(path)]
-    elif path.is_dir():
-        files = sorted(str(p) for p in path.glob("pairs-*.parquet")) or sorted(
-            str(p) for p in path.glob("data/**/*.parquet")
-        )
-    else:
-        files = []
-    if not files:
-        raise UserFacingError(
-            f"--dataset {path}: not a pairs table (expected the output of `quilt curate`, `quilt import`, "
-            "a Hub-layout folder or a parquet file)"
-        )
+    files = _parquet_files(path)
     return load_dataset("parquet", data_files=files, split="train")

@@ -97,3 +97,35 @@ def test_publish_embeds_images_that_a_pairs_table_holds_as_paths(tmp_path):
     loaded = [r for split in load_dataset(str(folder)).values() for r in split]
     assert sorted(r["caption"] for r in loaded) == [f"caption {k}" for k in range(4)]
     assert all(r["image"].size == (10, 12) for r in loaded)
+
+
+def test_shard_set_writer_bounds_its_buffers_and_keeps_every_row(tmp_path, monkeypatch):
+    """Rows for many (part, split) pairs arrive interleaved: buffers stay under the cap, shards get -of-N names,
+    and every row is written once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Features, Value
+
+    from quilt_hf.publishing.hub import ShardSetWriter
+
+    features = Features({"caption": Value("string"), "n": Value("int64")})
+    writer = ShardSetWriter(tmp_path / "data", features, max_shard_bytes=40_000)
+    monkeypatch.setattr(ShardSetWriter, "MAX_BUFFERED_BYTES", 50_000)
+    peak = 0
+    for batch in range(20):
+        for part in range(12):
+            rows = range(batch * 1000 + part * 50, batch * 1000 + part * 50 + 50)
+            table = pa.Table.from_pydict({"caption": [f"caption {i} " * 3 for i in rows], "n": list(rows)},
+                                         schema=features.arrow_schema)
+            writer.write(f"p{part % 6}", ("train", "test")[part % 2], table)
+            peak = max(peak, sum(writer._buffered_bytes.values()))
+    written = writer.close()
+    assert peak <= 50_000
+    assert sum(written.values()) == 20 * 12 * 50
+    numbers = []
+    for shard in sorted((tmp_path / "data").rglob("*.parquet")):
+        assert "-of-" in shard.name
+        numbers += pq.read_table(shard).column("n").to_pylist()
+    assert sorted(numbers) == [b * 1000 + p * 50 + i for b in range(20) for p in range(12) for i in range(50)]
+    assert not list((tmp_path / "data").rglob("*.partial"))
+    assert len(list((tmp_path / "data" / "p0").glob("train-*.parquet"))) > 1  # shards rolled at max_shard_bytes

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from _release_fixtures import ORPHAN, ROWS, VIDEO_IMAGE, make_release
 
@@ -138,6 +139,7 @@ def test_image_caption_folder_and_tables_keep_subset_and_provenance(tmp_path):
     # JSONL with a URL (never fetched; found in the given cache), a relative path and a broken image.
     (tmp_path / "cache").mkdir()
     _jpeg_file(tmp_path / "cache" / "fig1.jpg", 3)
+    (tmp_path / "cache" / "manifest.csv").write_text("url,path\nhttps://www.ncbi.nlm.nih.gov/pmc/fig1.jpg?x=1,fig1.jpg\n")
     _jpeg_file(tmp_path / "local.jpg", 4)
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     lines = [{"url": "https://www.ncbi.nlm.nih.gov/pmc/fig1.jpg?x=1", "text": "PMC figure"},
@@ -169,3 +171,60 @@ def test_any_datasets_dataset_with_an_image_and_a_text_column(tmp_path):
     assert pairs["caption"] == ["one", "two"] and pairs["subset"] == ["ds", "ds"]
     with pytest.raises(UserFacingError, match="no column"):
         run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="image", output=str(tmp_path / "x")))
+
+
+def test_url_cache_matches_the_full_url_not_the_file_name(tmp_path):
+    """Four URLs end in fig1.jpg; each finds its own download (manifest, img2dataset sidecar, SHA-256 name) or none."""
+    import hashlib
+
+    from PIL import Image
+
+    cache = tmp_path / "cache"
+    (cache / "00000").mkdir(parents=True)
+    sizes = {}
+
+    def jpeg(path, width):
+        Image.fromarray(np.full((8, width, 3), 90, np.uint8)).save(path, format="JPEG")
+        sizes[path.name] = width
+
+    urls = [f"https://{host}.org/figures/fig1.jpg" for host in ("manifest", "img2dataset", "sha", "missing")]
+    jpeg(cache / "fig1.jpg", 10)  # the manifest's file for the first URL, under the shared file name
+    (cache / "manifest.jsonl").write_text(json.dumps({"url": urls[0], "path": "fig1.jpg"}) + "\n")
+    jpeg(cache / "00000" / "000000001.jpg", 20)  # img2dataset: <key>.jpg + <key>.json
+    (cache / "00000" / "000000001.json").write_text(json.dumps({"url": urls[1], "status": "success", "key": "000000001"}))
+    jpeg(cache / (hashlib.sha256(urls[2].encode()).hexdigest() + ".jpg"), 30)
+    (tmp_path / "t.csv").write_text("image,caption\n" + "".join(f"{u},caption {i}\n" for i, u in enumerate(urls)))
+    result = run_import(ImportConfig(format="table", source=str(tmp_path / "t.csv"), url_cache=str(cache),
+                                     output=str(tmp_path / "out")))
+    assert (result.rows_out, result.drops) == (3, {"url_not_fetched": 1})  # the 4th URL was never downloaded
+    pairs = load_pairs(tmp_path / "out")
+    assert [image.size[0] for image in pairs["image"]] == [10, 20, 30]
+    assert pairs["caption"] == ["caption 0", "caption 1", "caption 2"]
+
+
+def test_hf_import_takes_every_split_unless_one_is_named(tmp_path):
+    from datasets import Dataset, DatasetDict, Features, Image, Value
+    from factories import histology_like_image
+    from PIL import Image as PILImage
+
+    features = Features({"img": Image(), "text": Value("string")})
+
+    def part(seeds):
+        return Dataset.from_dict({"img": [PILImage.fromarray(histology_like_image(s, (16, 16))) for s in seeds],
+                                  "text": [f"caption {s}" for s in seeds]}, features=features)
+
+    DatasetDict({"train": part([1, 2]), "validation": part([3]), "test": part([4, 5])}).save_to_disk(str(tmp_path / "ds"))
+    result = run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="img", text_column="text",
+                                     output=str(tmp_path / "all")))
+    assert result.rows_in == result.rows_out == 5
+    pairs = load_pairs(tmp_path / "all")
+    assert sorted(zip(pairs["split"], pairs["caption"])) == [
+        ("test", "caption 4"), ("test", "caption 5"), ("train", "caption 1"), ("train", "caption 2"),
+        ("validation", "caption 3")]
+    assert "ds/test:1" in pairs["provenance"]
+    run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="img", text_column="text",
+                            split="test", output=str(tmp_path / "test")))
+    assert load_pairs(tmp_path / "test")["caption"] == ["caption 4", "caption 5"]
+    with pytest.raises(UserFacingError, match="has the splits"):
+        run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="img", text_column="text",
+                                split="dev", output=str(tmp_path / "dev")))

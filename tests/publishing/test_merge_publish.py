@@ -190,3 +190,93 @@ def test_shards_are_bounded(tmp_path):
                                     val_fraction=0.0))
     shards = sorted((out / "data" / "quilt").glob("*.parquet"))
     assert len(shards) == 2 and sum(pq.read_metadata(s).num_rows for s in shards) == 2
+
+
+def test_flags_follow_rows_merged_as_duplicates(tmp_path):
+    """A flag on one row of a merged pair drops the whole pair; an image flag drops every caption of the merged
+    image; each dropped row is counted with its reason (rows in = rows out + drops)."""
+    from quilt_hf.flags import add_flag, default_flags_path
+
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    a, b, c = (histology_like_image(seed, (96, 96)) for seed in (11, 12, 13))
+    files = {
+        "a.jpg": _jpeg(Image.fromarray(a)),
+        "a_recoloured.jpg": _jpeg(ImageEnhance.Brightness(Image.fromarray(a)).enhance(1.08), quality=70),
+        "a_reencoded.jpg": _jpeg(Image.fromarray(a), quality=60),
+        "b.jpg": _jpeg(Image.fromarray(b)),
+        "b_resized.jpg": _jpeg(Image.fromarray(b).resize((48, 48))),
+        "c.jpg": _jpeg(Image.fromarray(c)),
+    }
+    captions = ["caption A", "caption A", "caption B", "caption C", "caption D", "caption E"]
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "t.csv").write_text("image,caption\n" + "".join(f"{n},{c}\n" for n, c in zip(files, captions)))
+    run_import(ImportConfig(format="table", source=str(folder / "t.csv"), output=str(tmp_path / "pairs")))
+    flags = default_flags_path(tmp_path / "pairs")
+    add_flag(flags, image_id="a_recoloured", caption="caption A", reason="wrong_text")  # the pair (a, caption A)
+    add_flag(flags, image_id="b_resized", caption="caption D", reason="not_histology")  # the image b, all captions
+
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub"), val_fraction=0.0,
+                                    drop_flagged=True))
+    kept = load_dataset(str(out), split="train")
+    assert sorted(kept["caption"]) == ["caption B", "caption E"]
+    assert kept[kept["caption"].index("caption B")]["image_id"] == "a"  # merged into the group's first image
+    drops = sorted((d["image_id"], d["reason"]) for d in map(json.loads, (out / "drops.jsonl").read_text().splitlines()))
+    assert drops == [("a", "flagged:wrong_text"), ("a_recoloured", "flagged:wrong_text"),
+                     ("b", "flagged:not_histology"), ("b_resized", "flagged:not_histology")]
+    merge = json.loads((out / "stats.json").read_text())["merge"]
+    assert (merge["flagged_rows"], merge["flagged_dropped"], merge["dropped_rows"]) == (2, 4, 4)
+    assert sum(merge["rows_in"].values()) == 6
+
+    # Without --drop_flagged the flags change nothing: only the repeated pair (a, caption A) is merged away.
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "all"), val_fraction=0.0))
+    assert len(load_dataset(str(out), split="train")) == 5
+
+
+@pytest.mark.slow
+def test_publish_memory_is_flat_in_the_rows(tmp_path):
+    """Peak memory of publishing 500K text-only rows stays within 1.25x of publishing 50K (the same code paths as
+    a release import: parquet shards in, Hub-layout folder out)."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from quilt_hf.publishing.tables import pair_features
+
+    features = pair_features()
+    schema = features.arrow_schema
+
+    def table(rows: int, folder):
+        folder.mkdir()
+        for start in range(0, rows, 100_000):
+            index = range(start, min(rows, start + 100_000))
+            values = {
+                "caption": [f"caption {i}: a field of tissue with atypical nuclei" for i in index],
+                "image_id": [f"img{i // 3}" for i in index],  # three captions per image
+                "video_id": [f"v{i % 997:010d}" if i % 4 == 0 else "" for i in index],
+                "subset": [("quilt", "openpath", "pubmed", "laion")[i % 4] for i in index],
+                "split": ["train" if i % 10 else "val" for i in index],
+                "pathology": [["Breast"] for _ in index],
+                "magnification": [i % 3 for _ in [0] for i in index],
+            }
+            columns = [pa.array(values[f.name], f.type) if f.name in values else pa.nulls(len(index), f.type)
+                       for f in schema]
+            pa.parquet.write_table(pa.Table.from_arrays(columns, schema=schema), folder / f"pairs-{start:08d}.parquet")
+
+    def peak_mb(rows: int) -> int:
+        table(rows, tmp_path / f"in{rows}")
+        code = ("import resource; from quilt_hf.publishing.publish import PublishConfig, run_publish; "
+                f"run_publish(PublishConfig(dataset=[{str(tmp_path / f'in{rows}')!r}], output={str(tmp_path / f'out{rows}')!r}, "
+                "keep_release_split=True)); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split()[-1])
+
+    import pyarrow.parquet  # noqa: F401  (pa.parquet)
+
+    small, large = peak_mb(50_000), peak_mb(500_000)
+    assert large <= 1.25 * small, f"peak memory grew from {small} MB to {large} MB with 10x the rows"
+    stats = json.loads((tmp_path / "out500000" / "stats.json").read_text())
+    assert stats["stats"]["rows"] + stats["merge"]["dropped_rows"] == 500_000
