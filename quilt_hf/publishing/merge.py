@@ -18,6 +18,7 @@ from datasets import Dataset, Features, Value
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import (
     DEFAULT_MIN_SIMILARITY,
+    combine_groups,
     content_hash,
     fingerprint,
     matches_any,
@@ -39,6 +40,7 @@ class MergeReport:
     images: int = 0
     exact_duplicate_images: int = 0
     near_duplicate_images: int = 0
+    embedding_duplicate_images: int = 0  # of near_duplicate_images, merged only by --dedup_model's embeddings
     duplicate_pairs_dropped: int = 0
     contaminated_rows: dict[str, int] = field(default_factory=dict)
     contaminated_images: dict[str, int] = field(default_factory=dict)
@@ -267,6 +269,8 @@ def merge_tables(
     keep_release_split: bool = False,
     report: MergeReport,
     drops: list[dict],
+    embedder=None,
+    embedding_threshold: float | None = None,
 ) -> pa.Table:
     """Deduplicate, decontaminate and split one concatenated table; returns the table to publish.
 
@@ -279,6 +283,14 @@ def merge_tables(
     keys, first_rows, fingerprints = image_keys(table)
     report.images = len(first_rows)
     groups = near_duplicate_groups(fingerprints, min_similarity) if first_rows else np.zeros(0, np.int64)
+    if embedder is not None and first_rows:  # optional: embedding similarity on top of the fingerprint
+        from quilt_hf.publishing.embedding_dedup import DEFAULT_EMBEDDING_THRESHOLD, embedding_groups
+
+        threshold = DEFAULT_EMBEDDING_THRESHOLD if embedding_threshold is None else embedding_threshold
+        combined = combine_groups(groups, embedding_groups(table, first_rows, embedder, threshold))
+        report.embedding_duplicate_images = int((combined != np.arange(len(combined))).sum()
+                                                - (groups != np.arange(len(groups))).sum())
+        groups = combined
     has_image = keys >= 0
     report.exact_duplicate_images = int(has_image.sum()) - len(first_rows) if first_rows else 0
     report.near_duplicate_images = int((groups != np.arange(len(groups))).sum())
