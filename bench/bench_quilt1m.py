@@ -9,10 +9,10 @@ Figures (goals from issue 11):
   synthetic H&E-like fields) read in place, rows/s;
 - duplicates: planted copies (exact, re-encoded q=60, resized 1/2, cropped 2-3 px, colour-jittered) of some
   images among distinct ones: recall (goal >= 0.98) and false merges among distinct images (goal 0), with the
-  exact search and with the faiss IVF index (``method="ann"``);
+  exact search and with the faiss HNSW graph (``method="ann"``);
 - near-duplicate search scaling: synthetic 16x16 fingerprints (random fields with a natural-image 1/f spectrum,
   plus planted copies at cosine 0.86-0.995) at 2K and larger N: seconds (wall and CPU) of the exact search and
-  of the IVF index, and the index's recall of the exact search's pairs (it cannot add a pair: scores are exact);
+  of the HNSW graph, and the graph's recall of the exact search's pairs (it cannot add a pair: scores are exact);
 - optional embedding similarity (``--dedup_model``, default the offline QuiltNet demo model when present): per
   kind of planted copy the lowest copy-to-original cosine, the highest cosine between distinct images, and
   recall / false merges at the default threshold: whether the model separates copies from distinct images.
@@ -321,7 +321,7 @@ def synthetic_fingerprints(distinct: int, copies: int, seed: int = 0) -> tuple[n
 
 
 def search_scaling(size: int, run_exact: bool) -> dict:
-    """Exact search vs the IVF index on ``size`` synthetic fingerprints (5% of them planted copies)."""
+    """Exact search vs the HNSW graph on ``size`` synthetic fingerprints (5% of them planted copies)."""
     from quilt_hf.publishing.similarity import ann_pairs, exact_pairs
 
     copies = max(1, size // 20)
@@ -381,7 +381,7 @@ def dedup_figures(args, results: dict) -> None:
     model = args.dedup_model or (str(offline_model_path("clip") or "") or None)
     embedder = ImageEmbedder(model).load() if model and model != "none" else None
     quality = dedup_quality(realish_images(args.images, seed=1), args.planted, embedder)
-    for label, figures in (("exact search", quality["ours"]), ("faiss IVF index", quality["ours_ann"])):
+    for label, figures in (("exact search", quality["ours"]), ("faiss HNSW graph", quality["ours_ann"])):
         print(f"[dedup, {quality['images']} distinct images + {quality['copies']} planted copies] ours, {label}: "
               f"recall {figures['recall']:.3f} ({', '.join(f'{k} {v:.2f}' for k, v in figures['per_kind'].items())}), "
               f"false merges {figures['false_merges']}, {figures['seconds']:.1f} s", flush=True)
@@ -406,11 +406,11 @@ def dedup_figures(args, results: dict) -> None:
         figures = search_scaling(size, size <= args.exact_max)
         results["search_scaling"].append(figures)
         line = (f"[near-duplicate search, {size:,} synthetic fingerprints, {figures['planted']:,} planted copies] "
-                f"faiss IVF: {figures['ann_seconds']:.1f} s wall, {figures['ann_cpu_seconds']:.1f} CPU-s, planted "
+                f"faiss HNSW: {figures['ann_seconds']:.1f} s wall, {figures['ann_cpu_seconds']:.1f} CPU-s, planted "
                 f"recall {figures['ann_planted_recall']:.4f}")
         if "exact_seconds" in figures:
             line += (f"; exact: {figures['exact_seconds']:.1f} s wall, {figures['exact_cpu_seconds']:.1f} CPU-s, "
-                     f"planted recall {figures['exact_planted_recall']:.4f}; index/exact: pair recall "
+                     f"planted recall {figures['exact_planted_recall']:.4f}; graph/exact: pair recall "
                      f"{figures['ann_recall_of_exact']:.4f}, pairs not in exact {figures['ann_pairs_not_in_exact']}, "
                      f"speed-up {figures['exact_seconds'] / figures['ann_seconds']:.1f}x wall")
         else:

@@ -4,8 +4,8 @@ Each distinct image is embedded by the vision tower of a CLIP-like model (anythi
 :func:`quilt_hf.evaluation.adapters.load_model` loads: a transformers ``CLIPModel`` folder or Hub name such as the
 QuiltNet checkpoint ``quilt train`` writes, a ``CustomTextCLIPModel``, or ``open_clip:...``), L2-normalised, and
 two images whose embeddings have a cosine of at least ``--dedup_embedding_threshold`` are merged, through the
-same search as the fingerprints (:func:`quilt_hf.publishing.dedup.near_duplicate_groups`: exact, or a faiss IVF
-index at release scale). The groups are joined with the fingerprint's (:func:`~quilt_hf.publishing.dedup.combine_groups`).
+same search as the fingerprints (:func:`quilt_hf.publishing.dedup.near_duplicate_groups`: exact, or a faiss HNSW
+graph at release scale). The groups are joined with the fingerprint's (:func:`~quilt_hf.publishing.dedup.combine_groups`).
 
 Choosing the threshold: it depends on the model. Embed a few hundred of your images and copies of them made the
 way duplicates arise in your sources (re-encoded, resized, cropped, recoloured), and take a threshold between

@@ -75,3 +75,10 @@ def test_near_duplicate_groups_agree_between_exact_and_index_search():
     assert (exact[copies] == source).all()
     assert (ann[copies] == source).mean() >= 0.98
     assert (ann[:3000] == np.arange(3000)).all(), "no distinct vectors merged"
+
+
+def test_exact_search_in_small_tiles_finds_the_same_pairs():
+    vectors, _ = _planted_vectors(distinct=500, copies=40)
+    whole = exact_pairs(vectors, 0.85)
+    tiled = exact_pairs(vectors, 0.85, block=64, column_block=100)
+    assert set(zip(*map(list, whole))) == set(zip(*map(list, tiled))) and len(whole[0]) >= 40
