@@ -15,9 +15,9 @@ as 31 bits), so it is not used. Flat images (no texture: blank slides) have no f
 when their bytes are identical.
 
 Search (:mod:`quilt_hf.publishing.similarity`): exact (blocks of fingerprints multiplied together) up to
-50,000 distinct images, above that a faiss HNSW graph with exact scores (each image's 10 nearest neighbours,
-kept at or above the threshold: about ``n log n`` instead of ``n * n``; it may miss a pair, never adds one below
-the threshold; recall against the exact search is measured in ``bench/bench_quilt1m.py``). Pairs become groups
+50,000 distinct images, above that a faiss HNSW graph on the fingerprints' first 32 principal components (each
+image's 10 nearest neighbours, kept when their full fingerprints are at or above the threshold: about
+``n log n`` instead of ``n * n``; it may miss a pair, never adds one below the threshold; recall against the exact search is measured in ``bench/bench_quilt1m.py``). Pairs become groups
 by connected components.
 
 Optional embedding similarity (:mod:`quilt_hf.publishing.embedding_dedup`): images embedded by a CLIP-like
