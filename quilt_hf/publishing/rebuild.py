@@ -317,6 +317,8 @@ def run_rebuild(config: RebuildConfig) -> dict:
 
     histology = config.histology or "none"
     histology_filter(histology)  # a broken model fails the run here, before any video
+    if config.isolate:
+        _CLASSIFIERS.pop(histology, None)  # the worker loads its own; this process no longer needs it
     recon_rows = _read_csv(Path(config.recon), RECON_COLUMNS, "recon")
     data_rows = _read_csv(Path(config.data), DATA_COLUMNS, "data")
     videos = find_videos(Path(config.videos))
