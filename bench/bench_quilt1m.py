@@ -8,16 +8,25 @@ Figures (goals from issue 11):
 - import + publish with images: a zip part of real-ish images (tiles of the demo corpus's histology frames plus
   synthetic H&E-like fields) read in place, rows/s;
 - duplicates: planted copies (exact, re-encoded q=60, resized 1/2, cropped 2-3 px, colour-jittered) of some
-  images among distinct ones: recall (goal >= 0.98) and false merges among distinct images (goal 0).
+  images among distinct ones: recall (goal >= 0.98) and false merges among distinct images (goal 0), with the
+  exact search and with the faiss HNSW graph (``method="ann"``);
+- near-duplicate search scaling: synthetic 16x16 fingerprints (random fields with a natural-image 1/f spectrum,
+  plus planted copies at cosine 0.86-0.995) at 2K and larger N: seconds (wall and CPU) of the exact search and
+  of the HNSW graph, and the graph's recall of the exact search's pairs (it cannot add a pair: scores are exact);
+- optional embedding similarity (``--dedup_model``, default the offline QuiltNet demo model when present): per
+  kind of planted copy the lowest copy-to-original cosine, the highest cosine between distinct images, and
+  recall / false merges at the default threshold: whether the model separates copies from distinct images.
 
 Peers, measured in the same run on the same files: for import, what a user would otherwise write
 (``pandas.read_csv`` + ``ast.literal_eval`` on the list columns, then ``DataFrame.to_parquet``); for duplicates,
-``imagehash.phash`` (64-bit DCT hash) at Hamming distance <= 10 (when imagehash is installed).
+``imagehash.phash`` (64-bit DCT hash) at Hamming distance <= 10 (when imagehash is installed); for the search,
+the exact search (numpy blocks, the reference) run on the same fingerprints.
 
 Each measured step runs in its own process so its peak resident memory is its own. Timings on a shared machine
 are noisy.
 
-Run: ``.venv/bin/python bench/bench_quilt1m.py [--rows 1000000] [--images 2000]``; ``--smoke`` for a tiny run.
+Run: ``.venv/bin/python bench/bench_quilt1m.py [--rows 1000000] [--images 2000] [--scale_sizes 2000 50000 200000]
+[--dedup_model M|none]``; ``--smoke`` for a tiny run; ``--only_dedup`` skips the import/publish figures.
 """
 
 from __future__ import annotations
@@ -206,7 +215,7 @@ def planted_copies(image: np.ndarray) -> dict[str, bytes]:
     }
 
 
-def dedup_quality(images: list[np.ndarray], planted: int) -> dict:
+def dedup_quality(images: list[np.ndarray], planted: int, embedder=None) -> dict:
     from quilt_hf.publishing.dedup import fingerprint, near_duplicate_groups
 
     blobs, truth, kinds = [], [], []
@@ -233,9 +242,15 @@ def dedup_quality(images: list[np.ndarray], planted: int) -> dict:
         return {"recall": found / len(copies), "per_kind": per_kind, "false_merges": false_merges}
 
     started = time.perf_counter()
-    ours = score(near_duplicate_groups([fingerprint(b) for b in blobs]))
+    prints = [fingerprint(b) for b in blobs]
+    ours = score(near_duplicate_groups(prints, method="exact"))
     ours["seconds"] = time.perf_counter() - started
-    result = {"ours": ours, "images": len(images), "copies": len(blobs) - len(images)}
+    started = time.perf_counter()
+    ann = score(near_duplicate_groups(prints, method="ann"))
+    ann["seconds"] = time.perf_counter() - started
+    result = {"ours": ours, "ours_ann": ann, "images": len(images), "copies": len(blobs) - len(images)}
+    if embedder is not None:
+        result["embedding"] = embedding_quality(blobs, truth, kinds, embedder, score)
     try:
         import imagehash
         from PIL import Image
@@ -257,6 +272,88 @@ def dedup_quality(images: list[np.ndarray], planted: int) -> dict:
     return result
 
 
+def embedding_quality(blobs: list[bytes], truth: np.ndarray, kinds: list[str], embedder, score) -> dict:
+    """What ``--dedup_model`` gives on the planted set: copy vs distinct cosines, and groups at the default
+    threshold (exact search)."""
+    from quilt_hf.publishing.dedup import near_duplicate_groups
+    from quilt_hf.publishing.embedding_dedup import DEFAULT_EMBEDDING_THRESHOLD
+
+    started, cpu = time.perf_counter(), time.process_time()
+    vectors: list = []
+    for start in range(0, len(blobs), embedder.batch_size):
+        vectors += embedder.embed(blobs[start : start + embedder.batch_size])
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    matrix = np.stack(vectors)
+    original = {int(t): i for i, (t, k) in enumerate(zip(truth, kinds)) if k == "original"}
+    lowest = {}
+    for kind in ("exact", "reencoded", "resized", "cropped", "jittered"):
+        members = [i for i, k in enumerate(kinds) if k == kind]
+        lowest[kind] = float(min(matrix[i] @ matrix[original[int(truth[i])]] for i in members))
+    rows = np.array(sorted(original.values()))
+    distinct = matrix[rows] @ matrix[rows].T
+    np.fill_diagonal(distinct, -1.0)
+    at_default = score(near_duplicate_groups(vectors, DEFAULT_EMBEDDING_THRESHOLD, method="exact"))
+    return {"model": embedder.model, "seconds": seconds, "cpu_seconds": cpu, "images_per_second": len(blobs) / seconds,
+            "lowest_copy_cosine": lowest, "highest_distinct_cosine": float(distinct.max()),
+            "separable": min(lowest.values()) > float(distinct.max()),
+            "threshold": DEFAULT_EMBEDDING_THRESHOLD, "at_threshold": at_default}
+
+
+def synthetic_fingerprints(distinct: int, copies: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``distinct`` random 16x16 fields with a 1/f amplitude spectrum (as natural images have), each minus its
+    mean and unit length like :func:`~quilt_hf.publishing.dedup.fingerprint`, then ``copies`` copies of the first
+    ones at a cosine drawn uniformly in [0.86, 0.995] to their original. Returns the vectors and, per copy, its
+    original's row."""
+    rng = np.random.default_rng(seed)
+    frequency = np.fft.fftfreq(16)
+    radius = np.hypot(frequency[:, None], frequency[None, :])
+    radius[0, 0] = 1.0
+
+    def fields(count: int) -> np.ndarray:
+        out = np.empty((count, 256), np.float32)
+        for start in range(0, count, 50_000):
+            n = min(50_000, count - start)
+            spectrum = (rng.normal(size=(n, 16, 16)) + 1j * rng.normal(size=(n, 16, 16))) / radius
+            x = np.fft.ifft2(spectrum).real.reshape(n, 256)
+            x -= x.mean(axis=1, keepdims=True)
+            out[start : start + n] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+    base = fields(distinct)
+    source = np.arange(copies) % distinct
+    noise = fields(copies)
+    noise -= (noise * base[source]).sum(axis=1, keepdims=True) * base[source]  # orthogonal to the original
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    cosine = rng.uniform(0.86, 0.995, (copies, 1)).astype(np.float32)
+    copy = cosine * base[source] + np.sqrt(1 - cosine**2) * noise
+    return np.concatenate([base, copy.astype(np.float32)]), source
+
+
+def search_scaling(size: int, run_exact: bool) -> dict:
+    """Exact search vs the HNSW graph on ``size`` synthetic fingerprints (5% of them planted copies)."""
+    from quilt_hf.publishing.similarity import ann_pairs, exact_pairs
+
+    copies = max(1, size // 20)
+    vectors, source = synthetic_fingerprints(size - copies, copies)
+    result: dict = {"size": size, "planted": copies}
+
+    def timed(function) -> tuple[set, float, float]:
+        started, cpu = time.perf_counter(), time.process_time()
+        first, second = function(vectors, 0.85)
+        return set(zip(first.tolist(), second.tolist())), time.perf_counter() - started, time.process_time() - cpu
+
+    planted = {(int(s), size - copies + k) for k, s in enumerate(source.tolist())}
+    ann, result["ann_seconds"], result["ann_cpu_seconds"] = timed(ann_pairs)
+    result["ann_planted_recall"] = len(ann & planted) / len(planted)
+    if run_exact:
+        exact, result["exact_seconds"], result["exact_cpu_seconds"] = timed(exact_pairs)
+        result["exact_pairs"] = len(exact)
+        result["exact_planted_recall"] = len(exact & planted) / len(planted)
+        result["ann_recall_of_exact"] = len(ann & exact) / max(1, len(exact))
+        result["ann_pairs_not_in_exact"] = len(ann - exact)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="lookup rows for the text-only import/publish")
@@ -264,10 +361,73 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--planted", type=int, default=200, help="images that get 5 planted copies each")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one table size: well under a minute")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--scale_sizes", type=int, nargs="+", default=[2000, 50_000, 200_000],
+                        help="synthetic fingerprint counts for the exact-vs-index search timing")
+    parser.add_argument("--exact_max", type=int, default=60_000, help="largest size the exact search is timed at")
+    parser.add_argument("--dedup_model", default=None,
+                        help="CLIP-like model for the embedding-similarity figures (default: the offline QuiltNet "
+                             "demo model when present); 'none' to skip")
+    parser.add_argument("--only_dedup", action="store_true", help="only the duplicate and search figures")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.rows, args.images, args.planted = 5_000, 40, 10
+        args.rows, args.images, args.planted, args.scale_sizes = 5_000, 40, 10, [2000, 5000]
     results: dict = {}
+    if not args.only_dedup:  # first: a child's peak RSS counts its parent's at the fork (Linux), so no model yet
+        release_figures(args, results)
+    dedup_figures(args, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def dedup_figures(args, results: dict) -> None:
+    import torch
+
+    from quilt_hf.models import offline_model_path
+    from quilt_hf.publishing.embedding_dedup import ImageEmbedder
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model = args.dedup_model or (str(offline_model_path("clip") or "") or None)
+    embedder = ImageEmbedder(model).load() if model and model != "none" else None
+    quality = dedup_quality(realish_images(args.images, seed=1), args.planted, embedder)
+    for label, figures in (("exact search", quality["ours"]), ("faiss HNSW graph", quality["ours_ann"])):
+        print(f"[dedup, {quality['images']} distinct images + {quality['copies']} planted copies] ours, {label}: "
+              f"recall {figures['recall']:.3f} ({', '.join(f'{k} {v:.2f}' for k, v in figures['per_kind'].items())}), "
+              f"false merges {figures['false_merges']}, {figures['seconds']:.1f} s", flush=True)
+    peer = quality["imagehash_phash_le10"]
+    if isinstance(peer, dict):
+        print(f"  peer imagehash.phash <= 10 bits: recall {peer['recall']:.3f} "
+              f"({', '.join(f'{k} {v:.2f}' for k, v in peer['per_kind'].items())}), false merges "
+              f"{peer['false_merges']}, {peer['seconds']:.1f} s")
+    else:
+        print(f"  peer imagehash: {peer}")
+    if "embedding" in quality:
+        e = quality["embedding"]
+        print(f"[embedding similarity, {e['model']}] {e['images_per_second']:.1f} images/s wall "
+              f"({e['cpu_seconds']:.1f} CPU-s); lowest copy cosine "
+              f"{', '.join(f'{k} {v:.4f}' for k, v in e['lowest_copy_cosine'].items())}; highest distinct cosine "
+              f"{e['highest_distinct_cosine']:.4f}: {'separable' if e['separable'] else 'NOT separable by any threshold'}; "
+              f"at threshold {e['threshold']}: recall {e['at_threshold']['recall']:.3f}, false merges "
+              f"{e['at_threshold']['false_merges']}", flush=True)
+    results["dedup"] = quality
+    results["search_scaling"] = []
+    for size in args.scale_sizes:
+        figures = search_scaling(size, size <= args.exact_max)
+        results["search_scaling"].append(figures)
+        line = (f"[near-duplicate search, {size:,} synthetic fingerprints, {figures['planted']:,} planted copies] "
+                f"faiss HNSW: {figures['ann_seconds']:.1f} s wall, {figures['ann_cpu_seconds']:.1f} CPU-s, planted "
+                f"recall {figures['ann_planted_recall']:.4f}")
+        if "exact_seconds" in figures:
+            line += (f"; exact: {figures['exact_seconds']:.1f} s wall, {figures['exact_cpu_seconds']:.1f} CPU-s, "
+                     f"planted recall {figures['exact_planted_recall']:.4f}; graph/exact: pair recall "
+                     f"{figures['ann_recall_of_exact']:.4f}, pairs not in exact {figures['ann_pairs_not_in_exact']}, "
+                     f"speed-up {figures['exact_seconds'] / figures['ann_seconds']:.1f}x wall")
+        else:
+            line += " (exact not run at this size: quadratic)"
+        print(line, flush=True)
+
+
+def release_figures(args, results: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_quilt1m_") as tmp:
         tmp = Path(tmp)
         small = max(1000, args.rows // 10)
@@ -314,23 +474,6 @@ def main(argv: list[str] | None = None) -> int:
               f"({memory(published)}); rows out {published['rows_out']} + drops "
               f"{published['dropped'] + imported['drops']} of {image_rows}", flush=True)
         results["with_images"] = {"import": imported, "publish": published}
-
-        quality = dedup_quality(realish_images(args.images, seed=1), args.planted)
-        ours = quality["ours"]
-        print(f"[dedup, {quality['images']} distinct images + {quality['copies']} planted copies] ours: recall "
-              f"{ours['recall']:.3f} ({', '.join(f'{k} {v:.2f}' for k, v in ours['per_kind'].items())}), false merges "
-              f"{ours['false_merges']}, {ours['seconds']:.1f} s", flush=True)
-        peer = quality["imagehash_phash_le10"]
-        if isinstance(peer, dict):
-            print(f"  peer imagehash.phash <= 10 bits: recall {peer['recall']:.3f} "
-                  f"({', '.join(f'{k} {v:.2f}' for k, v in peer['per_kind'].items())}), false merges "
-                  f"{peer['false_merges']}, {peer['seconds']:.1f} s")
-        else:
-            print(f"  peer imagehash: {peer}")
-        results["dedup"] = quality
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,8 +14,15 @@ separated these worse on histology textures (distinct patches as close as 14 bit
 as 31 bits), so it is not used. Flat images (no texture: blank slides) have no fingerprint and are merged only
 when their bytes are identical.
 
-Search is exact: blocks of fingerprints multiplied together (quadratic in the number of distinct images; about
-10,000 images take seconds; for the full release, run it per subset first or bring an ANN index).
+Search (:mod:`quilt_hf.publishing.similarity`): exact (blocks of fingerprints multiplied together) up to
+50,000 distinct images, above that a faiss HNSW graph on the fingerprints' first 32 principal components (each
+image's 10 nearest neighbours, kept when their full fingerprints are at or above the threshold: about
+``n log n`` instead of ``n * n``; it may miss a pair, never adds one below the threshold; recall against the exact search is measured in ``bench/bench_quilt1m.py``). Pairs become groups
+by connected components.
+
+Optional embedding similarity (:mod:`quilt_hf.publishing.embedding_dedup`): images embedded by a CLIP-like
+vision tower, pairs at or above a cosine threshold merged on top of the fingerprint's groups
+(:func:`combine_groups`).
 """
 
 from __future__ import annotations
@@ -77,25 +84,42 @@ class UnionFind:
 
 
 def near_duplicate_groups(
-    fingerprints: list[np.ndarray | None], min_similarity: float = DEFAULT_MIN_SIMILARITY, block: int = 2048
+    fingerprints: list[np.ndarray | None],
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    method: str = "auto",
 ) -> np.ndarray:
     """Group images whose fingerprints are at least ``min_similarity`` apart in cosine (transitively).
+
+    Args:
+        fingerprints (`list`): one fingerprint per distinct image, None for an image without one (flat or
+            unreadable: never a near duplicate).
+        min_similarity (`float`): the cosine threshold.
+        method (`str`): ``auto``, ``exact`` or ``ann`` (see :func:`quilt_hf.publishing.similarity.similar_pairs`).
 
     Returns:
         `np.ndarray`: for each image, the index of its group's first image (itself when it has no duplicate).
     """
+    from quilt_hf.publishing.similarity import connected_groups, similar_pairs
+
     size = len(fingerprints)
-    groups = UnionFind(size)
     have = np.array([i for i, f in enumerate(fingerprints) if f is not None], dtype=np.int64)
-    if len(have) > 1:
-        matrix = np.stack([fingerprints[i] for i in have])
-        for start in range(0, len(have), block):
-            scores = matrix[start : start + block] @ matrix[start:].T
-            rows, cols = np.nonzero(scores >= min_similarity)
-            for r, c in zip(rows.tolist(), cols.tolist()):
-                if c > r:
-                    groups.union(int(have[start + r]), int(have[start + c]))
-    return np.array([groups.find(i) for i in range(size)], dtype=np.int64)
+    if len(have) < 2:
+        return np.arange(size, dtype=np.int64)
+    first, second = similar_pairs(np.stack([fingerprints[i] for i in have]), min_similarity, method)
+    return connected_groups(size, have[first], have[second])
+
+
+def combine_groups(*labelings: np.ndarray) -> np.ndarray:
+    """Groups that join every given grouping of the same items (each as returned by
+    :func:`near_duplicate_groups`: an item's group's first item): two items are in one group when any grouping
+    puts them together, transitively."""
+    from quilt_hf.publishing.similarity import connected_groups
+
+    size = len(labelings[0])
+    members = [np.nonzero(g != np.arange(size))[0] for g in labelings]
+    first = np.concatenate(members + [np.zeros(0, np.int64)])
+    second = np.concatenate([np.asarray(g)[m] for g, m in zip(labelings, members)] + [np.zeros(0, np.int64)])
+    return connected_groups(size, first.astype(np.int64), second.astype(np.int64))
 
 
 def matches_any(

@@ -29,11 +29,13 @@ from datasets import Dataset, Features, Value
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import (
     DEFAULT_MIN_SIMILARITY,
+    combine_groups,
     content_hash,
     fingerprint,
     matches_any,
     near_duplicate_groups,
 )
+from quilt_hf.publishing.embedding_dedup import DEFAULT_EMBEDDING_THRESHOLD, StreamingEmbeddings
 from quilt_hf.publishing.hashing import MISSING, mix64, string_hashes
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class MergeReport:
     images: int = 0
     exact_duplicate_images: int = 0
     near_duplicate_images: int = 0
+    embedding_duplicate_images: int = 0  # of near_duplicate_images, merged only by --dedup_model's embeddings
     duplicate_pairs_dropped: int = 0
     contaminated_rows: dict[str, int] = field(default_factory=dict)
     contaminated_images: dict[str, int] = field(default_factory=dict)
@@ -381,6 +384,8 @@ def plan_merge(
     flags: dict[str, dict[str, set[str]]] | None = None,
     drop_flagged: bool = False,
     report: MergeReport,
+    embedder=None,
+    embedding_threshold: float | None = None,
 ) -> MergePlan:
     """Decide the fate of every row of ``sources`` (name -> :class:`~quilt_hf.publishing.tables.PairSource`) in
     one pass over their key columns (and one over their id columns for the split keys).
@@ -400,6 +405,9 @@ def plan_merge(
         keep_release_split (`bool`): keep the inputs' own ``split`` (the most held-out one per group).
         flags (`dict`, *optional*): reviewer flags per input.
         drop_flagged (`bool`): drop flagged rows.
+        embedder (`ImageEmbedder`, *optional*): also merge images whose embeddings reach ``embedding_threshold``
+            (:mod:`quilt_hf.publishing.embedding_dedup`; each distinct image is embedded once, in the pass).
+        embedding_threshold (`float`, *optional*): cosine for ``embedder``; its default when None.
         report (`MergeReport`): filled with the counts.
 
     Returns:
@@ -425,6 +433,7 @@ def plan_merge(
     fingerprints: list = []
     reason_bits: dict[str, int] = {}
     subsets_of: dict[str, set[int]] = {}
+    embeddings = StreamingEmbeddings(embedder) if embedder is not None else None
     offset = 0
     with tqdm(total=total, desc="Planning the merge", unit=" rows", mininterval=5) as bar:
         for name, source in sources.items():
@@ -455,6 +464,8 @@ def plan_merge(
                             key = seen[digest] = len(first_rows)
                             first_rows.append(offset + i)
                             fingerprints.append(fingerprint(data))
+                            if embeddings is not None:
+                                embeddings.add(data)
                         image_key[offset + i] = key
                 flag_bits[rows] = _flag_bits(batch, (flags or {}).get(name, {}), reason_bits)
                 offset = end
@@ -467,6 +478,12 @@ def plan_merge(
     # Duplicate images: rows of a group point at its first image (the group's earliest row holds it).
     report.images = len(first_rows)
     groups = near_duplicate_groups(fingerprints, min_similarity) if first_rows else np.zeros(0, np.int64)
+    if embeddings is not None and first_rows:  # optional: embedding similarity on top of the fingerprint
+        threshold = DEFAULT_EMBEDDING_THRESHOLD if embedding_threshold is None else embedding_threshold
+        combined = combine_groups(groups, near_duplicate_groups(embeddings.finish(), threshold))
+        report.embedding_duplicate_images = int((combined != np.arange(len(combined))).sum()
+                                                - (groups != np.arange(len(groups))).sum())
+        groups = combined
     image_rows = np.nonzero(image_key >= 0)[0]
     report.exact_duplicate_images = len(image_rows) - len(first_rows)
     report.near_duplicate_images = int((groups != np.arange(len(groups))).sum())

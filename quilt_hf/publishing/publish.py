@@ -28,6 +28,7 @@ from datasets import Dataset, Image
 from quilt_hf.atomic import staging_dir
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
+from quilt_hf.publishing.embedding_dedup import DEFAULT_EMBEDDING_THRESHOLD, ImageEmbedder
 from quilt_hf.publishing.hub import (
     DATASET_CARD_TEMPLATE,
     DEFAULT_MAX_SHARD_BYTES,
@@ -98,6 +99,18 @@ class PublishConfig:
                   "merged image. Each dropped row is in drops.jsonl (reason flagged:<reasons>) and stats.json."},
     )
     flags: list[str] = field(default_factory=list, metadata={"help": "Flags files for --drop_flagged."})
+    dedup_model: str | None = field(
+        default=None,
+        metadata={"help": "Also merge images whose embeddings by this CLIP-like model (folder or Hub name, e.g. "
+                  "the output of `quilt train`; or open_clip:...) have a cosine >= --dedup_embedding_threshold, "
+                  "on top of the fingerprint (see quilt_hf.publishing.embedding_dedup)."},
+    )
+    dedup_embedding_threshold: float = field(
+        default=DEFAULT_EMBEDDING_THRESHOLD,
+        metadata={"help": "Embedding cosine at or above which two images are merged with --dedup_model; depends "
+                  "on the model: choose it from `python bench/bench_quilt1m.py --dedup_model M` (lowest copy vs "
+                  "highest distinct-pair similarity)."},
+    )
 
 
 def video_split(video_id: str, val_fraction: float, test_fraction: float) -> str:
@@ -184,7 +197,10 @@ def _card_body(config: PublishConfig, subsets: list[str], stats: dict, report: d
         "",
         "Images were compared across all inputs: exact duplicates by content hash, near duplicates (re-encoded, "
         "resized, recoloured, cropped by a few pixels) by a 16x16 grayscale fingerprint at cosine >= "
-        f"{config.min_similarity} (`quilt_hf.publishing.dedup`); each duplicate group keeps one image with all its "
+        f"{config.min_similarity} (`quilt_hf.publishing.dedup`)"
+        + (f" and by image embeddings of `{config.dedup_model}` at cosine >= {config.dedup_embedding_threshold}"
+           if config.dedup_model else "")
+        + "; each duplicate group keeps one image with all its "
         "captions. Splits are assigned per group of rows sharing a video or an image, so no video and no image is "
         "in two splits" + (" (the inputs' own splits were kept where given)." if config.keep_release_split else ".")
         + (f" Images of {', '.join(config.exclude_benchmarks)} and their near duplicates were removed."
@@ -222,6 +238,7 @@ def run_publish(config: PublishConfig) -> Path:
     inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
     if not inputs:
         raise UserFacingError("--dataset: give at least one pairs table")
+    embedder = ImageEmbedder(config.dedup_model).load() if config.dedup_model else None  # fails before any work
     sources: dict[str, PairSource] = {}
     flags: dict[str, dict[str, set[str]]] = {}
     for path in inputs:
@@ -255,6 +272,8 @@ def run_publish(config: PublishConfig) -> Path:
         flags=flags,
         drop_flagged=config.drop_flagged,
         report=report,
+        embedder=embedder,
+        embedding_threshold=config.dedup_embedding_threshold,
     )
     if config.drop_flagged:
         logger.info("dropped %d flagged pair(s) (%d flagged themselves, the rest share a flagged pair or image); "

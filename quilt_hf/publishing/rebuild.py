@@ -13,13 +13,18 @@ Per video (each in an isolated worker process with a timeout, like ``quilt curat
    :func:`quilt_hf.curation.frames.iter_frame_batches`), those whose SSIM on a random 64x64 crop
    (:func:`~quilt_hf.curation.frames.ssim`) to the next sampled frame exceeds 0.98 are kept, and a window lasting
    3 s or more gives their per-pixel temporal median (:func:`~quilt_hf.curation.frames.temporal_median`);
-2. a chunk without any such image falls back to its key frames (histology key frames, runs split where the gap
-   exceeds ``pair_chunk_time``), skipping a key frame that is SSIM > 0.98 to the one kept before it;
-3. the chunk's images take the chunk's ``image_path`` names in order; a name left without an image is recorded.
+2. each such image goes through the histology filter (``--histology``, default ``learned``, the default of
+   ``quilt curate``; any spec of :func:`quilt_hf.curation.histology.build_histology_classifier`, e.g.
+   ``quilt-ensemble:DIR`` for the authors' own ensemble, or ``none``): a rejected image is a recorded per-frame
+   drop (``frame_drops`` in the video's record, ``frames_not_histology`` in the report);
+3. a chunk without any accepted image falls back to its key frames (histology key frames, runs split where the
+   gap exceeds ``pair_chunk_time``), skipping a key frame that is SSIM > 0.98 to the one kept before it; the key
+   frames are not filtered again (the release's ``predictions``, made by the authors' ensemble, chose them);
+4. the chunk's images take the chunk's ``image_path`` names in order; a name left without an image is recorded.
 
-The authors' script also filters frames with their histology classifier ensemble; that step is not run here (the
-release's predictions already chose the key frames). A video missing from ``--videos`` or shorter than its recon
-times is a recorded drop. Our own static-interval detection
+The filter runs by default because the authors' script runs its ensemble on these images: the release's
+``predictions`` cover only the key frames, not the medians of the stable windows. A video missing from
+``--videos`` or shorter than its recon times is a recorded drop. Our own static-interval detection
 (:func:`~quilt_hf.curation.frames.extract_intervals`) runs on the same video; recon windows it does not find
 (less than half of the window covered by one of our static intervals) are reported per video and in total.
 """
@@ -66,6 +71,11 @@ class RebuildConfig:
     timeout: float = field(default=1800.0, metadata={"help": "Seconds one video may take before it is dropped."})
     isolate: bool = field(default=True, metadata={"help": "Run each video in a worker process (a crash or hang drops only that video)."})
     seed: int = field(default=0, metadata={"help": "Random crop positions."})
+    histology: str = field(default="learned", metadata={
+        "help": "Histology filter on the rebuilt images (the authors' script keeps those its ensemble accepts): "
+                "none, heuristic, learned (default, as `quilt curate`), quilt-ensemble:DIR (the authors' "
+                "ensemble, see quilt_hf/curation/histology_quilt.py) or any --histology spec of `quilt curate`. "
+                "A rejected image is a recorded per-frame drop; its chunk falls back to its key frames."})
 
 
 # --------------------------------------------------------------------------------------------------- recon parsing
@@ -125,6 +135,22 @@ def key_frame_chunks(times: list[float], predictions: list, pair_chunk_time: flo
 # --------------------------------------------------------------------------------------------------- per video
 
 
+_CLASSIFIERS: dict = {}
+
+
+def histology_filter(spec: str | None):
+    """The loaded histology classifier of ``spec`` (None for ``none``), built once per process."""
+    if not spec or spec == "none":
+        return None
+    if spec not in _CLASSIFIERS:
+        from quilt_hf.curation.histology import build_histology_classifier
+
+        classifier = build_histology_classifier(spec)
+        classifier.load()
+        _CLASSIFIERS[spec] = classifier
+    return _CLASSIFIERS[spec]
+
+
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -145,7 +171,8 @@ def _crop_ssim(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> float:
 
 
 def rebuild_video(video_path: str, recon: dict, names: dict[int, list[str]], pair_chunk_time: float,
-                  images_dir: str, sample_fps: float = 2.0, compare: bool = True, seed: int = 0) -> dict:
+                  images_dir: str, sample_fps: float = 2.0, compare: bool = True, seed: int = 0,
+                  histology: str | None = None) -> dict:
     """Rebuild one video's images (the unit of work a worker runs). Returns its record (also the JSON file).
 
     Args:
@@ -154,6 +181,8 @@ def rebuild_video(video_path: str, recon: dict, names: dict[int, list[str]], pai
         names (`dict[int, list[str]]`): ``chunk_id`` -> the chunk's ``image_path`` names, in release order.
         pair_chunk_time (`float`): the video's ``pair_chunk_time`` (``quilt_data.csv``).
         images_dir (`str`): where the images go.
+        histology (`str`, *optional*): the histology filter's spec (:func:`histology_filter`); None or
+            ``none``: every stable-window image is kept.
     """
     from PIL import Image
 
@@ -161,7 +190,9 @@ def rebuild_video(video_path: str, recon: dict, names: dict[int, list[str]], pai
     from quilt_hf.curation.probe import probe_video
 
     rng = np.random.default_rng(seed)
-    record: dict = {"video": video_path, "drop_reason": "", "images": 0, "names_without_image": []}
+    classifier = histology_filter(histology)
+    record: dict = {"video": video_path, "drop_reason": "", "images": 0, "names_without_image": [],
+                    "histology": histology or "none", "frame_drops": []}
     probe = probe_video(video_path, decode_check=True)
     if probe["drop_reason"] not in ("", "no_audio", "too_short"):
         return {**record, "drop_reason": f"video_{probe['drop_reason']}"}
@@ -196,8 +227,16 @@ def rebuild_video(video_path: str, recon: dict, names: dict[int, list[str]], pai
         if end - start < MIN_MEDIAN_SECONDS or not frames:
             continue
         stable = [frames[i] for i in range(len(frames) - 1) if _crop_ssim(frames[i], frames[i + 1], rng) > SSIM_THRESHOLD]
-        if stable:
-            images_per_chunk[chunk].append(temporal_median(stable))
+        if not stable:
+            continue
+        image = temporal_median(stable)
+        if classifier is not None:
+            is_histology, score = classifier.predict([image])[0]
+            if not is_histology:
+                record["frame_drops"].append({"chunk": chunk, "window": [start, end], "reason": "not_histology",
+                                              "score": round(float(score), 4)})
+                continue
+        images_per_chunk[chunk].append(image)
     fallbacks = 0
     for chunk in range(chunks):
         if images_per_chunk[chunk] or chunk >= len(keys):
@@ -217,6 +256,7 @@ def rebuild_video(video_path: str, recon: dict, names: dict[int, list[str]], pai
         for position, name in enumerate(chunk_names):
             if position >= len(images):
                 record["names_without_image"].append(name)
+                (out / name).unlink(missing_ok=True)  # an earlier run with another filter may have written it
                 continue
             encoded = io.BytesIO()
             Image.fromarray(images[position]).save(encoded, format="JPEG", quality=95)
@@ -275,6 +315,10 @@ def run_rebuild(config: RebuildConfig) -> dict:
 
     from quilt_hf.curation.runners import IsolatedWorker, WorkerCrashed, WorkerError, WorkerTimeout
 
+    histology = config.histology or "none"
+    histology_filter(histology)  # a broken model fails the run here, before any video
+    if config.isolate:
+        _CLASSIFIERS.pop(histology, None)  # the worker loads its own; this process no longer needs it
     recon_rows = _read_csv(Path(config.recon), RECON_COLUMNS, "recon")
     data_rows = _read_csv(Path(config.data), DATA_COLUMNS, "data")
     videos = find_videos(Path(config.videos))
@@ -307,8 +351,8 @@ def run_rebuild(config: RebuildConfig) -> dict:
                 logger.warning("quilt_recon.csv: unsafe video_id %r; skipped", video_id)
                 continue
             record_path = records_dir / f"{video_id}.json"
-            if record_path.is_file():
-                continue  # done in an earlier run
+            if record_path.is_file() and _done_with(record_path, histology):
+                continue  # done in an earlier run with the same filter
             record: dict
             try:
                 recon = {k: parse_literal(row[k]) for k in ("key_frame_times", "predictions", "stable_times")}
@@ -321,7 +365,7 @@ def run_rebuild(config: RebuildConfig) -> dict:
                     record = {"drop_reason": "no_rows_in_data_csv"}
                 else:
                     args = (str(videos[video_id]), recon, dict(names[video_id]), chunk_time.get(video_id, 0.0),
-                            str(images_dir), config.sample_fps, config.compare, config.seed)
+                            str(images_dir), config.sample_fps, config.compare, config.seed, histology)
                     try:
                         if worker is not None:
                             record = worker.call(rebuild_video, *args, timeout=config.timeout)
@@ -332,6 +376,7 @@ def run_rebuild(config: RebuildConfig) -> dict:
                     except (WorkerCrashed, WorkerError) as error:
                         record = {"drop_reason": "worker_failed", "error": str(error)[-500:]}
             record["video_id"] = video_id
+            record["histology"] = histology
             atomic.write_json(record_path, record, indent=1)
     finally:
         if worker is not None:
@@ -339,16 +384,26 @@ def run_rebuild(config: RebuildConfig) -> dict:
     report = summarize(records_dir, len(recon_rows), time.perf_counter() - started)
     report.update(skipped)
     atomic.write_json(output / "report.json", report, indent=2)
-    logger.info("rebuild: %d images from %d videos; dropped %s; recon windows our detection does not find: %d of %d",
-                report["images"], report["videos_done"], report["drops"] or "none",
+    logger.info("rebuild: %d images from %d videos; dropped %s; %d stable-window images not histology; recon "
+                "windows our detection does not find: %d of %d",
+                report["images"], report["videos_done"], report["drops"] or "none", report["frames_not_histology"],
                 report["recon_windows_we_do_not_find"], report["recon_windows"])
     return report
+
+
+def _done_with(record_path: Path, histology: str) -> bool:
+    """Whether a video's record was written by a run with the same histology filter (records of runs before the
+    filter existed count as ``none``)."""
+    try:
+        return json.loads(record_path.read_text()).get("histology", "none") == histology
+    except (OSError, ValueError):
+        return False
 
 
 def summarize(records_dir: Path, videos: int, seconds: float) -> dict:
     drops: dict[str, int] = defaultdict(int)
     totals = {"images": 0, "names_without_image": 0, "recon_windows": 0, "recon_windows_we_do_not_find": 0,
-              "our_intervals_not_in_recon": 0, "videos_done": 0}
+              "our_intervals_not_in_recon": 0, "videos_done": 0, "frames_not_histology": 0}
     for path in sorted(records_dir.glob("*.json")):
         record = json.loads(path.read_text())
         if record.get("drop_reason"):
@@ -357,6 +412,7 @@ def summarize(records_dir: Path, videos: int, seconds: float) -> dict:
         totals["videos_done"] += 1
         totals["images"] += record.get("images", 0)
         totals["names_without_image"] += len(record.get("names_without_image", []))
+        totals["frames_not_histology"] += sum(d.get("reason") == "not_histology" for d in record.get("frame_drops", []))
         totals["recon_windows"] += record.get("recon_windows", 0)
         totals["recon_windows_we_do_not_find"] += len(record.get("recon_windows_we_do_not_find", []))
         totals["our_intervals_not_in_recon"] += len(record.get("our_intervals_not_in_recon", []))

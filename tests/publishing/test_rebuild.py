@@ -80,3 +80,50 @@ def test_names_that_would_leave_the_output_folder_are_refused():
     for bad in ("../x.jpg", "/etc/x.jpg", "a/../../x.jpg", "C:\\x.jpg", "..\\x.jpg", ""):
         assert not is_safe_name(bad, nested=True), bad
     assert not is_safe_name("a/b", nested=False) and is_safe_name("dQw4w9WgXcQ", nested=False)
+
+
+def test_rebuild_filters_non_histology_images_and_falls_back_to_key_frames(tmp_path, make_video):
+    a, b = histology_like_image(4, SIZE), histology_like_image(5, SIZE)
+    slide = slide_like_image(1, SIZE)
+    videos_dir = tmp_path / "videos"
+    videos_dir.mkdir()
+    make_video([Scene(a, 6), Scene(slide, 6), Scene(b, 6)], name="v.mp4", size=SIZE).rename(videos_dir / "VVVVVVVVVVV.mp4")
+    name = lambda k: f"VVVVVVVVVVV_image_{k:08d}-0000-0000-0000-000000000000.jpg"  # noqa: E731
+    # Chunk 1's stable window is the slide (a non-histology stretch); its histology key frames are in scene b.
+    release = {"VVVVVVVVVVV": ([1.0, 3.0, 9.0, 13.0, 15.0], [1, 1, 0, 1, 1],
+                               [{0: ([[0.5, 5.5]],)}, {1: ([[6.5, 11.5]],)}], [[name(0)], [name(1)]])}
+    _write_release_csvs(tmp_path, release)
+    out = tmp_path / "out"
+
+    def rebuild(histology: str) -> dict:
+        return run_rebuild(RebuildConfig(recon=str(tmp_path / "quilt_recon.csv"), data=str(tmp_path / "quilt_data.csv"),
+                                         videos=str(videos_dir), output=str(out), compare=False, isolate=False,
+                                         histology=histology))
+
+    def image(k: int) -> np.ndarray:
+        return np.asarray(Image.open(out / "images" / name(k)), np.float32)
+
+    report = rebuild("none")  # no filter: the slide's median is chunk 1's image
+    assert report["frames_not_histology"] == 0 and np.abs(image(1) - slide).mean() < 12
+    report = rebuild("learned")  # another filter: the video is done again
+    record = json.loads((out / "videos" / "VVVVVVVVVVV.json").read_text())
+    assert report["frames_not_histology"] == 1 and report["images"] == 2
+    assert [(d["chunk"], d["window"], d["reason"]) for d in record["frame_drops"]] == [(1, [6.5, 11.5], "not_histology")]
+    assert record["key_frame_fallbacks"] == 1 and record["histology"] == "learned"
+    assert np.abs(image(0) - a).mean() < 12, "a histology window is kept"
+    assert np.abs(image(1) - b).mean() < 12, "the rejected window's chunk takes its key frame"
+
+
+def test_rebuild_fails_before_any_video_when_the_histology_model_is_broken(tmp_path):
+    import pytest
+
+    from quilt_hf.errors import ModelLoadError
+
+    _write_release_csvs(tmp_path, {"VVVVVVVVVVV": ([1.0], [1], [{0: ([[0.0, 4.0]],)}], [["VVVVVVVVVVV_image_0.jpg"]])})
+    (tmp_path / "videos").mkdir()
+    config = RebuildConfig(recon=str(tmp_path / "quilt_recon.csv"), data=str(tmp_path / "quilt_data.csv"),
+                           videos=str(tmp_path / "videos"), output=str(tmp_path / "out"),
+                           histology=f"learned:{tmp_path / 'missing.json'}")
+    with pytest.raises(ModelLoadError):
+        run_rebuild(config)
+    assert not (tmp_path / "out").exists()
