@@ -119,10 +119,9 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: 
                     for out in resampler.resample(frame):
                         take(out.to_ndarray().reshape(-1))
                     while held >= block:
-                        joined = np.concatenate(pending)
-                        yield joined[:block]
                         emitted += block
-                        pending, held = [joined[block:]], len(joined) - block
+                        held -= block
+                        yield _cut_block(pending, block)  # held by the caller only: freed when it lets go
             for out in resampler.resample(None):
                 take(out.to_ndarray().reshape(-1))
             if damaged:
@@ -138,6 +137,14 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: 
         yield np.concatenate(pending).astype(np.float32, copy=False)
     elif not emitted:
         raise NoAudioError(f"{path.name} has an audio stream but no decodable samples")
+
+
+def _cut_block(pending: list[np.ndarray], block: int) -> np.ndarray:
+    """Remove the first ``block`` samples from ``pending`` (in place) and return them. A generator that kept the
+    joined array in a local while suspended would hold every block until the next one is read."""
+    joined = np.concatenate(pending)
+    pending[:] = [joined[block:].copy()]  # the rest (under one frame) as its own array
+    return joined[:block]
 
 
 def _video_origin(container) -> float:
@@ -402,12 +409,13 @@ class WhisperTranscriber:
         while following is not None:
             limits.check()
             audio = np.concatenate([carry, following]) if len(carry) else following
-            following = next(blocks, None)
+            del carry, following  # one block of audio held while it is transcribed, never two
             saved, self.language = self.language, language
             try:
                 part = self.transcribe(audio, prompt=prompt)
             finally:
                 self.language = saved
+            following = next(blocks, None)  # read after the block: whether it was the last decides the cut
             language = language or part.language or None
             duration = len(audio) / SAMPLE_RATE
             if following is None:
@@ -458,14 +466,20 @@ class WhisperTranscriber:
         conv = model.model.encoder.conv1.weight  # stays a float parameter under int8 quantization
         device, float_dtype = conv.device, conv.dtype
         long_form = max(len(a) for a in audios) > WINDOW_SECONDS * SAMPLE_RATE
-        features = processor.feature_extractor(
-            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True,
-            **({"padding": "longest", "truncation": False} if long_form else {}),
-        )
-        inputs = {"input_features": features.input_features.to(device, float_dtype)}
+        if long_form and len(audios) == 1 and not getattr(processor.feature_extractor, "dither", 0.0):
+            # one long recording (transcribe_file's blocks): the same features, computed window by window
+            mel = torch.from_numpy(whisper_log_mel(processor.feature_extractor, audios[0]))[None]
+            features = {"input_features": mel, "attention_mask": torch.ones(mel.shape[::2], dtype=torch.int32)}
+        else:
+            features = processor.feature_extractor(
+                audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True,
+                **({"padding": "longest", "truncation": False} if long_form else {}),
+            )
+        inputs = {"input_features": features["input_features"].to(device, float_dtype)}
         if long_form:
-            inputs["attention_mask"] = features.attention_mask.to(device)
-        languages = self._languages(model, features.input_features[..., :3000].to(device, float_dtype), processor)
+            inputs["attention_mask"] = features["attention_mask"].to(device)
+        languages = self._languages(model, features["input_features"][..., :3000].to(device, float_dtype), processor)
+        del features
         if prompt:
             # Every 30 s window reads the prompt ("all-segments", which transformers allows only together
             # with conditioning on the previous window's text), not only the first window.
@@ -526,6 +540,46 @@ class WhisperTranscriber:
             parts.append({"start": s.start, "end": s.end, "text": s.text})
         clean = _clean_segments(parts, len(audio) / SAMPLE_RATE)
         return Transcript(language=info.language, text=" ".join(s["text"] for s in clean), segments=clean)
+
+
+def whisper_log_mel(extractor, audio: np.ndarray, window_frames: int = 3000) -> np.ndarray:
+    """Whisper's log-mel features of one recording, equal to ``WhisperFeatureExtractor(audio,
+    truncation=False, padding="longest")`` (long-form, no dither), computed ``window_frames`` frames at a time.
+
+    The extractor transforms the whole recording at once: its STFT, power and mel arrays take about 0.7 MB
+    per second of audio (over 200 MB for a 5-minute block). Here only one window's arrays (30 s by default)
+    exist at a time next to the result (``n_mels x frames`` float32, 32 KB per second); the frames and
+    filters are the extractor's (centred, reflect-padded Hann STFT), so the values are the same.
+
+    Args:
+        extractor (`WhisperFeatureExtractor`): gives ``n_fft``, ``hop_length`` and ``mel_filters``.
+        audio (`np.ndarray`): 1-d float32 samples at 16 kHz.
+        window_frames (`int`): feature frames computed at a time.
+
+    Returns:
+        `np.ndarray`: ``n_mels x (len(audio) // hop_length)`` float32.
+    """
+    import torch
+
+    n_fft, hop = int(extractor.n_fft), int(extractor.hop_length)
+    half = n_fft // 2
+    frames = len(audio) // hop
+    filters = torch.from_numpy(np.asarray(extractor.mel_filters, np.float32)).T.contiguous()
+    window = torch.hann_window(n_fft)
+    out = np.empty((filters.shape[0], frames), np.float32)
+    for first in range(0, frames, window_frames):
+        last = min(frames, first + window_frames)
+        start, end = first * hop - half, (last - 1) * hop + n_fft - half  # the samples of these frames
+        piece = audio[max(0, start) : min(len(audio), end)]
+        if start < 0 or end > len(audio):  # the recording's edges: reflect-padded, as torch.stft(center=True)
+            piece = np.pad(piece, (max(0, -start), max(0, end - len(audio))), mode="reflect")
+        stft = torch.stft(torch.from_numpy(np.ascontiguousarray(piece, np.float32)), n_fft, hop, window=window,
+                          center=False, return_complex=True)
+        out[:, first:last] = (filters @ (stft.abs() ** 2).contiguous()).clamp_(min=1e-10).log10_().numpy()
+    np.maximum(out, out.max(initial=-10.0) - 8.0, out=out)  # the clamp reads the whole recording's maximum
+    out += 4.0
+    out /= 4.0
+    return out
 
 
 class _DeadlineReached:
