@@ -42,7 +42,7 @@ class FrameOptions:
     min_static_seconds: float = 3.0  # stable intervals this long give a temporal-median image
     max_median_frames: int = 9  # frames kept per interval for its median (thinned evenly, memory stays flat)
     batch_size: int = 16  # frames decoded per batch
-    reader: str = "sequential"  # decord access: sequential (next/skip_frames, no seek) or get_batch
+    reader: str = "pyav"  # pyav (forward, in this thread: bounded), sequential (decord next/skip) or get_batch
     blur_threshold: float = 15.0  # variance of the Laplacian below this = blurry
     seed: int = 0  # crop positions
     image_format: str = "jpeg"  # jpeg (quality 95, as Quilt's released images) or png (lossless, slower)
@@ -70,13 +70,18 @@ def iter_frame_batches(
     path: str | Path, sample_fps: float = 1.0, batch_size: int = 16, reader: str = "sequential", num_threads: int = 0,
     damage: list[list[float]] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(times, frames)`` batches of frames sampled at ``sample_fps`` with decord (``frames``: an
+    """Yield ``(times, frames)`` batches of frames sampled at ``sample_fps`` (``frames``: an
     ``N x H x W x 3`` uint8 array or a list of ``H x W x 3`` arrays).
 
     Memory holds one batch (``batch_size`` RGB frames) at a time, whatever the video's length.
 
     Args:
-        reader (`str`): ``"sequential"`` (default) reads forward without ever seeking: ``next()`` for a
+        reader (`str`): ``"pyav"`` (default) decodes forward with PyAV in the calling thread and keeps every
+            ``round(fps / sample_fps)``-th frame: the same frames as decord's sequential reader, pixel for pixel,
+            and nothing is decoded before it is asked for. decord's readers decode ahead in a background thread
+            without bound while the caller is busy (decord issues #157, #208, #304): with a slow consumer (a
+            loaded machine) a lecture's whole decoded video piled up in memory (4.3 GB for 90 minutes).
+            ``"sequential"`` reads with decord without ever seeking: ``next()`` for a
             sampled frame, ``skip_frames`` for the frames between (decoded, as H.264 needs, but never
             converted to RGB or copied); ``"get_batch"`` asks decord for each batch of indices at once
             (``VideoReader.get_batch``), which seeks inside decord and measured 2-3x slower on 720p
@@ -86,9 +91,12 @@ def iter_frame_batches(
             skipping the packets FFmpeg rejects (:func:`_tolerant_frame_batches`): a lecture with a corrupt
             middle keeps its intact parts.
     """
+    damage = damage if damage is not None else []
+    if reader == "pyav":
+        yield from _pyav_frame_batches(path, sample_fps, batch_size, damage)
+        return
     import decord
 
-    damage = damage if damage is not None else []
     try:
         reader_ = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
     except decord.DECORDError as error:
@@ -141,6 +149,48 @@ def iter_frame_batches(
                 yield from _tolerant_frame_batches(path, sample_fps, batch_size, (index + step) / fps, damage,
                                                    period=step / fps, last_good=index / fps)
                 return
+    if frames:
+        yield np.asarray(times), frames
+
+
+def _pyav_frame_batches(
+    path: str | Path, sample_fps: float, batch_size: int, damage: list[list[float]]
+) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """Every ``round(fps / sample_fps)``-th decoded frame (decord's sampling: index / average fps as its time),
+    decoded with PyAV in the calling thread; a packet FFmpeg rejects hands over to :func:`_tolerant_frame_batches`
+    from the next sample on, which records the damaged stretch."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # FFmpeg's frame/slice threads; they decode only what is demuxed here
+        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+        step = max(1, round(fps / sample_fps))
+        times: list[float] = []
+        frames: list[np.ndarray] = []
+        index = 0
+        last_good: float | None = None
+        for packet in container.demux(stream):  # its last packet is empty: decoding it flushes the decoder
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as error:
+                logger.warning("%s: decoding failed at %.1f s (%s); decoding around the damage",
+                               Path(path).name, index / fps, str(error)[:200])
+                if frames:
+                    yield np.asarray(times), frames
+                start = -(-index // step) * step  # the next sample's index
+                yield from _tolerant_frame_batches(path, sample_fps, batch_size, start / fps, damage,
+                                                   period=step / fps, last_good=last_good)
+                return
+            for frame in decoded:
+                if index % step == 0:
+                    last_good = index / fps
+                    times.append(last_good)
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if len(frames) == batch_size:
+                        yield np.asarray(times), frames
+                        times, frames = [], []
+                index += 1
     if frames:
         yield np.asarray(times), frames
 
