@@ -67,7 +67,7 @@ class Interval:
 
 
 def iter_frame_batches(
-    path: str | Path, sample_fps: float = 1.0, batch_size: int = 16, reader: str = "sequential", num_threads: int = 0,
+    path: str | Path, sample_fps: float = 1.0, batch_size: int = 16, reader: str = "pyav", num_threads: int = 0,
     damage: list[list[float]] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(times, frames)`` batches of frames sampled at ``sample_fps`` (``frames``: an

@@ -97,3 +97,35 @@ def test_audio_blocks_are_freed_as_soon_as_the_reader_lets_go(make_video):
         gc.collect()
         assert memory() is None
     assert lengths[:2] == [60 * 16000, 60 * 16000] and sum(lengths) >= 129 * 16000
+
+
+def test_the_default_frame_reader_decodes_only_what_is_asked_and_matches_decord(tmp_path, monkeypatch):
+    """decord decodes ahead in a background thread while its caller is busy (its issues #157, #208, #304): the
+    default reader decodes in the calling thread, packet by packet as the consumer pulls, and gives decord's
+    sequential frames pixel for pixel."""
+    import av
+
+    from factories import Scene, histology_like_image, write_video
+    from quilt_hf.curation.frames import iter_frame_batches
+
+    scenes = [Scene(histology_like_image(seed, (96, 128)), 3.0, drift=(seed, 0)) for seed in range(4)]
+    video = write_video(tmp_path / "v.mp4", scenes, fps=10)
+    decoded = {"packets": 0}
+    real_decode = av.packet.Packet.decode
+
+    def counting_decode(packet):
+        decoded["packets"] += 1
+        return real_decode(packet)
+
+    monkeypatch.setattr(av.packet.Packet, "decode", counting_decode)
+    batches = iter_frame_batches(video, sample_fps=1.0, batch_size=2)
+    times, frames = next(batches)
+    assert times.tolist() == [0.0, 1.0]
+    assert 11 <= decoded["packets"] <= 11 + 8  # in this thread: up to the second sample, plus the decoder delay
+    rest = list(batches)
+    monkeypatch.undo()
+    ours = np.stack(frames + [f for _, fs in rest for f in fs])
+    ours_times = [*times.tolist(), *(t for ts, _ in rest for t in ts.tolist())]
+    reference = list(iter_frame_batches(video, sample_fps=1.0, batch_size=2, reader="sequential"))
+    assert ours_times == [t for ts, _ in reference for t in ts.tolist()] == [float(i) for i in range(12)]
+    assert np.array_equal(ours, np.stack([f for _, fs in reference for f in fs]))
