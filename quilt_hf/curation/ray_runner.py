@@ -61,7 +61,8 @@ class RayOptions:
     histology_gpus: float = field(default=0.0, metadata={"help": "GPUs per histology actor."})
     text_actors: int = field(default=1, metadata={"help": "Text-stage (LLM) actors."})
     text_gpus: float = field(default=0.0, metadata={"help": "GPUs per text-stage actor."})
-    model_batch_size: int = field(default=1, metadata={"help": "Videos per call of a model actor."})
+    model_batch_size: int = field(default=1, metadata={"help": "Videos per call of a model actor (the Whisper actor "
+                                                               "transcribes them together)."})
     videos_per_block: int = field(default=1, metadata={"help": "Videos per Ray block (the unit of retry)."})
     max_retries: int = field(default=3, metadata={"help": "Retries of a block whose worker died; then its videos "
                                                           "are dropped as worker_lost."})
@@ -102,31 +103,61 @@ class _Ledger:
 
     def end(self, step: Step, row: dict) -> None:
         self._path(step, row).unlink(missing_ok=True)
+        self._path(step, row).with_suffix(".batch").unlink(missing_ok=True)
+
+    def suspect(self, step: Step, row: dict) -> bool:
+        """Whether an earlier attempt at this video in this step never ended (its worker died), alone or in
+        a batch with other videos."""
+        path = self._path(step, row)
+        return path.is_file() or path.with_suffix(".batch").is_file()
+
+    def mark_batch(self, step: Step, row: dict) -> None:
+        """Note that the video is in a batch of several videos (a death there is not counted against it, but
+        makes it run alone next time, so the video that kills its worker is the one given up)."""
+        path = self._path(step, row).with_suffix(".batch")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
 
 
 def _apply_map(step: Step, table, ledger: _Ledger):
-    """Run a map step over the rows of an arrow table; returns the table with the updated columns."""
+    """Run a map step over the rows of an arrow table; returns the table with the updated columns.
+
+    With ``step.batch_fn`` the rows go through it together (e.g. Whisper over several videos at once), except
+    the rows an earlier, dead attempt left suspect: those run alone, after the batch, so a video that kills
+    its worker is found and given up alone, and the others of its batch are not counted against."""
     import pyarrow as pa
 
-    out = []
-    for row in table.to_pylist():
-        metrics = _metrics(row.get(METRICS))
-        if not ledger.begin(step, row):
-            logger.error("%s: its worker died %d times in step %s; dropped as %s", row[ledger.id_column],
-                         ledger.max_attempts, step.name, LOST)
-            out.append({**row, ledger.drop_column: LOST})
-            continue
+    rows = table.to_pylist()
+    out: list[dict | None] = [None] * len(rows)
+    suspects = [i for i, row in enumerate(rows) if ledger.suspect(step, row)]
+    fresh = [i for i in range(len(rows)) if i not in suspects]
+    groups = [fresh] if step.batch_fn is not None and len(fresh) > 1 else [[i] for i in fresh]
+    for group in groups + [[i] for i in suspects]:
+        if len(group) > 1:
+            for i in group:
+                ledger.mark_batch(step, rows[i])
+        else:
+            row = rows[group[0]]
+            if not ledger.begin(step, row):
+                logger.error("%s: its worker died %d times in step %s; dropped as %s", row[ledger.id_column],
+                             ledger.max_attempts, step.name, LOST)
+                out[group[0]] = {**row, ledger.drop_column: LOST}
+                continue
+        inputs = [{k: v for k, v in rows[i].items() if k != METRICS} for i in group]
         before = _snapshot(step)
         began = time.perf_counter()
-        updated = {**row, **step.fn({k: v for k, v in row.items() if k != METRICS})}
-        metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + time.perf_counter() - began
-        for name, counter in _snapshot(step).items():
-            delta = counter - before.get(name, Counter())
-            for key, count in delta.items():
-                metrics[name][key] = metrics[name].get(key, 0) + count
-        ledger.end(step, row)
-        updated[METRICS] = json.dumps(metrics)
-        out.append(updated)
+        updates = step.batch_fn(inputs) if len(group) > 1 else [step.fn(inputs[0])]
+        seconds = (time.perf_counter() - began) / len(group)  # a batch's time, shared by its videos
+        for n, (i, update) in enumerate(zip(group, updates)):
+            metrics = _metrics(rows[i].get(METRICS))
+            metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + seconds
+            if n == 0:  # the counters' increase of the whole group (the driver only sums them)
+                for name, counter in _snapshot(step).items():
+                    delta = counter - before.get(name, Counter())
+                    for key, count in delta.items():
+                        metrics[name][key] = metrics[name].get(key, 0) + count
+            ledger.end(step, rows[i])
+            out[i] = {**rows[i], **update, METRICS: json.dumps(metrics)}
     return pa.Table.from_pylist(out, schema=table.schema)
 
 
@@ -145,17 +176,16 @@ class _ReadPart:
 
 
 class _CpuStage:
-    """A CPU step as a Ray task function (the step travels with the task; no model inside)."""
+    """A CPU step as a Ray task function (the step travels with the task; no model inside).
+
+    ``step.after`` is not called per task: the decoding worker process it would close is shared by the
+    tasks of the Ray worker process (``runners.process_worker``) and ends with it."""
 
     def __init__(self, step: Step, ledger: _Ledger):
         self.step, self.ledger = step, ledger
 
     def __call__(self, table):
-        try:
-            return _apply_map(self.step, table, self.ledger)
-        finally:
-            if self.step.after is not None:  # e.g. close the decoding worker process of this task
-                self.step.after()
+        return _apply_map(self.step, table, self.ledger)
 
 
 class _ModelStage:

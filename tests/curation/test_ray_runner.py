@@ -4,6 +4,7 @@ runner never imports Ray."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _curation_helpers import FakeTranscriber, KillingTranscriber, UnloadableTranscriber, frames_or_hang
+from _curation_helpers import (
+    BatchingTranscriber,
+    FakeTranscriber,
+    KillingTranscriber,
+    UnloadableTranscriber,
+    frames_or_hang,
+    frames_recording_pids,
+)
 from factories import tone, write_video
 from test_curation import lecture
 
@@ -36,11 +44,14 @@ def videos(tmp_path_factory):
     return folder
 
 
-def curate(videos: Path, output: Path, transcriber, **overrides) -> dict:
+def curate(videos: Path, output: Path, transcriber, frames_fn=frames_or_hang, **overrides) -> dict:
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
     config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
-    return run_curate(config, transcriber=transcriber, frames_fn=frames_or_hang, load_audio=load_audio)
+    return run_curate(config, transcriber=transcriber, frames_fn=frames_fn, load_audio=load_audio)
+
+
+RAY = {"runner": "ray", "ray_num_cpus": 2, "ray_task_cpus": 0.5}
 
 
 def _no_driver_collect(monkeypatch):
@@ -115,3 +126,67 @@ def test_a_model_that_cannot_load_in_its_actor_fails_the_run_with_its_reason(loc
     with pytest.raises(UserFacingError, match="asr.*missing-whisper"):
         curate(videos, tmp_path / "out", UnloadableTranscriber(), runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
     assert not (tmp_path / "out" / "pairs").exists()
+
+
+def _same_results(a: dict, b: dict) -> None:
+    for key in ("videos", "videos_kept", "dropped", "chunks", "images", "pairs", "dropped_videos", "computed"):
+        assert a[key] == b[key], key
+
+
+def test_transcribe_files_gives_each_file_the_transcript_it_gives_alone(tmp_path):
+    """Whisper over the windows of several files together (one generate call per round of blocks) gives each
+    file exactly the transcript of transcribe_file: multi-block files, a short-form file beside long ones."""
+    import soundfile
+
+    from quilt_hf.curation.asr import WhisperTranscriber
+    from quilt_hf.offline import tiny_random_whisper
+
+    model = tiny_random_whisper(tmp_path / "whisper", max_length=12, keep_generation_fields=True)  # few tokens: fast
+    rng = np.random.default_rng(0)
+    paths = []
+    for k, seconds in enumerate([20, 70, 100]):
+        t = np.arange(seconds * 16000) / 16000
+        audio = 0.1 * np.sin(2 * np.pi * (200 + 50 * k) * t * (1 + 0.3 * np.sin(t))) + 0.05 * rng.standard_normal(len(t))
+        paths.append(tmp_path / f"a{k}.wav")
+        soundfile.write(paths[-1], audio.astype(np.float32), 16000)
+    transcriber = WhisperTranscriber(model=str(model), batch_size=3, device="cpu")
+    alone = [transcriber.transcribe_file(path, block_seconds=60) for path in paths]
+    together = transcriber.transcribe_files(paths, block_seconds=60)
+    assert all(len(t.segments) >= 2 for t in alone)
+    assert [t.to_dict() for t in together] == [t.to_dict() for t in alone]
+
+
+def test_the_asr_actor_transcribes_several_videos_per_call(local_ray, videos, tmp_path):
+    local = curate(videos, tmp_path / "local", FakeTranscriber())
+    (tmp_path / "calls").mkdir()
+    stats = curate(videos, tmp_path / "ray", BatchingTranscriber(str(tmp_path / "calls")), ray_model_batch_size=3, **RAY)
+    calls = [int(p.read_text()) for p in (tmp_path / "calls").iterdir()]
+    assert calls == [3], calls  # the three videos in one transcribe_files call of the actor
+    _same_results(stats, local)
+    assert stats["computed"]["asr"] == 3
+
+
+def test_a_video_that_kills_its_batch_is_given_up_alone(local_ray, videos, tmp_path):
+    (tmp_path / "calls").mkdir()
+    stats = curate(videos, tmp_path / "out", BatchingTranscriber(str(tmp_path / "calls"), victim="v2"),
+                   ray_model_batch_size=3, ray_max_retries=1, **RAY)
+    assert stats["dropped_videos"] == {"v2": "worker_lost"}
+    assert stats["videos_kept"] == 2 and stats["pairs"] >= 4
+
+
+def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for k in range(4):
+        write_video(folder / f"d{k}.mp4", lecture(3 * k), audio=tone(12))
+    (tmp_path / "pids").mkdir()
+    frames_fn = functools.partial(frames_recording_pids, str(tmp_path / "pids"))
+    stats = curate(folder, tmp_path / "out", FakeTranscriber(), frames_fn=frames_fn, runner="ray", ray_num_cpus=2,
+                   ray_task_cpus=1)
+    assert stats["computed"]["frames"] == 4
+    decoders: dict[str, set] = {}
+    for marker in (tmp_path / "pids").iterdir():
+        parent, child, _ = marker.name.split("-", 2)
+        decoders.setdefault(parent, set()).add(child)
+    assert len(decoders) < 4, "the Ray tasks ran in fewer processes than videos (else this test proves nothing)"
+    assert all(len(children) == 1 for children in decoders.values()), decoders
