@@ -685,9 +685,21 @@ class Curation:
         self.worker.close()
 
 
+WRITER_ROW_GROUP = "8MB"  # image bytes a table's writer holds at a time (datasets' default: 100MB)
+
+
 def _dataset_writer(dataset) -> Callable[[Path], None]:
     def write(path: Path) -> None:
-        dataset.save_to_disk(str(path), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: one shard
+        # The pair images (paths into the cache) are embedded while the table is written, one row group at a
+        # time; datasets sizes row groups at 100 MB of images, so the writer's memory grew with the table up to
+        # that (about 3x the images held). Row groups of WRITER_ROW_GROUP keep it flat in the number of videos.
+        import datasets
+
+        saved, datasets.config.MAX_ROW_GROUP_SIZE = datasets.config.MAX_ROW_GROUP_SIZE, WRITER_ROW_GROUP
+        try:
+            dataset.save_to_disk(str(path), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: one shard
+        finally:
+            datasets.config.MAX_ROW_GROUP_SIZE = saved
 
     return write
 

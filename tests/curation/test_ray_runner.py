@@ -190,3 +190,26 @@ def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
         decoders.setdefault(parent, set()).add(child)
     assert len(decoders) < 4, "the Ray tasks ran in fewer processes than videos (else this test proves nothing)"
     assert all(len(children) == 1 for children in decoders.values()), decoders
+
+
+def test_the_tables_are_written_a_few_megabytes_of_images_at_a_time(tmp_path):
+    """The driver embeds the pair images while it writes the tables: in row groups of a few MB (datasets'
+    default, 100 MB, made the driver's peak grow with the number of videos)."""
+    import pyarrow as pa
+    from datasets import Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+
+    from quilt_hf.curation.pipeline import _dataset_writer
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(24):  # ~0.5 MB of incompressible PNG each: ~12 MB in all
+        paths.append(str(tmp_path / f"{k}.png"))
+        PILImage.fromarray(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(paths[-1])
+    table = Dataset.from_dict({"image": [{"path": p, "bytes": None} for p in paths], "k": list(range(24))},
+                              features=Features({"image": Image(), "k": Value("int32")}))
+    _dataset_writer(table)(tmp_path / "out")
+    (arrow,) = (tmp_path / "out").glob("*.arrow")
+    batches = list(pa.ipc.open_stream(pa.memory_map(str(arrow))))
+    assert len(batches) >= 2 and max(b.nbytes for b in batches) < 10 * 2**20
+    assert sum(b.num_rows for b in batches) == 24
