@@ -685,7 +685,7 @@ class Curation:
         self.worker.close()
 
 
-WRITER_ROW_GROUP = "8MB"  # image bytes a table's writer holds at a time (datasets' default: 100MB)
+WRITER_ROW_GROUP = "4MB"  # image bytes a table's writer holds at a time (datasets' default: 100MB)
 
 
 def _dataset_writer(dataset) -> Callable[[Path], None]:
@@ -787,6 +787,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "cache_keys": {r["video_id"]: {name: r[name] for name in KEY_COLUMNS if r[name]} for r in videos},
         "cache_hits": dict(curation.cache_hits),
         "computed": dict(curation.computed),
+        **({"ray_nodes": dict(sorted(runner.nodes.items()))} if getattr(runner, "nodes", None) else {}),
         "models": {"asr": curation.asr_name, "histology": curation.histology.name,
                    "text": curation.text.name if curation.text is not None else "none"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),

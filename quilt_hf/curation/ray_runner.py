@@ -14,7 +14,10 @@
   (``DataContext.max_errored_blocks``) and its videos recorded the same way, unless every video was lost.
 - Per-step timings: each step records its own seconds per video in a metrics column that travels with the
   row; the driver sums them (worker-seconds per step, as ``timings_s`` of the local runner) and adds the
-  run's wall time under ``"ray wall"``. Cache hits and computed counts travel the same way.
+  run's wall time under ``"ray wall"``. Cache hits and computed counts travel the same way, and the Ray
+  node each step ran on (``stats.json``'s ``ray_nodes``: node id -> (video, step) runs).
+- Model actors take ``model_batch_size`` videos per call; a step with ``batch_fn`` (Whisper) processes
+  them together. CPU tasks share one decoding worker process per Ray worker process.
 
 Needs ``pip install 'quilt_hf[ray]'``.
 """
@@ -148,9 +151,11 @@ def _apply_map(step: Step, table, ledger: _Ledger):
         began = time.perf_counter()
         updates = step.batch_fn(inputs) if len(group) > 1 else [step.fn(inputs[0])]
         seconds = (time.perf_counter() - began) / len(group)  # a batch's time, shared by its videos
+        node = _node_id()
         for n, (i, update) in enumerate(zip(group, updates)):
             metrics = _metrics(rows[i].get(METRICS))
             metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + seconds
+            metrics.setdefault("nodes", {})[step.name] = node
             if n == 0:  # the counters' increase of the whole group (the driver only sums them)
                 for name, counter in _snapshot(step).items():
                     delta = counter - before.get(name, Counter())
@@ -161,18 +166,47 @@ def _apply_map(step: Step, table, ledger: _Ledger):
     return pa.Table.from_pylist(out, schema=table.schema)
 
 
-class _ReadPart:
-    """Reads input part ``id`` (one parquet file per block: a block is the unit of retry)."""
+def _node_id() -> str:
+    """The Ray node this worker runs on ("" outside Ray)."""
+    try:
+        import ray
 
-    def __init__(self, folder: str):
-        self.folder = folder
+        return ray.get_runtime_context().get_node_id() or ""
+    except Exception:  # not in a Ray worker (unit use of the stages)
+        return ""
 
-    def __call__(self, batch):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        tables = [pq.read_table(Path(self.folder) / f"part-{int(i):06d}.parquet") for i in batch["id"].to_pylist()]
-        return pa.concat_tables(tables)
+def _read_part(path: str):
+    import pyarrow.parquet as pq
+
+    return [pq.read_table(path)]
+
+
+def _parts_datasource(paths: list[str]):
+    """The input parts as a Ray Data datasource: one read task, and one block, per parquet part (a block is
+    the unit of retry; ``read_parquet`` would pack small files into one block). Read with ``task_cpus``, not
+    ``ray.data.range``'s fixed 1 CPU, which never fits beside the model actors on a node of one CPU."""
+    import functools
+    import inspect
+
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    takes_schema = "schema" in inspect.signature(BlockMetadata).parameters  # older Ray
+
+    class PartsDatasource(Datasource):
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, **kwargs) -> list:
+            tasks = []
+            for path in paths:
+                metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=[path], exec_stats=None,
+                                         **({"schema": None} if takes_schema else {}))
+                tasks.append(ReadTask(functools.partial(_read_part, path), metadata))
+            return tasks
+
+    return PartsDatasource()
 
 
 class _CpuStage:
@@ -244,6 +278,7 @@ class RayRunner:
     drop_column: str = "drop_reason"
     timings: dict[str, float] = field(default_factory=dict)
     worker_counters: dict[str, Counter] = field(default_factory=lambda: {"cache_hits": Counter(), "computed": Counter()})
+    nodes: Counter = field(default_factory=Counter)  # Ray node id -> (video, step) runs done there
     loads_models_in_workers = True  # the pipeline skips loading models in the driver
 
     def _init(self):
@@ -252,8 +287,8 @@ class RayRunner:
             if self.options.address is None:
                 # workers import the steps (and anything they reference) from the driver's import path
                 path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-                ray.init(
-                    num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
+                ray.init(  # address="local": a new Ray here, never a cluster another process started
+                    address="local", num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
                     object_store_memory=self.options.object_store_mb * 2**20 if self.options.object_store_mb else None,
                     runtime_env={"env_vars": {"PYTHONPATH": path}},
                 )
@@ -315,9 +350,9 @@ class RayRunner:
         expanded = False
         if blocks == 0:
             return dataset
-        # one block per input part (read_parquet would pack small files into one block)
-        data = ray.data.range(blocks, override_num_blocks=blocks).map_batches(
-            _ReadPart(str(inputs)), batch_size=1, batch_format="pyarrow", num_cpus=self.options.task_cpus)
+        parts = [str(inputs / f"part-{i:06d}.parquet") for i in range(blocks)]
+        data = ray.data.read_datasource(_parts_datasource(parts), override_num_blocks=blocks,
+                                        num_cpus=self.options.task_cpus)
         ledger = _Ledger(str(folder / "attempts"), self.options.max_retries + 1, self.id_column, self.drop_column)
         retries = {"max_retries": -1}  # dead workers: retried here, given up per video by the ledger
         for step in steps:
@@ -402,6 +437,7 @@ class RayRunner:
                     self.timings[name] = self.timings.get(name, 0.0) + seconds
                 for counter in ("cache_hits", "computed"):
                     self.worker_counters[counter].update(metrics[counter])
+                self.nodes.update(node for node in metrics.get("nodes", {}).values() if node)
 
     def cleanup(self) -> None:
         """Remove the staging folder (input/output shards and their arrow copies)."""

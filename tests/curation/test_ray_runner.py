@@ -213,3 +213,35 @@ def test_the_tables_are_written_a_few_megabytes_of_images_at_a_time(tmp_path):
     batches = list(pa.ipc.open_stream(pa.memory_map(str(arrow))))
     assert len(batches) >= 2 and max(b.nbytes for b in batches) < 10 * 2**20
     assert sum(b.num_rows for b in batches) == 24
+
+
+def test_quilt_curate_on_a_two_node_ray_cluster_spreads_the_videos(videos, tiny_whisper_dir, tmp_path):
+    """A real multi-raylet cluster on this machine (ray.cluster_utils.Cluster: a head and a second node, one
+    CPU each), driven by `quilt curate --runner ray --ray_address ADDRESS`: both nodes do work, and the results
+    are the local runner's."""
+    pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    common = ["--videos", str(videos), "--asr_model", str(tiny_whisper_dir), "--text_backend", "none"]
+    script = """
+import sys
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20})
+cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+cluster.wait_for_nodes()
+from quilt_hf.cli import main
+code = main(sys.argv[1:] + ["--ray_address", cluster.address])
+import ray
+ray.shutdown()
+cluster.shutdown()
+sys.exit(code)
+"""
+    argv = ["curate", *common, "--output", str(tmp_path / "ray"), "--runner", "ray", "--ray_task_cpus", "0.25"]
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from quilt_hf.cli import main
+
+    assert main(["curate", *common, "--output", str(tmp_path / "local")]) == 0
+    ray_stats = json.loads((tmp_path / "ray" / "stats.json").read_text())
+    local = json.loads((tmp_path / "local" / "stats.json").read_text())
+    _same_results(ray_stats, local)
+    assert len(ray_stats["ray_nodes"]) == 2, ray_stats["ray_nodes"]  # work ran on both nodes
+    assert all(count > 0 for count in ray_stats["ray_nodes"].values())
