@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=3, help="Demo lectures to use (at most 7).")
     parser.add_argument("--minutes", type=float, default=2.0, help="Each lecture cut (or looped) to this length.")
     parser.add_argument("--cores", type=int, default=1, help="CPU cores both runs are pinned to (the same ones).")
-    parser.add_argument("--ray_num_cpus", type=int, default=2, help="Logical CPUs of the local Ray.")
+    parser.add_argument("--ray_num_cpus", type=int, default=None, help="Logical CPUs of the local Ray (default: "
+                                                                         "--cores, the cores it really has).")
     parser.add_argument("--asr_model", default=None, help="Whisper folder (default: the offline whisper-base, "
                                                           "else a tiny random Whisper).")
     parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min, tiny random Whisper: checks the "
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.videos, args.minutes = 1, 0.25
     cores = sorted(os.sched_getaffinity(0))[: max(1, args.cores)]
+    args.ray_num_cpus = args.ray_num_cpus or len(cores)
     with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
         tmp = Path(tmp)
         model = args.asr_model
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"  Ray driver peak RSS with {10 * args.videos} videos ({ray10['stats']['pairs']} pairs): "
               f"{ray10['driver_peak_mb']:.0f} MB, ratio {ray10['driver_peak_mb'] / ray['driver_peak_mb']:.2f} "
-              f"to {args.videos} video(s) ({ray['stats']['pairs']} pairs) (goal ~1, flat)")
+              f"to {args.videos} video(s) ({ray['stats']['pairs']} pairs) (goal ~1, flat); that run (steps all "
+              f"cache hits, not pinned): wall {ray10['wall_s']:.1f} s, {ray10['cpu_s']:.1f} CPU-s")
     print("  throughput, hours of video per hour of step time (local wall | Ray summed worker time):")
     for name in local["stats"]["throughput_video_h_per_h"]:
         ray_value = ray["stats"]["throughput_video_h_per_h"].get(name)

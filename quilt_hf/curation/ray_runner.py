@@ -371,7 +371,9 @@ class RayRunner:
                 expanded = True
         outputs = folder / "output"
         try:
-            data.write_parquet(str(outputs))  # the workers write; execution streams block by block
+            # the workers write (with task_cpus: Ray's default of 1 CPU may never fit beside the actors);
+            # execution streams block by block
+            data.write_parquet(str(outputs), ray_remote_args={"num_cpus": self.options.task_cpus})
         except Exception as error:
             text = str(error)
             if MODEL_LOAD_MARK in text:  # a model actor could not load its model: the run's failure

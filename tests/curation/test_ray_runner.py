@@ -245,3 +245,18 @@ sys.exit(code)
     _same_results(ray_stats, local)
     assert len(ray_stats["ray_nodes"]) == 2, ray_stats["ray_nodes"]  # work ran on both nodes
     assert all(count > 0 for count in ray_stats["ray_nodes"].values())
+
+
+def test_a_local_ray_of_one_cpu_finishes(tiny_whisper_dir, tmp_path):
+    """Every Ray stage asks for --ray_task_cpus (reading the parts and writing the shards too): with one CPU and
+    the model actors' share reserved, a stage asking for a whole CPU would wait forever."""
+    pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "one.mp4", lecture(0), audio=tone(8))
+    argv = [sys.executable, "-m", "quilt_hf.cli", "curate", "--videos", str(videos), "--output", str(tmp_path / "out"),
+            "--asr_model", str(tiny_whisper_dir), "--text_backend", "none", "--runner", "ray", "--ray_num_cpus", "1",
+            "--ray_task_cpus", "0.5"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["videos"] == 1
