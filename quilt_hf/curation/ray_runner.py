@@ -371,8 +371,8 @@ class RayRunner:
                 expanded = True
         outputs = folder / "output"
         try:
-            # the workers write (with task_cpus: Ray's default of 1 CPU may never fit beside the actors);
-            # execution streams block by block
+            # the workers write, with task_cpus like every stage (a whole CPU may not fit beside the actors
+            # on a small node); execution streams block by block
             data.write_parquet(str(outputs), ray_remote_args={"num_cpus": self.options.task_cpus})
         except Exception as error:
             text = str(error)

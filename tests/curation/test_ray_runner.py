@@ -248,8 +248,8 @@ sys.exit(code)
 
 
 def test_a_local_ray_of_one_cpu_finishes(tiny_whisper_dir, tmp_path):
-    """Every Ray stage asks for --ray_task_cpus (reading the parts and writing the shards too): with one CPU and
-    the model actors' share reserved, a stage asking for a whole CPU would wait forever."""
+    """Every Ray stage asks for --ray_task_cpus, reading the input parts too: with one CPU and the model actors'
+    share reserved, ray.data.range's read (a whole CPU) waited forever (this run hung before)."""
     pytest.importorskip("ray", reason="the optional ray extra is not installed")
     videos = tmp_path / "videos"
     videos.mkdir()
