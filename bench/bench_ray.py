@@ -3,24 +3,27 @@
 
 1. Overhead: ``quilt curate`` on the same videos (demo lectures cut to ``--minutes``) with the local runner
    (the peer: the default runner a user would otherwise run, datasets ``map`` in one process) and with
-   ``--runner ray`` on a local Ray with ``--ray_num_cpus`` CPUs; each run has its own fresh step cache, each in
-   its own process. Ratio = Ray wall / local wall (goal under 1.15 on a run of several minutes; Ray's start,
-   ~10 s, is included; on a loaded shared machine the figures are noisy).
+   ``--runner ray`` on a local Ray (``--ray_num_cpus`` logical CPUs); each run has its own fresh step cache, each
+   in its own process. Like with like: both runs are pinned to the same ``--cores`` CPU cores (default 1, so
+   Ray's overlap of stages cannot hide its overhead) and run Whisper on one thread (``OMP_NUM_THREADS=1``
+   for the local run; Ray gives its actor one). Printed: both walls, the ratio (goal under 1.15 on a run of
+   several minutes), CPU-seconds of each run (the driver and every process it started, Ray's included, at its end), and Ray's fixed
+   start (``ray.init`` in the driver) with the ratio without it.
 2. Driver memory: the Ray driver's peak RSS (``ru_maxrss`` of the driver process alone; Ray's own daemons and
    workers are separate processes) with the videos above, then with 10x as many videos (hard links of the
-   same files, so their steps are mostly cache hits and the pairs table grows 10x). Goal: flat.
+   same files, so their steps are mostly cache hits and the pairs table grows 10x). Goal: flat (~1.1x).
 
 Per-stage throughput (hours of video per hour of step time: summed worker time under Ray) comes from each
 run's ``stats.json`` and is printed too.
 
-ASR is the production path with a tiny random Whisper (real tokenizer and feature extractor, built here) unless
-``--asr_model`` names a real one (e.g. the offline whisper-base folder); histology is the heuristic classifier;
-no text stage.
+ASR is the production path with the offline whisper-base (``make models``; ``--asr_model`` names another, and
+a tiny random Whisper, real tokenizer and feature extractor, is built when there is none); histology is the
+heuristic classifier; no text stage.
 
-    python bench/bench_ray.py                              # 3 lectures x 3 min, 2 Ray CPUs
-    python bench/bench_ray.py --videos 2 --minutes 5 --asr_model .cache/quilt_hf/models/whisper-base
-    python bench/bench_ray.py --smoke                      # 1 lecture x 0.25 min, no 10x run (Ray start dominates;
-                                                           # the tiny random Whisper hears no speech: 0 pairs)
+    python bench/bench_ray.py                  # 3 lectures x 2 min (6 min of video), whisper-base, 1 core each
+    python bench/bench_ray.py --videos 2 --minutes 5 --cores 2
+    python bench/bench_ray.py --smoke          # 1 lecture x 0.25 min, tiny random Whisper, all cores, no 10x run
+                                               # (Ray start dominates; the tiny random Whisper hears no speech)
 """
 
 from __future__ import annotations
@@ -41,48 +44,95 @@ from bench_memory import loop_video  # noqa: E402
 
 LECTURES = sorted((REPO / "demo_corpus").glob("demo0*.mp4"))
 DRIVER = """
-import resource, sys
+import os, resource, sys, time
+cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
+if cores:  # before anything starts: Ray's daemons and workers inherit the affinity
+    os.sched_setaffinity(0, cores)
+import ray
+init = ray.init
+def timed_init(*args, **kwargs):
+    began = time.perf_counter()
+    try:
+        return init(*args, **kwargs)
+    finally:
+        print("RAY_INIT_S", time.perf_counter() - began, file=sys.stderr)
+ray.init = timed_init
 from quilt_hf.cli import main
 code = main(sys.argv[1:])
 print("DRIVER_MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+try:
+    import psutil  # CPU time of this process and every process it started (Ray's daemons and workers, still up)
+except ImportError:  # a dependency of accelerate; without it no CPU figure
+    psutil = None
+if psutil is not None:
+    def cpu(p):
+        t = p.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+    me = psutil.Process()
+    total = cpu(me)
+    for child in me.children(recursive=True):
+        try:
+            total += cpu(child)
+        except psutil.Error:
+            pass
+    print("CPU_S", total, file=sys.stderr)
 sys.exit(code)
 """
 
 
-def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: Path | None = None) -> dict:
-    """One ``quilt curate`` process; returns its wall time, the driver's peak RSS and its stats.json."""
+def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: Path | None = None,
+           cores: list[int] | None = None) -> dict:
+    """One ``quilt curate`` process (pinned to ``cores``, Whisper on one thread); returns its wall time,
+    CPU-seconds, Ray's start, the driver's peak RSS and its stats.json."""
     argv = [sys.executable, "-c", DRIVER, "curate", "--videos", str(videos), "--output", str(output),
-            "--asr_model", asr_model, "--text_backend", "none", *(["--cache_dir", str(cache)] if cache else []), *extra]
+            "--asr_model", asr_model, "--text_backend", "none", "--histology", "heuristic",
+            *(["--cache_dir", str(cache)] if cache else []), *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", BENCH_RAY_CORES=",".join(map(str, cores or [])))
     began = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"quilt curate failed ({done.returncode}):\n{done.stderr[-3000:]}")
     rss = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("DRIVER_MAXRSS_KB")]
+    init = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("RAY_INIT_S")]
     stats = json.loads((output / "stats.json").read_text())
-    return {"wall_s": wall, "driver_peak_mb": rss[-1] / 1024 if rss else float("nan"), "stats": stats}
+    cpu = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("CPU_S")]
+    return {"wall_s": wall, "cpu_s": cpu[-1] if cpu else float("nan"), "ray_init_s": sum(init), "stats": stats,
+            "driver_peak_mb": rss[-1] / 1024 if rss else float("nan")}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=3, help="Demo lectures to use (at most 7).")
-    parser.add_argument("--minutes", type=float, default=3.0, help="Each lecture cut (or looped) to this length.")
-    parser.add_argument("--ray_num_cpus", type=int, default=2, help="CPUs of the local Ray.")
-    parser.add_argument("--asr_model", default=None, help="Whisper folder (default: a tiny random Whisper).")
-    parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min: checks the script runs.")
+    parser.add_argument("--minutes", type=float, default=2.0, help="Each lecture cut (or looped) to this length.")
+    parser.add_argument("--cores", type=int, default=1, help="CPU cores both runs are pinned to (the same ones).")
+    parser.add_argument("--ray_num_cpus", type=int, default=None, help="Logical CPUs of the local Ray (default: "
+                                                                         "--cores, the cores it really has).")
+    parser.add_argument("--asr_model", default=None, help="Whisper folder (default: the offline whisper-base, "
+                                                          "else a tiny random Whisper).")
+    parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min, tiny random Whisper: checks the "
+                                                             "script runs.")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.videos, args.minutes = 1, 0.25
+    if args.smoke:  # every core: the smoke run only checks the script, and Ray's start is faster on two
+        args.videos, args.minutes, args.cores = 1, 0.25, len(os.sched_getaffinity(0))
+    cores = sorted(os.sched_getaffinity(0))[: max(1, args.cores)]
+    args.ray_num_cpus = args.ray_num_cpus or len(cores)
     with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
         tmp = Path(tmp)
-        model = args.asr_model or str(tiny_whisper(tmp / "tiny-whisper"))
+        model = args.asr_model
+        if model is None and not args.smoke:
+            from quilt_hf.models import offline_model_path
+
+            model = str(offline_model_path("asr") or "") or None
+        model_label = model or "tiny random Whisper"
+        model = model or str(tiny_whisper(tmp / "tiny-whisper"))
         videos = tmp / "videos"
         videos.mkdir()
         for lecture in LECTURES[: args.videos]:
             loop_video(lecture, videos / lecture.name, args.minutes)
         ray_args = ["--runner", "ray", "--ray_num_cpus", str(args.ray_num_cpus), "--ray_task_cpus", "0.5"]
-        local = curate(videos, tmp / "local", model, [])
-        ray = curate(videos, tmp / "ray", model, ray_args)
+        local = curate(videos, tmp / "local", model, [], cores=cores)
+        ray = curate(videos, tmp / "ray", model, ray_args, cores=cores)
         ray10 = None
         if not args.smoke:  # a third Ray start would take the smoke run past a minute
             many = tmp / "many"
@@ -93,12 +143,16 @@ def main(argv: list[str] | None = None) -> int:
             ray10 = curate(many, tmp / "ray10", model, ray_args, cache=tmp / "ray" / "cache")
     hours = local["stats"]["video_hours"]
     print(f"bench_ray: {args.videos} lecture(s) x {args.minutes:g} min ({hours * 60:.1f} min of video), "
-          f"ASR {'tiny random Whisper' if args.asr_model is None else args.asr_model}, local Ray with "
-          f"{args.ray_num_cpus} CPUs (shared, loaded machine: noisy)")
+          f"ASR {model_label} on 1 thread, heuristic histology, both runs pinned to core(s) {cores}, local Ray with "
+          f"{args.ray_num_cpus} logical CPUs (wall figures are noisy on a loaded machine)")
     same = (local["stats"]["pairs"], local["stats"]["videos_kept"]) == (ray["stats"]["pairs"], ray["stats"]["videos_kept"])
     print(f"  same pairs and kept videos: {same} ({local['stats']['pairs']} pairs)")
     print(f"  wall: local runner (peer) {local['wall_s']:.1f} s, Ray {ray['wall_s']:.1f} s, "
           f"ratio {ray['wall_s'] / local['wall_s']:.2f} (goal < 1.15 on a run of several minutes)")
+    print(f"  CPU-seconds: local runner {local['cpu_s']:.1f}, Ray {ray['cpu_s']:.1f} "
+          f"(ratio {ray['cpu_s'] / max(local['cpu_s'], 1e-9):.2f})")
+    print(f"  Ray's fixed start (ray.init in the driver): {ray['ray_init_s']:.1f} s; Ray wall without it "
+          f"{ray['wall_s'] - ray['ray_init_s']:.1f} s, ratio {(ray['wall_s'] - ray['ray_init_s']) / local['wall_s']:.2f}")
     print(f"  driver peak RSS: local runner {local['driver_peak_mb']:.0f} MB, Ray {ray['driver_peak_mb']:.0f} MB "
           f"with {args.videos} video(s)")
     if ray10 is None:
@@ -106,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"  Ray driver peak RSS with {10 * args.videos} videos ({ray10['stats']['pairs']} pairs): "
               f"{ray10['driver_peak_mb']:.0f} MB, ratio {ray10['driver_peak_mb'] / ray['driver_peak_mb']:.2f} "
-              f"to {args.videos} video(s) ({ray['stats']['pairs']} pairs) (goal ~1, flat)")
+              f"to {args.videos} video(s) ({ray['stats']['pairs']} pairs) (goal ~1, flat); that run (steps all "
+              f"cache hits, not pinned): wall {ray10['wall_s']:.1f} s, {ray10['cpu_s']:.1f} CPU-s")
     print("  throughput, hours of video per hour of step time (local wall | Ray summed worker time):")
     for name in local["stats"]["throughput_video_h_per_h"]:
         ray_value = ray["stats"]["throughput_video_h_per_h"].get(name)

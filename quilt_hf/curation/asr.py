@@ -434,51 +434,103 @@ class WhisperTranscriber:
         return Transcript(language=language or "", text=" ".join(s["text"] for s in segments), segments=segments)
 
     def transcribe_many(
-        self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE, prompt: str | None = None
+        self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE, prompt: str | None = None,
+        languages: Sequence[str | None] | None = None,
     ) -> list[Transcript]:
         """Transcribe several recordings, ``batch_size`` at a time; one ``Transcript`` per input, in order.
-        ``prompt`` (optional) is given to every recording (see ``transcribe``)."""
+        ``prompt`` (optional) is given to every recording (see ``transcribe``). ``languages`` (optional): a
+        language per recording (None: the transcriber's, else detected), e.g. each lecture's language detected
+        on its first block. A batch never mixes recordings of at most 30 s with longer ones (Whisper decodes
+        them differently), so each transcript is the one ``transcribe`` gives for that recording alone."""
         prompt = (prompt or "").strip() or None
         audios = [_as_16k_mono(audio, sample_rate) for audio in audios]
+        given = [None] * len(audios) if languages is None else [language or self.language for language in languages]
         results: list[Transcript | None] = [None] * len(audios)
         todo = []
         for i, audio in enumerate(audios):
             if len(audio) < SAMPLE_RATE // 10:  # under 0.1 s: nothing Whisper could hear
-                results[i] = Transcript(language=self.language or "", text="", segments=[])
+                results[i] = Transcript(language=given[i] or self.language or "", text="", segments=[])
             else:
                 todo.append(i)
         if self.backend == "faster-whisper":
             for i in todo:
-                results[i] = self._faster_whisper_one(audios[i], prompt)
+                saved, self.language = self.language, given[i] or self.language
+                try:
+                    results[i] = self._faster_whisper_one(audios[i], prompt)
+                finally:
+                    self.language = saved
             return results
         # Similar lengths together: less padding in long-form batches.
         todo.sort(key=lambda i: len(audios[i]))
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
-            for i, transcript in zip(batch, self._transformers_batch([audios[i] for i in batch], prompt)):
+        batches: list[list[int]] = []
+        for i in todo:
+            long_form = len(audios[i]) > WINDOW_SECONDS * SAMPLE_RATE
+            if not batches or len(batches[-1]) >= self.batch_size or (len(audios[batches[-1][0]]) > WINDOW_SECONDS * SAMPLE_RATE) != long_form:
+                batches.append([])
+            batches[-1].append(i)
+        for batch in batches:
+            transcripts = self._transformers_batch([audios[i] for i in batch], prompt, [given[i] for i in batch])
+            for i, transcript in zip(batch, transcripts):
                 results[i] = transcript
         return results
 
-    def _transformers_batch(self, audios: list[np.ndarray], prompt: str | None = None) -> list[Transcript]:
+    def transcribe_files(
+        self, paths: Sequence[str | Path], block_seconds: float = 300.0, prompts: Sequence[str | None] | None = None
+    ) -> list[Transcript]:
+        """Transcribe several media files together: each file is decoded block by block exactly as in
+        ``transcribe_file`` (memory flat in its length), and the current blocks of all files that share a
+        prompt go through the model together, ``batch_size`` at a time (the 30 s windows of several lectures
+        in one ``generate`` call). Each transcript is the one ``transcribe_file`` gives for that file alone.
+
+        Args:
+            paths (`list`): video or audio files.
+            block_seconds (`float`): audio held at a time per file (at least 60 s).
+            prompts (`list`, *optional*): the Whisper prompt of each file (see ``transcribe``).
+
+        Returns:
+            `list[Transcript]`: one per file, in order.
+        """
+        prompts = [(prompt or "").strip() for prompt in prompts] if prompts is not None else [""] * len(paths)
+        if self.backend != "transformers" or len(paths) < 2:
+            return [self.transcribe_file(path, block_seconds, prompt=prompt or None) for path, prompt in zip(paths, prompts)]
+        block_seconds = max(60.0, float(block_seconds))
+        files = [_FileBlocks(iter_audio(path, block_seconds=block_seconds), self.language) for path in paths]
+        while True:
+            limits.check()
+            active = [i for i, state in enumerate(files) if state.following is not None]
+            if not active:
+                break
+            audios = {i: files[i].next_audio() for i in active}
+            for prompt in dict.fromkeys(prompts[i] for i in active):
+                group = [i for i in active if prompts[i] == prompt]
+                parts = self.transcribe_many([audios[i] for i in group], prompt=prompt or None,
+                                             languages=[files[i].language for i in group])
+                for i, part in zip(group, parts):
+                    files[i].add(audios[i], part)
+        return [state.transcript() for state in files]
+
+    def _transformers_batch(
+        self, audios: list[np.ndarray], prompt: str | None = None, languages: Sequence[str | None] | None = None
+    ) -> list[Transcript]:
         import torch
 
         model, processor = self._load()
         conv = model.model.encoder.conv1.weight  # stays a float parameter under int8 quantization
         device, float_dtype = conv.device, conv.dtype
         long_form = max(len(a) for a in audios) > WINDOW_SECONDS * SAMPLE_RATE
-        if long_form and len(audios) == 1 and not getattr(processor.feature_extractor, "dither", 0.0):
-            # one long recording (transcribe_file's blocks): the same features, computed window by window
-            mel = torch.from_numpy(whisper_log_mel(processor.feature_extractor, audios[0]))[None]
-            features = {"input_features": mel, "attention_mask": torch.ones(mel.shape[::2], dtype=torch.int32)}
+        if long_form:
+            # each recording's features as it alone would have them (the frames at its end are not mixed with the
+            # padding of the batch), window by window (flat memory), padded with zeros the attention mask hides
+            features = _stack_features([_long_form_features(processor.feature_extractor, audio) for audio in audios])
         else:
             features = processor.feature_extractor(
-                audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True,
-                **({"padding": "longest", "truncation": False} if long_form else {}),
+                audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True
             )
         inputs = {"input_features": features["input_features"].to(device, float_dtype)}
         if long_form:
             inputs["attention_mask"] = features["attention_mask"].to(device)
-        languages = self._languages(model, features["input_features"][..., :3000].to(device, float_dtype), processor)
+        languages = self._languages(model, features["input_features"][..., :3000].to(device, float_dtype), processor,
+                                    languages)
         del features
         if prompt:
             # Every 30 s window reads the prompt ("all-segments", which transformers allows only together
@@ -513,17 +565,22 @@ class WhisperTranscriber:
             transcripts.append(Transcript(language=language, text=" ".join(s["text"] for s in clean), segments=clean))
         return transcripts
 
-    def _languages(self, model, first_windows, processor) -> list[str]:
-        """The forced language, or one detected on each recording's first 30 s."""
+    def _languages(self, model, first_windows, processor, given: Sequence[str | None] | None = None) -> list[str]:
+        """The forced language, or ``given[i]``, or one detected on each recording's first 30 s."""
         import torch
 
         if self.language:
             return [self.language] * len(first_windows)
         if not getattr(model.generation_config, "is_multilingual", True):
             return ["en"] * len(first_windows)
-        with torch.inference_mode():
-            ids = model.detect_language(first_windows)
-        return [token.strip("<|>") for token in processor.tokenizer.convert_ids_to_tokens(ids.tolist())]
+        given = list(given) if given is not None else [None] * len(first_windows)
+        unknown = [i for i, language in enumerate(given) if not language]
+        if unknown:
+            with torch.inference_mode():
+                ids = model.detect_language(first_windows[unknown] if len(unknown) < len(given) else first_windows)
+            for i, token in zip(unknown, processor.tokenizer.convert_ids_to_tokens(ids.tolist())):
+                given[i] = token.strip("<|>")
+        return given
 
     def _faster_whisper_one(self, audio: np.ndarray, prompt: str | None = None) -> Transcript:
         model, pipeline = self._load()
@@ -580,6 +637,65 @@ def whisper_log_mel(extractor, audio: np.ndarray, window_frames: int = 3000) -> 
     out += 4.0
     out /= 4.0
     return out
+
+
+class _FileBlocks:
+    """One file's state in :meth:`WhisperTranscriber.transcribe_files`: the same block-by-block bookkeeping as
+    ``transcribe_file`` (the segments ending in a block's last 30 s are decoded again with the next block)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], language: str | None):
+        self.blocks, self.language = blocks, language
+        self.following = next(blocks, None)
+        self.segments: list[dict] = []
+        self.carry, self.offset = np.zeros(0, np.float32), 0.0
+
+    def next_audio(self) -> np.ndarray:
+        audio = np.concatenate([self.carry, self.following]) if len(self.carry) else self.following
+        self.following = next(self.blocks, None)
+        return audio
+
+    def add(self, audio: np.ndarray, part: Transcript) -> None:
+        self.language = self.language or part.language or None
+        duration = len(audio) / SAMPLE_RATE
+        if self.following is None:
+            kept, resume = part.segments, duration
+        else:
+            cutoff = duration - WINDOW_SECONDS
+            kept = [segment for segment in part.segments if segment["end"] <= cutoff]
+            redo = [segment["start"] for segment in part.segments if segment["end"] > cutoff]
+            resume = max(min([cutoff, *redo]), kept[-1]["end"] if kept else 0.0)
+        self.segments += [{**segment, "start": round(segment["start"] + self.offset, 3),
+                           "end": round(segment["end"] + self.offset, 3)} for segment in kept]
+        start = min(len(audio), int(round(resume * SAMPLE_RATE)))
+        self.carry, self.offset = audio[start:], self.offset + start / SAMPLE_RATE
+
+    def transcript(self) -> Transcript:
+        return Transcript(language=self.language or "", text=" ".join(s["text"] for s in self.segments),
+                          segments=self.segments)
+
+
+def _long_form_features(extractor, audio: np.ndarray) -> dict:
+    """One recording's long-form features (``(1, mels, frames)``) and mask: :func:`whisper_log_mel` (flat
+    memory), or the extractor itself when it dithers (random noise: no window-by-window equivalent)."""
+    import torch
+
+    if getattr(extractor, "dither", 0.0):
+        return extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True,
+                         padding="longest", truncation=False)
+    mel = torch.from_numpy(whisper_log_mel(extractor, audio))[None]
+    return {"input_features": mel, "attention_mask": torch.ones(mel.shape[::2], dtype=torch.int32)}
+
+
+def _stack_features(parts: list) -> dict:
+    """Per-recording Whisper features (each ``(1, mels, frames_i)`` with its mask) as one zero-padded batch."""
+    import torch
+
+    frames = max(part["input_features"].shape[-1] for part in parts)
+    pad = torch.nn.functional.pad
+    return {
+        "input_features": torch.cat([pad(p["input_features"], (0, frames - p["input_features"].shape[-1])) for p in parts]),
+        "attention_mask": torch.cat([pad(p["attention_mask"], (0, frames - p["attention_mask"].shape[-1])) for p in parts]),
+    }
 
 
 class _DeadlineReached:

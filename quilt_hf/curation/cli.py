@@ -73,6 +73,9 @@ class CurateConfig(TextStageOptions):
     ray_text_gpus: float = field(default=0.0, metadata={"help": "GPUs per text-stage actor under Ray."})
     ray_max_retries: int = field(default=3, metadata={"help": "Retries of a video whose Ray worker died; then it is "
                                                               "dropped as worker_lost."})
+    ray_model_batch_size: int = field(default=0, metadata={"help": "Videos per call of a Ray model actor: the Whisper "
+                                                                   "actor transcribes their 30 s windows together, "
+                                                                   "--asr_batch_size at a time (0: --asr_batch_size)."})
 
 
 def build_transcriber_factory(config: CurateConfig):
@@ -113,6 +116,7 @@ def build_ray_runner(config: CurateConfig):
         actor_cpus=config.ray_actor_cpus, asr_actors=config.ray_asr_actors, asr_gpus=config.ray_asr_gpus,
         histology_actors=config.ray_histology_actors, histology_gpus=config.ray_histology_gpus,
         text_actors=config.ray_text_actors, text_gpus=config.ray_text_gpus, max_retries=config.ray_max_retries,
+        model_batch_size=config.ray_model_batch_size or config.asr_batch_size,
     ))
 
 

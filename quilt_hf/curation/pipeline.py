@@ -188,6 +188,7 @@ class Curation:
         self.computed: Counter = Counter()
         self._asr_digest: str | None = None
         self._histology_digest: str | None = None
+        self._prefetched: dict[tuple[str, str], Any] = {}  # (path, prompt) -> transcript, from transcribe_batch
 
     # -- shared helpers -------------------------------------------------------------------------------
     @property
@@ -243,6 +244,9 @@ class Curation:
         ``prompt``: the Whisper prompt (``--asr_prompt``), given only when there is one."""
         from quilt_hf.curation.asr import load_audio
 
+        prefetched = self._prefetched.pop((path, prompt), None)  # computed with other videos (transcribe_batch)
+        if prefetched is not None:
+            return prefetched
         transcriber = self.transcriber
         extra = {"prompt": prompt} if prompt else {}
         if hasattr(transcriber, "transcribe_file") and self._load_audio in (None, load_audio):
@@ -381,10 +385,7 @@ class Curation:
 
     def _transcript(self, row: dict, prompt: str = "") -> tuple[str, dict]:
         """(cache key, transcript) of one ASR pass; the transcript is ``{"drop_reason": ...}`` on failure."""
-        # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
-        dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
-        key = self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language,
-                             *([dtype] if dtype else []), self.asr_digest, *([prompt] if prompt else []))
+        key = self._asr_key(row, prompt)
         transcript = self.cache.read_json("asr", key)
         if transcript is None:
             seconds = self._time_limit(self.options.asr_timeout, row)
@@ -408,6 +409,67 @@ class Curation:
         else:
             self.cache_hits["asr"] += 1
         return key, transcript
+
+    def _asr_key(self, row: dict, prompt: str = "") -> str:
+        # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
+        dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
+        return self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language,
+                              *([dtype] if dtype else []), self.asr_digest, *([prompt] if prompt else []))
+
+    def _asr_prompts(self, row: dict) -> list[str]:
+        """The prompts of the ASR passes :meth:`transcribe` makes for this video ("" = the plain pass)."""
+        if self.options.asr_prompt == "none":
+            return [""]
+        from quilt_hf.curation.asr_prompt import select_prompt_terms
+        from quilt_hf.curation.text import load_lexicon
+
+        selection = select_prompt_terms(load_lexicon(), f"{row.get('title') or ''}. {row.get('channel') or ''}",
+                                        max_tokens=self.options.asr_prompt_tokens)
+        if not selection.prompt:
+            return [""]
+        return [selection.prompt, ""] if self.options.asr_prompt == "guarded" else [selection.prompt]
+
+    def transcribe_batch(self, rows: list[dict]) -> list[dict]:
+        """:meth:`transcribe` of several videos at once (a Ray ASR actor's call with several videos).
+
+        The transcripts missing from the cache are computed together with the transcriber's
+        ``transcribe_files`` (the 30 s windows of several videos in one ``generate`` call, ``batch_size`` at
+        a time; each transcript is the one its video gives alone), then every row goes through
+        :meth:`transcribe` as alone, which uses them (cache keys, counters and drop reasons as alone). A
+        batch that fails, or runs past the sum of its videos' time limits, is redone one video at a time, so
+        a bad video ends with its own drop reason and the others are unaffected.
+
+        Args:
+            rows (`list[dict]`): rows of the videos table.
+
+        Returns:
+            `list[dict]`: the updated columns of each row, in order.
+        """
+        from quilt_hf.curation.asr import load_audio
+
+        todo: dict[tuple[str, str], float] = {}  # (path, prompt) -> the video's time limit
+        if self._load_audio in (None, load_audio) and self.options.asr_prompt in ("none", "title", "guarded"):
+            for row in rows:
+                if self._skip(row):
+                    continue
+                for prompt in self._asr_prompts(row):
+                    if self.cache.read_json("asr", self._asr_key(row, prompt)) is None:
+                        todo[(row["path"], prompt)] = self._time_limit(self.options.asr_timeout, row)
+        try:
+            transcriber = self.transcriber if len(todo) > 1 else None
+            if transcriber is not None and hasattr(transcriber, "transcribe_files"):
+                try:
+                    with limits.time_limit(sum(todo.values()), "speech recognition of a batch of videos"):
+                        results = transcriber.transcribe_files([path for path, _ in todo],
+                                                               prompts=[prompt for _, prompt in todo])
+                        limits.check()
+                    self._prefetched.update(zip(todo, results))
+                except Exception as error:  # e.g. one undecodable audio track: each video alone says which
+                    logger.warning("speech recognition of %d videos together failed (%s); one video at a time",
+                                   len(todo), error)
+            return [self.transcribe(row) for row in rows]
+        finally:
+            self._prefetched.clear()
 
     def _prompted_transcript(self, row: dict) -> tuple[str, dict]:
         from quilt_hf.curation.asr_prompt import guard_prompted, select_prompt_terms
@@ -606,7 +668,7 @@ class Curation:
             Step("histology", self.classify, fingerprint=f"histology-{version}", pool="histology",
                  setup=functools.partial(self.load_models, ("histology",))),
             Step("asr", self.transcribe, fingerprint=f"asr-{version}", pool="asr",
-                 setup=functools.partial(self.load_models, ("asr",))),
+                 setup=functools.partial(self.load_models, ("asr",)), batch_fn=self.transcribe_batch),
             Step("align", self.align, fingerprint=f"align-{version}"),
             Step("text", self.text_stage, fingerprint=f"text-{version}", pool="text" if self.text is not None else "",
                  setup=functools.partial(self.load_models, ("text",))),
@@ -623,9 +685,21 @@ class Curation:
         self.worker.close()
 
 
+WRITER_ROW_GROUP = "4MB"  # image bytes a table's writer holds at a time (datasets' default: 100MB)
+
+
 def _dataset_writer(dataset) -> Callable[[Path], None]:
     def write(path: Path) -> None:
-        dataset.save_to_disk(str(path), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: one shard
+        # The pair images (paths into the cache) are embedded while the table is written, one row group at a
+        # time; datasets sizes row groups at 100 MB of images, so the writer's memory grew with the table up to
+        # that (about 3x the images held). Row groups of WRITER_ROW_GROUP keep it flat in the number of videos.
+        import datasets
+
+        saved, datasets.config.MAX_ROW_GROUP_SIZE = datasets.config.MAX_ROW_GROUP_SIZE, WRITER_ROW_GROUP
+        try:
+            dataset.save_to_disk(str(path), **({"num_shards": 1} if len(dataset) == 0 else {}))  # 0 rows: one shard
+        finally:
+            datasets.config.MAX_ROW_GROUP_SIZE = saved
 
     return write
 
@@ -713,6 +787,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "cache_keys": {r["video_id"]: {name: r[name] for name in KEY_COLUMNS if r[name]} for r in videos},
         "cache_hits": dict(curation.cache_hits),
         "computed": dict(curation.computed),
+        **({"ray_nodes": dict(sorted(runner.nodes.items()))} if getattr(runner, "nodes", None) else {}),
         "models": {"asr": curation.asr_name, "histology": curation.histology.name,
                    "text": curation.text.name if curation.text is not None else "none"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),

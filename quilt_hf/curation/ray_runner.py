@@ -14,7 +14,10 @@
   (``DataContext.max_errored_blocks``) and its videos recorded the same way, unless every video was lost.
 - Per-step timings: each step records its own seconds per video in a metrics column that travels with the
   row; the driver sums them (worker-seconds per step, as ``timings_s`` of the local runner) and adds the
-  run's wall time under ``"ray wall"``. Cache hits and computed counts travel the same way.
+  run's wall time under ``"ray wall"``. Cache hits and computed counts travel the same way, and the Ray
+  node each step ran on (``stats.json``'s ``ray_nodes``: node id -> (video, step) runs).
+- Model actors take ``model_batch_size`` videos per call; a step with ``batch_fn`` (Whisper) processes
+  them together. CPU tasks share one decoding worker process per Ray worker process.
 
 Needs ``pip install 'quilt_hf[ray]'``.
 """
@@ -61,7 +64,8 @@ class RayOptions:
     histology_gpus: float = field(default=0.0, metadata={"help": "GPUs per histology actor."})
     text_actors: int = field(default=1, metadata={"help": "Text-stage (LLM) actors."})
     text_gpus: float = field(default=0.0, metadata={"help": "GPUs per text-stage actor."})
-    model_batch_size: int = field(default=1, metadata={"help": "Videos per call of a model actor."})
+    model_batch_size: int = field(default=1, metadata={"help": "Videos per call of a model actor (the Whisper actor "
+                                                               "transcribes them together)."})
     videos_per_block: int = field(default=1, metadata={"help": "Videos per Ray block (the unit of retry)."})
     max_retries: int = field(default=3, metadata={"help": "Retries of a block whose worker died; then its videos "
                                                           "are dropped as worker_lost."})
@@ -102,60 +106,120 @@ class _Ledger:
 
     def end(self, step: Step, row: dict) -> None:
         self._path(step, row).unlink(missing_ok=True)
+        self._path(step, row).with_suffix(".batch").unlink(missing_ok=True)
+
+    def suspect(self, step: Step, row: dict) -> bool:
+        """Whether an earlier attempt at this video in this step never ended (its worker died), alone or in
+        a batch with other videos."""
+        path = self._path(step, row)
+        return path.is_file() or path.with_suffix(".batch").is_file()
+
+    def mark_batch(self, step: Step, row: dict) -> None:
+        """Note that the video is in a batch of several videos (a death there is not counted against it, but
+        makes it run alone next time, so the video that kills its worker is the one given up)."""
+        path = self._path(step, row).with_suffix(".batch")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
 
 
 def _apply_map(step: Step, table, ledger: _Ledger):
-    """Run a map step over the rows of an arrow table; returns the table with the updated columns."""
+    """Run a map step over the rows of an arrow table; returns the table with the updated columns.
+
+    With ``step.batch_fn`` the rows go through it together (e.g. Whisper over several videos at once), except
+    the rows an earlier, dead attempt left suspect: those run alone, after the batch, so a video that kills
+    its worker is found and given up alone, and the others of its batch are not counted against."""
     import pyarrow as pa
 
-    out = []
-    for row in table.to_pylist():
-        metrics = _metrics(row.get(METRICS))
-        if not ledger.begin(step, row):
-            logger.error("%s: its worker died %d times in step %s; dropped as %s", row[ledger.id_column],
-                         ledger.max_attempts, step.name, LOST)
-            out.append({**row, ledger.drop_column: LOST})
-            continue
+    rows = table.to_pylist()
+    out: list[dict | None] = [None] * len(rows)
+    suspects = [i for i, row in enumerate(rows) if ledger.suspect(step, row)]
+    fresh = [i for i in range(len(rows)) if i not in suspects]
+    groups = [fresh] if step.batch_fn is not None and len(fresh) > 1 else [[i] for i in fresh]
+    for group in groups + [[i] for i in suspects]:
+        if len(group) > 1:
+            for i in group:
+                ledger.mark_batch(step, rows[i])
+        else:
+            row = rows[group[0]]
+            if not ledger.begin(step, row):
+                logger.error("%s: its worker died %d times in step %s; dropped as %s", row[ledger.id_column],
+                             ledger.max_attempts, step.name, LOST)
+                out[group[0]] = {**row, ledger.drop_column: LOST}
+                continue
+        inputs = [{k: v for k, v in rows[i].items() if k != METRICS} for i in group]
         before = _snapshot(step)
         began = time.perf_counter()
-        updated = {**row, **step.fn({k: v for k, v in row.items() if k != METRICS})}
-        metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + time.perf_counter() - began
-        for name, counter in _snapshot(step).items():
-            delta = counter - before.get(name, Counter())
-            for key, count in delta.items():
-                metrics[name][key] = metrics[name].get(key, 0) + count
-        ledger.end(step, row)
-        updated[METRICS] = json.dumps(metrics)
-        out.append(updated)
+        updates = step.batch_fn(inputs) if len(group) > 1 else [step.fn(inputs[0])]
+        seconds = (time.perf_counter() - began) / len(group)  # a batch's time, shared by its videos
+        node = _node_id()
+        for n, (i, update) in enumerate(zip(group, updates)):
+            metrics = _metrics(rows[i].get(METRICS))
+            metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + seconds
+            metrics.setdefault("nodes", {})[step.name] = node
+            if n == 0:  # the counters' increase of the whole group (the driver only sums them)
+                for name, counter in _snapshot(step).items():
+                    delta = counter - before.get(name, Counter())
+                    for key, count in delta.items():
+                        metrics[name][key] = metrics[name].get(key, 0) + count
+            ledger.end(step, rows[i])
+            out[i] = {**rows[i], **update, METRICS: json.dumps(metrics)}
     return pa.Table.from_pylist(out, schema=table.schema)
 
 
-class _ReadPart:
-    """Reads input part ``id`` (one parquet file per block: a block is the unit of retry)."""
+def _node_id() -> str:
+    """The Ray node this worker runs on ("" outside Ray)."""
+    try:
+        import ray
 
-    def __init__(self, folder: str):
-        self.folder = folder
+        return ray.get_runtime_context().get_node_id() or ""
+    except Exception:  # not in a Ray worker (unit use of the stages)
+        return ""
 
-    def __call__(self, batch):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        tables = [pq.read_table(Path(self.folder) / f"part-{int(i):06d}.parquet") for i in batch["id"].to_pylist()]
-        return pa.concat_tables(tables)
+def _read_part(path: str):
+    import pyarrow.parquet as pq
+
+    return [pq.read_table(path)]
+
+
+def _parts_datasource(paths: list[str]):
+    """The input parts as a Ray Data datasource: one read task, and one block, per parquet part (a block is
+    the unit of retry; ``read_parquet`` would pack small files into one block). Read with ``task_cpus``, not
+    ``ray.data.range``'s fixed 1 CPU, which never fits beside the model actors on a node of one CPU."""
+    import functools
+    import inspect
+
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    takes_schema = "schema" in inspect.signature(BlockMetadata).parameters  # older Ray
+
+    class PartsDatasource(Datasource):
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, **kwargs) -> list:
+            tasks = []
+            for path in paths:
+                metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=[path], exec_stats=None,
+                                         **({"schema": None} if takes_schema else {}))
+                tasks.append(ReadTask(functools.partial(_read_part, path), metadata))
+            return tasks
+
+    return PartsDatasource()
 
 
 class _CpuStage:
-    """A CPU step as a Ray task function (the step travels with the task; no model inside)."""
+    """A CPU step as a Ray task function (the step travels with the task; no model inside).
+
+    ``step.after`` is not called per task: the decoding worker process it would close is shared by the
+    tasks of the Ray worker process (``runners.process_worker``) and ends with it."""
 
     def __init__(self, step: Step, ledger: _Ledger):
         self.step, self.ledger = step, ledger
 
     def __call__(self, table):
-        try:
-            return _apply_map(self.step, table, self.ledger)
-        finally:
-            if self.step.after is not None:  # e.g. close the decoding worker process of this task
-                self.step.after()
+        return _apply_map(self.step, table, self.ledger)
 
 
 class _ModelStage:
@@ -214,6 +278,7 @@ class RayRunner:
     drop_column: str = "drop_reason"
     timings: dict[str, float] = field(default_factory=dict)
     worker_counters: dict[str, Counter] = field(default_factory=lambda: {"cache_hits": Counter(), "computed": Counter()})
+    nodes: Counter = field(default_factory=Counter)  # Ray node id -> (video, step) runs done there
     loads_models_in_workers = True  # the pipeline skips loading models in the driver
 
     def _init(self):
@@ -222,8 +287,8 @@ class RayRunner:
             if self.options.address is None:
                 # workers import the steps (and anything they reference) from the driver's import path
                 path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-                ray.init(
-                    num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
+                ray.init(  # address="local": a new Ray here, never a cluster another process started
+                    address="local", num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
                     object_store_memory=self.options.object_store_mb * 2**20 if self.options.object_store_mb else None,
                     runtime_env={"env_vars": {"PYTHONPATH": path}},
                 )
@@ -285,9 +350,9 @@ class RayRunner:
         expanded = False
         if blocks == 0:
             return dataset
-        # one block per input part (read_parquet would pack small files into one block)
-        data = ray.data.range(blocks, override_num_blocks=blocks).map_batches(
-            _ReadPart(str(inputs)), batch_size=1, batch_format="pyarrow", num_cpus=self.options.task_cpus)
+        parts = [str(inputs / f"part-{i:06d}.parquet") for i in range(blocks)]
+        data = ray.data.read_datasource(_parts_datasource(parts), override_num_blocks=blocks,
+                                        num_cpus=self.options.task_cpus)
         ledger = _Ledger(str(folder / "attempts"), self.options.max_retries + 1, self.id_column, self.drop_column)
         retries = {"max_retries": -1}  # dead workers: retried here, given up per video by the ledger
         for step in steps:
@@ -306,7 +371,9 @@ class RayRunner:
                 expanded = True
         outputs = folder / "output"
         try:
-            data.write_parquet(str(outputs))  # the workers write; execution streams block by block
+            # the workers write, with task_cpus like every stage (a whole CPU may not fit beside the actors
+            # on a small node); execution streams block by block
+            data.write_parquet(str(outputs), ray_remote_args={"num_cpus": self.options.task_cpus})
         except Exception as error:
             text = str(error)
             if MODEL_LOAD_MARK in text:  # a model actor could not load its model: the run's failure
@@ -372,6 +439,7 @@ class RayRunner:
                     self.timings[name] = self.timings.get(name, 0.0) + seconds
                 for counter in ("cache_hits", "computed"):
                     self.worker_counters[counter].update(metrics[counter])
+                self.nodes.update(node for node in metrics.get("nodes", {}).values() if node)
 
     def cleanup(self) -> None:
         """Remove the staging folder (input/output shards and their arrow copies)."""

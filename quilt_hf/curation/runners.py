@@ -140,11 +140,26 @@ class IsolatedWorker:
                 pass
         self._kill()
 
-    def __getstate__(self):  # a worker never travels to another process (Ray); it restarts there
-        return {}
+    def __reduce__(self):
+        # A worker never travels to another process: unpickled there (a Ray task), it is that process's
+        # shared worker, so the tasks a Ray worker process runs one after another use one decoding process
+        # instead of starting one per video.
+        return (process_worker, ())
 
-    def __setstate__(self, state):
-        self._process = None
+
+_PROCESS_WORKER: IsolatedWorker | None = None
+
+
+def process_worker() -> IsolatedWorker:
+    """This process's shared :class:`IsolatedWorker` (what an unpickled worker becomes). Its process ends
+    with this one: the worker's loop stops when its pipe closes, and it is closed at exit."""
+    global _PROCESS_WORKER
+    if _PROCESS_WORKER is None:
+        import atexit
+
+        _PROCESS_WORKER = IsolatedWorker()
+        atexit.register(_PROCESS_WORKER.close)
+    return _PROCESS_WORKER
 
 
 @dataclass
@@ -165,6 +180,9 @@ class Step:
     pool: str = ""  # a model step's pool name (asr, histology, text): an actor pool under Ray; "" = CPU task
     setup: Callable[[], None] | None = None  # loads the step's model (once per Ray actor)
     counters: Callable[[], dict] | None = None  # the step owner's counters (Ray sums them across workers)
+    # ``batch_fn(rows) -> list[dict]``: the map of several rows at once (a Ray model actor's call; e.g. Whisper
+    # over the windows of several videos); the same results as ``fn`` row by row
+    batch_fn: Callable[[list[dict]], list[dict]] | None = None
 
 
 @dataclass

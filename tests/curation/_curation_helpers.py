@@ -85,3 +85,42 @@ class UnloadableTranscriber(FakeTranscriber):
         from quilt_hf.errors import ModelLoadError
 
         raise ModelLoadError("--asr_model", "missing-whisper", "no such folder")
+
+
+class BatchingTranscriber(FakeTranscriber):
+    """FakeTranscriber with ``transcribe_files`` (as WhisperTranscriber): each call writes how many videos it got
+    into ``marker_dir``; with ``victim``, a call (batch or alone) that holds that video SIGKILLs its process."""
+
+    def __init__(self, marker_dir: str, victim: str = ""):
+        self.marker_dir, self.victim = marker_dir, victim
+
+    def _maybe_die(self, paths) -> None:
+        import signal
+
+        if self.victim and any(self.victim in os.path.basename(str(p)) for p in paths):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def transcribe_file(self, path: str) -> FakeTranscript:
+        from quilt_hf.curation.asr import load_audio
+
+        self._maybe_die([path])
+        return self.transcribe(load_audio(path))
+
+    def transcribe_files(self, paths, prompts=None) -> list:
+        from pathlib import Path
+
+        from quilt_hf.curation.asr import load_audio
+
+        Path(self.marker_dir, f"call-{os.getpid()}-{time.time_ns()}").write_text(str(len(paths)))
+        self._maybe_die(paths)
+        return [self.transcribe(load_audio(p)) for p in paths]
+
+
+def frames_recording_pids(marker_dir: str, path, folder, options, duration):
+    """The real frame stage; notes (parent pid, own pid) of the decoding process that ran it in ``marker_dir``."""
+    from pathlib import Path
+
+    from quilt_hf.curation.frames import extract_to_folder
+
+    Path(marker_dir, f"{os.getppid()}-{os.getpid()}-{os.path.basename(path)}").touch()
+    return extract_to_folder(path, folder, options, duration)

@@ -4,6 +4,7 @@ runner never imports Ray."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _curation_helpers import FakeTranscriber, KillingTranscriber, UnloadableTranscriber, frames_or_hang
+from _curation_helpers import (
+    BatchingTranscriber,
+    FakeTranscriber,
+    KillingTranscriber,
+    UnloadableTranscriber,
+    frames_or_hang,
+    frames_recording_pids,
+)
 from factories import tone, write_video
 from test_curation import lecture
 
@@ -36,11 +44,14 @@ def videos(tmp_path_factory):
     return folder
 
 
-def curate(videos: Path, output: Path, transcriber, **overrides) -> dict:
+def curate(videos: Path, output: Path, transcriber, frames_fn=frames_or_hang, **overrides) -> dict:
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
     config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
-    return run_curate(config, transcriber=transcriber, frames_fn=frames_or_hang, load_audio=load_audio)
+    return run_curate(config, transcriber=transcriber, frames_fn=frames_fn, load_audio=load_audio)
+
+
+RAY = {"runner": "ray", "ray_num_cpus": 2, "ray_task_cpus": 0.5}
 
 
 def _no_driver_collect(monkeypatch):
@@ -115,3 +126,137 @@ def test_a_model_that_cannot_load_in_its_actor_fails_the_run_with_its_reason(loc
     with pytest.raises(UserFacingError, match="asr.*missing-whisper"):
         curate(videos, tmp_path / "out", UnloadableTranscriber(), runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
     assert not (tmp_path / "out" / "pairs").exists()
+
+
+def _same_results(a: dict, b: dict) -> None:
+    for key in ("videos", "videos_kept", "dropped", "chunks", "images", "pairs", "dropped_videos", "computed"):
+        assert a[key] == b[key], key
+
+
+def test_transcribe_files_gives_each_file_the_transcript_it_gives_alone(tmp_path):
+    """Whisper over the windows of several files together (one generate call per round of blocks) gives each
+    file exactly the transcript of transcribe_file: multi-block files, a short-form file beside long ones."""
+    import soundfile
+
+    from quilt_hf.curation.asr import WhisperTranscriber
+    from quilt_hf.offline import tiny_random_whisper
+
+    model = tiny_random_whisper(tmp_path / "whisper", max_length=12, keep_generation_fields=True)  # few tokens: fast
+    rng = np.random.default_rng(0)
+    paths = []
+    for k, seconds in enumerate([20, 70, 100]):
+        t = np.arange(seconds * 16000) / 16000
+        audio = 0.1 * np.sin(2 * np.pi * (200 + 50 * k) * t * (1 + 0.3 * np.sin(t))) + 0.05 * rng.standard_normal(len(t))
+        paths.append(tmp_path / f"a{k}.wav")
+        soundfile.write(paths[-1], audio.astype(np.float32), 16000)
+    transcriber = WhisperTranscriber(model=str(model), batch_size=3, device="cpu")
+    alone = [transcriber.transcribe_file(path, block_seconds=60) for path in paths]
+    together = transcriber.transcribe_files(paths, block_seconds=60)
+    assert all(len(t.segments) >= 2 for t in alone)
+    assert [t.to_dict() for t in together] == [t.to_dict() for t in alone]
+
+
+def test_the_asr_actor_transcribes_several_videos_per_call(local_ray, videos, tmp_path):
+    local = curate(videos, tmp_path / "local", FakeTranscriber())
+    (tmp_path / "calls").mkdir()
+    stats = curate(videos, tmp_path / "ray", BatchingTranscriber(str(tmp_path / "calls")), ray_model_batch_size=3, **RAY)
+    calls = [int(p.read_text()) for p in (tmp_path / "calls").iterdir()]
+    assert calls == [3], calls  # the three videos in one transcribe_files call of the actor
+    _same_results(stats, local)
+    assert stats["computed"]["asr"] == 3
+
+
+def test_a_video_that_kills_its_batch_is_given_up_alone(local_ray, videos, tmp_path):
+    (tmp_path / "calls").mkdir()
+    stats = curate(videos, tmp_path / "out", BatchingTranscriber(str(tmp_path / "calls"), victim="v2"),
+                   ray_model_batch_size=3, ray_max_retries=1, **RAY)
+    assert stats["dropped_videos"] == {"v2": "worker_lost"}
+    assert stats["videos_kept"] == 2 and stats["pairs"] >= 4
+
+
+def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for k in range(4):
+        write_video(folder / f"d{k}.mp4", lecture(3 * k), audio=tone(12))
+    (tmp_path / "pids").mkdir()
+    frames_fn = functools.partial(frames_recording_pids, str(tmp_path / "pids"))
+    stats = curate(folder, tmp_path / "out", FakeTranscriber(), frames_fn=frames_fn, runner="ray", ray_num_cpus=2,
+                   ray_task_cpus=1)
+    assert stats["computed"]["frames"] == 4
+    decoders: dict[str, set] = {}
+    for marker in (tmp_path / "pids").iterdir():
+        parent, child, _ = marker.name.split("-", 2)
+        decoders.setdefault(parent, set()).add(child)
+    assert len(decoders) < 4, "the Ray tasks ran in fewer processes than videos (else this test proves nothing)"
+    assert all(len(children) == 1 for children in decoders.values()), decoders
+
+
+def test_the_tables_are_written_a_few_megabytes_of_images_at_a_time(tmp_path):
+    """The driver embeds the pair images while it writes the tables: in row groups of a few MB (datasets'
+    default, 100 MB, made the driver's peak grow with the number of videos)."""
+    import pyarrow as pa
+    from datasets import Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+
+    from quilt_hf.curation.pipeline import _dataset_writer
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(24):  # ~0.5 MB of incompressible PNG each: ~12 MB in all
+        paths.append(str(tmp_path / f"{k}.png"))
+        PILImage.fromarray(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(paths[-1])
+    table = Dataset.from_dict({"image": [{"path": p, "bytes": None} for p in paths], "k": list(range(24))},
+                              features=Features({"image": Image(), "k": Value("int32")}))
+    _dataset_writer(table)(tmp_path / "out")
+    (arrow,) = (tmp_path / "out").glob("*.arrow")
+    batches = list(pa.ipc.open_stream(pa.memory_map(str(arrow))))
+    assert len(batches) >= 2 and max(b.nbytes for b in batches) < 10 * 2**20
+    assert sum(b.num_rows for b in batches) == 24
+
+
+def test_quilt_curate_on_a_two_node_ray_cluster_spreads_the_videos(videos, tiny_whisper_dir, tmp_path):
+    """A real multi-raylet cluster on this machine (ray.cluster_utils.Cluster: a head and a second node, one
+    CPU each), driven by `quilt curate --runner ray --ray_address ADDRESS`: both nodes do work, and the results
+    are the local runner's."""
+    pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    common = ["--videos", str(videos), "--asr_model", str(tiny_whisper_dir), "--text_backend", "none"]
+    script = """
+import sys
+from ray.cluster_utils import Cluster
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20})
+cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+cluster.wait_for_nodes()
+from quilt_hf.cli import main
+code = main(sys.argv[1:] + ["--ray_address", cluster.address])
+import ray
+ray.shutdown()
+cluster.shutdown()
+sys.exit(code)
+"""
+    argv = ["curate", *common, "--output", str(tmp_path / "ray"), "--runner", "ray", "--ray_task_cpus", "0.25"]
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from quilt_hf.cli import main
+
+    assert main(["curate", *common, "--output", str(tmp_path / "local")]) == 0
+    ray_stats = json.loads((tmp_path / "ray" / "stats.json").read_text())
+    local = json.loads((tmp_path / "local" / "stats.json").read_text())
+    _same_results(ray_stats, local)
+    assert len(ray_stats["ray_nodes"]) == 2, ray_stats["ray_nodes"]  # work ran on both nodes
+    assert all(count > 0 for count in ray_stats["ray_nodes"].values())
+
+
+def test_a_local_ray_of_one_cpu_finishes(tiny_whisper_dir, tmp_path):
+    """Every Ray stage asks for --ray_task_cpus, reading the input parts too: with one CPU and the model actors'
+    share reserved, ray.data.range's read (a whole CPU) waited forever (this run hung before)."""
+    pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "one.mp4", lecture(0), audio=tone(8))
+    argv = [sys.executable, "-m", "quilt_hf.cli", "curate", "--videos", str(videos), "--output", str(tmp_path / "out"),
+            "--asr_model", str(tiny_whisper_dir), "--text_backend", "none", "--runner", "ray", "--ray_num_cpus", "1",
+            "--ray_task_cpus", "0.5"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["videos"] == 1
