@@ -568,6 +568,11 @@ def main() -> None:
     parser.add_argument("--no-prompting", action="store_true", help="skip the prompted Whisper pass")
     parser.add_argument("--prompt-tokens", type=int, default=120, help="Whisper prompt budget (tokens)")
     parser.add_argument(
+        "--prompt-source", choices=["title", "first_pass"], default="title",
+        help="what selects each video's prompt terms: its title (`quilt curate --asr_prompt guarded`) or its "
+        "title and the plain pass's terms and near-misses (`--asr_prompt first_pass`)",
+    )
+    parser.add_argument(
         "--whisper", type=Path, default=REPO / ".cache" / "quilt_hf" / "models" / "whisper-base"
     )
     parser.add_argument("--backend", default=None, help="also score an LLM backend: transformers or openai")
@@ -612,8 +617,15 @@ def main() -> None:
     if missing:
         print(f"  no transcript for {missing}: left out", file=sys.stderr)
         videos = [v for v in videos if v["video_id"] in plain]
+    first_pass = {
+        v["video_id"]: " ".join(seg["text"] for seg in plain[v["video_id"]]) if args.prompt_source == "first_pass" else ""
+        for v in videos
+    }
     selections = {
-        v["video_id"]: select_prompt_terms(lexicon, v["title"], max_tokens=args.prompt_tokens) for v in videos
+        v["video_id"]: select_prompt_terms(
+            lexicon, v["title"], first_pass[v["video_id"]], max_tokens=args.prompt_tokens
+        )
+        for v in videos
     }
     prompted = None
     if not (args.simulate or args.no_prompting):
@@ -635,7 +647,8 @@ def main() -> None:
     terms = sum(len(iv["medical_terms"]) for v in videos for iv in v["intervals"])
     print(
         f"Captions on {args.corpus} ({label}): {len(videos)} videos, {terms} medical terms, "
-        f"transcripts: {source}; {time.perf_counter() - t0:.1f}s"
+        f"transcripts: {source}; prompt terms from the {args.prompt_source.replace('_', ' ')}; "
+        f"{time.perf_counter() - t0:.1f}s"
     )
     print(
         f"  {'lever':34s} {'recall':>6s} {'WER->':>6s} {'WER':>6s} {'changed':>7s} {'false':>6s} "
@@ -655,7 +668,11 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(
-            json.dumps({"corpus": args.corpus, "label": label, "transcripts": source, "rows": rows}, indent=1)
+            json.dumps(
+                {"corpus": args.corpus, "label": label, "transcripts": source, "prompt_source": args.prompt_source,
+                 "rows": rows},
+                indent=1,
+            )
         )
     if args.details:
         import tempfile

@@ -4,10 +4,11 @@ against what prompting is known to cause.
 Whisper reads a text prompt as the transcript that came before the audio; spelled-out terms there make it
 write "pleomorphism" where it would hear "plier morphism". Per video:
 
-1. **Topic.** The lexicon's concepts found in the title and metadata, and in a first (plain) pass when there is
-   one, vote Quilt's sub-pathology labels (the rule extractor's vote).
+1. **Topic.** The lexicon's concepts found in the title and metadata (counted twice), and in a first (plain)
+   pass when there is one, vote Quilt's sub-pathology labels (the rule extractor's vote).
 2. **Terms.** In order, until the prompt budget is spent: the terms already spelled in the topic text; the
-   terms the lexicon corrector proposes for near-misses in the first pass (what was probably said); then the
+   terms the lexicon corrector proposes for near-misses in the first pass (what was probably said); the terms
+   the first pass heard right; then the
    curated terms of the topic's labels and the generic histology features, stains and cells, harder words
    first (words outside ordinary English), shorter terms before longer ones. ICD-10 diagnosis titles
    ("Malignant neoplasm of ...") are written, not spoken, and are left out.
@@ -94,19 +95,25 @@ def select_prompt_terms(
 
     topic_entities = extractor.entities(topic_text or "")
     heard_entities = extractor.entities(first_pass or "")
-    labels = extractor.pathology(topic_entities) or extractor.pathology(heard_entities)
+    # The topic is voted by the title's terms (counted twice: the title names the lecture) and every term
+    # the first pass heard: a title that names no organ ("Unknown cases") still gets the lecture's topic.
+    labels = extractor.pathology(topic_entities * 2 + heard_entities)
     for entity in topic_entities:
         concept = lexicon.concepts[entity.concept_id]
         if _spoken(concept):
             add(concept.term, "topic")
+    if first_pass:
+        # What was probably said but misheard comes before what was heard right: the prompt is there to
+        # fix the misses, and the budget may not hold both.
+        corrector = corrector or LexiconCorrector(lexicon)
+        for term in corrector.candidates(first_pass):
+            concept = lexicon.lookup(term)
+            if concept is None or _spoken(concept):
+                add(term, "near_miss")
     for entity in heard_entities:
         concept = lexicon.concepts[entity.concept_id]
         if _spoken(concept):
             add(concept.term, "first_pass")
-    if first_pass:
-        corrector = corrector or LexiconCorrector(lexicon)
-        for term in corrector.candidates(first_pass):
-            add(term, "near_miss")
     if labels or ranked:
         wanted = set(labels)
         common = lexicon.common_words
