@@ -488,7 +488,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
     captions_n = offtopic_n = 0
     medical_n = covered_n = 0
     changed = broken = fixed = 0
-    inserted = inserted_nonmedical = 0
+    inserted = inserted_nonmedical = inserted_video = 0
     for video in videos:
         vid = video["video_id"]
         segments = transcripts[vid]
@@ -528,6 +528,13 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
             covered_n += any(share_found(sentence, caption) >= 0.5 for caption in captions if caption)
         if reports:
             prompt_terms = selections[vid].terms if vid in selections else []
+            # Timing-free count: prompt terms in the whole transcript beyond the whole narration's count (a
+            # long prompted segment that runs over the next interval moves a term without inserting it).
+            truth_all = " " + " ".join(normalize_text(reference)) + " "
+            heard_all = " " + " ".join(normalize_text(noisy)) + " "
+            for term in prompt_terms:
+                key = " " + " ".join(normalize_text(term)) + " "
+                inserted_video += max(0, heard_all.count(key) - truth_all.count(key))
             for iv, window in zip(video["intervals"], windows):
                 truth = " " + " ".join(normalize_text(iv["text"])) + " "
                 heard = " " + " ".join(normalize_text(window)) + " "
@@ -549,6 +556,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
         "coverage": covered_n / medical_n if medical_n else float("nan"),
         "prompt_terms_inserted": inserted if reports else None,
         "prompt_terms_inserted_nonmedical": inserted_nonmedical if reports else None,
+        "prompt_terms_inserted_whole_video": inserted_video if reports else None,
         "guard_reverted_segments": sum(r.reverted_echo + r.reverted_inserted_term for r in reports.values()) if reports else None,
     }
 
@@ -652,15 +660,16 @@ def main() -> None:
     )
     print(
         f"  {'lever':34s} {'recall':>6s} {'WER->':>6s} {'WER':>6s} {'changed':>7s} {'false':>6s} "
-        f"{'captions':>8s} {'offtopic':>8s} {'coverage':>8s} {'inserted':>8s} {'(non-med)':>9s}"
+        f"{'captions':>8s} {'offtopic':>8s} {'coverage':>8s} {'inserted':>8s} {'(non-med)':>9s} {'(video)':>7s}"
     )
     for r in rows:
         ins = "" if r["prompt_terms_inserted"] is None else str(r["prompt_terms_inserted"])
         insn = "" if r["prompt_terms_inserted_nonmedical"] is None else str(r["prompt_terms_inserted_nonmedical"])
+        insv = "" if r["prompt_terms_inserted_whole_video"] is None else str(r["prompt_terms_inserted_whole_video"])
         print(
             f"  {r['lever']:34s} {r['term_recall']:6.3f} {r['wer_before']:6.3f} {r['wer_after']:6.3f} "
             f"{r['changed_words']:7d} {r['false_correction_rate']:6.1%} {r['captions']:8d} "
-            f"{r['offtopic_captions']:8d} {r['coverage']:8.3f} {ins:>8s} {insn:>9s}"
+            f"{r['offtopic_captions']:8d} {r['coverage']:8.3f} {ins:>8s} {insn:>9s} {insv:>7s}"
         )
     print(
         "  goals (held out): recall >= 0.8, false corrections < 1% of changed words, 0 off-topic captions, "
