@@ -482,6 +482,28 @@ def lever_rows(
     return rows
 
 
+EDIT_KINDS = ("same letters, split or merged", "words merged or split", "heard as English", "letters off")
+
+
+def edit_kind(original: str, replacement: str) -> str:
+    """The kind of miss an edit fixes: a term split or merged with the same letters, merged or split with
+    other letters, a term heard as ordinary English words (any common word changed), or letters off."""
+    a, b = normalize_text(original), normalize_text(replacement)
+    if "".join(a) == "".join(b):
+        return EDIT_KINDS[0]
+    if len(a) != len(b):
+        return EDIT_KINDS[1]
+    common = load_lexicon().common_words
+    if any(w in common for w, v in zip(a, b) if w != v):
+        return EDIT_KINDS[2]
+    return EDIT_KINDS[3]
+
+
+def phrase_in(phrase: str, text: str) -> bool:
+    words = " ".join(normalize_text(phrase))
+    return bool(words) and f" {words} " in " " + " ".join(normalize_text(text)) + " "
+
+
 def score_lever(name, videos, plain, transcripts, stage, selections, reports) -> dict:
     refs, befores, afters = [], [], []
     found = total = 0
@@ -489,6 +511,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
     medical_n = covered_n = 0
     changed = broken = fixed = 0
     inserted = inserted_nonmedical = inserted_video = 0
+    by_kind: dict[str, Counter] = {}
     for video in videos:
         vid = video["video_id"]
         segments = transcripts[vid]
@@ -499,6 +522,20 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
             outs = stage.process_batch(windows, groups=[vid] * len(windows))
             corrected = [o["corrected_text"] for o in outs]
             captions = [o["medical_text"].strip() for o in outs]
+            for o, interval in zip(outs, video["intervals"]):
+                # The narration around the window (a segment may have started in the interval before).
+                around = " ".join(
+                    n["text"] for n in video["narration"]
+                    if n["end"] > interval["start"] - 5 and n["start"] < interval["end"] + 5
+                )
+                for edit in o["text_edits"]:
+                    kind = edit_kind(edit["original"], edit["replacement"])
+                    words = len(normalize_text(edit["original"]))
+                    right = phrase_in(edit["original"], around)
+                    by_kind.setdefault(kind, Counter()).update(
+                        {"edits": 1, "words": words, "right_before": words if right else 0,
+                         "right_after": 1 if phrase_in(edit["replacement"], around) else 0}
+                    )
         reference = " ".join(n["text"] for n in video["narration"])
         refs.append(reference)
         noisy = " ".join(w for w in windows if w)
@@ -557,6 +594,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
         "prompt_terms_inserted": inserted if reports else None,
         "prompt_terms_inserted_nonmedical": inserted_nonmedical if reports else None,
         "prompt_terms_inserted_whole_video": inserted_video if reports else None,
+        "edits_by_kind": {kind: dict(counts) for kind, counts in sorted(by_kind.items())},
         "guard_reverted_segments": sum(r.reverted_echo + r.reverted_inserted_term for r in reports.values()) if reports else None,
     }
 
@@ -675,6 +713,15 @@ def main() -> None:
         "  goals (held out): recall >= 0.8, false corrections < 1% of changed words, 0 off-topic captions, "
         "coverage >= 0.9, 0 prompt-inserted terms in non-medical talk"
     )
+    print("  edits by kind of miss (edits / words changed / of them in the narration as heard, i.e. right before "
+          "/ edits whose replacement is in the narration):")
+    for r in rows:
+        if r["edits_by_kind"]:
+            parts = [
+                f"{kind}: {c.get('edits', 0)}/{c.get('words', 0)}/{c.get('right_before', 0)}/{c.get('right_after', 0)}"
+                for kind, c in r["edits_by_kind"].items()
+            ]
+            print(f"    {r['lever']:32s} " + "; ".join(parts))
     if args.json:
         args.json.write_text(
             json.dumps(
