@@ -1,14 +1,14 @@
 """Which sentences of a transcript window are medical (a caption's text) and which are talk.
 
 A pair's caption is what QuiltNet learns, so it holds the window's medical sentences only. A sentence is
-**talk** when it greets, signs off, handles logistics, navigates ("let's move on", "let's zoom back out"),
-speaks of the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"), or
-speaks about the lecture itself ("a short tour of ...", "leave your answers in the comments"). A
+**talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), or speaks of
+the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"); a sentence that
+names no term is talk too when it navigates ("let's move on", "let's zoom back out"), speaks about the
+lecture itself ("a short tour of ...") or opens with an invitation ("let's look at the slide first"). A
 sentence is **medical** by the first signal that holds, in this order:
 
 1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
-   that name a term and hold no talk: the extractor does that; talk about the lecture itself, "a short
-   tour of the epidermis", is talk only in a sentence that names no term);
+   that name a term and hold no talk: the extractor does that);
 2. it is not talk and holds a sign of a term the recogniser misheard: a long word that is neither English
    nor a lexicon form, a near-miss of a lexicon term (a correction candidate under the applied threshold),
    or a word shaped like histology vocabulary (``-oma``, ``-itis``, ``-cyte``, ``-plasia``, ``-osis`` ...);
@@ -32,7 +32,7 @@ from quilt_hf.curation.text.lexicon import Lexicon, normalize
 GREETING = (
     r"welcome|thanks? (?:you )?for (?:watching|listening|joining|your attention)|thank you|subscribe|"
     r"see you|hello|hi everyone|hi all|good (?:morning|afternoon|evening)|goodbye|bye|stay tuned|"
-    r"that'?s (?:it|all)|next time|comments?|like and share|leave your"
+    r"that'?s (?:it|all)|comments?|like and share|leave your"
 )
 #: Classroom and meeting logistics.
 LOGISTICS = (
@@ -49,17 +49,18 @@ NAVIGATION = (
 )
 #: The room and the equipment, admin and asides.
 ASIDES = (
-    r"can you (?:all )?(?:hear|see) (?:me|my screen|this)|share my screen|(?:my|the) (?:screen|audio|sound|"
-    r"connection|internet|laptop|laser pointer battery)|bear with me|one (?:second|moment)|sorry about that|"
+    r"can you (?:all )?(?:hear|see) (?:me|my screen)|share my screen|my (?:audio|sound|connection|internet|"
+    r"laptop|microphone)|bear with me|sorry about that|"
     r"excuse me|where was i|any questions|let me know|(?:post|upload|share|send) (?:the|my) slides|"
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather"
 )
-TALK = re.compile(rf"\b(?:{GREETING}|{LOGISTICS}|{NAVIGATION}|{ASIDES})\b", re.IGNORECASE)
-#: Talk about the lecture itself, and a sentence opened by an invitation ("Let's look at the slide first"):
-#: talk only in a sentence that names no term ("a short tour of the epidermis" names the topic; "In this
-#: video we learn to read an immunostain" teaches it; "Let's look at the koilocytes" points at one).
+TALK = re.compile(rf"\b(?:{GREETING}|{LOGISTICS}|{ASIDES})\b", re.IGNORECASE)
+#: Navigation, talk about the lecture itself, and a sentence opened by an invitation ("Let's look at the
+#: slide first"): talk only in a sentence that names no term ("Let's move on to the koilocytes" and "a short
+#: tour of the epidermis" name what is shown; "In this video we learn to read an immunostain" teaches).
 SOFT_TALK = re.compile(
+    rf"\b(?:{NAVIGATION})\b|"
     r"\b(?:tour|lecture|video|episode|webinar|tutorial|podcast|teaching series|channel|session)\b|"
     r"^(?:(?:now|so|okay|ok|alright|and|then|first),? )*(?:let'?s|let us)\b",
     re.IGNORECASE,
@@ -79,8 +80,8 @@ _REFERS_BACK = re.compile(
 
 
 def is_talk(sentence: str, names_a_term: bool = False) -> bool:
-    """Whether ``sentence`` greets, signs off, handles logistics or navigates, or (when it names no term)
-    speaks about the lecture itself or opens with an invitation ("Let's ...")."""
+    """Whether ``sentence`` greets, signs off, handles logistics or speaks of the room or the speaker, or (when
+    it names no term) navigates, speaks about the lecture itself or opens with an invitation ("Let's ...")."""
     return bool(TALK.search(sentence)) or (not names_a_term and bool(SOFT_TALK.search(sentence.strip())))
 
 

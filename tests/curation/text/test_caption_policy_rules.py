@@ -53,6 +53,16 @@ def test_talk_between_medical_sentences_stays_out_of_the_caption(extractor, talk
     assert medical == ["The epidermis is thick and hyperkeratotic.", "The dermis shows dense fibrosis."]
 
 
+def test_navigation_that_names_what_is_shown_is_kept_and_logistics_never(extractor):
+    text = "Now let's move on to the koilocytes in the upper layer. Don't forget the exam on the koilocytes."
+    assert extractor.extract(text).medical_sentences == ["Now let's move on to the koilocytes in the upper layer."]
+    assert is_talk("Let's move on.") and not is_talk("Let's move on to the koilocytes.", True)
+    # deixis over a slide is not talk about the equipment
+    assert extractor.extract("On the screen you can see koilocytes.").medical_sentences == [
+        "On the screen you can see koilocytes."
+    ]
+
+
 def test_a_sentence_about_the_lecture_that_names_a_term_is_kept(extractor):
     text = "In this video we learn how to read an immunohistochemistry slide."
     assert extractor.extract(text).medical_sentences == [text]
