@@ -411,6 +411,9 @@ class LexiconCorrector:
         heard_sq, missing_sq = "".join(heard), "".join(missing)
         if len(heard_sq) < 4 or len(missing_sq) < 4:
             return None
+        if suffix == 0 and len(heard) > 1 and fuzz.ratio("".join(heard[:-1]), missing_sq) >= fuzz.ratio(heard_sq, missing_sq):
+            # The run's last word is not needed: "horn sudosis filled" is the term and the verb after it.
+            return None
         if not sounds_alike(heard_sq, missing_sq):
             return None
         if fuzz.ratio(heard_sq, _SILENT_INITIAL.sub("", missing_sq)) < 50:

@@ -100,3 +100,10 @@ def test_inflection_rule():
     assert _is_inflection("fields", "field") and _is_inflection("biopsies", "biopsy")
     assert _is_inflection("stained", "stain") and not _is_inflection("nuclei", "nucleoli")
     assert not _is_inflection("field", "field")
+
+
+def test_a_merge_never_takes_in_a_word_that_is_nowhere_in_the_term(corrector):
+    # the term's pieces are followed by a verb whose letters are not in the term: the verb stays
+    result = corrector.correct("Here is a horn sudosis filled with laminated keratin.")
+    assert "filled" in result.text
+    assert "hyperchromatic" in corrector.correct("The nuclei are hyper chromatic and crowded.").text
