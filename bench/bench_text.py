@@ -595,7 +595,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
         "prompt_terms_inserted_nonmedical": inserted_nonmedical if reports else None,
         "prompt_terms_inserted_whole_video": inserted_video if reports else None,
         "edits_by_kind": {kind: dict(counts) for kind, counts in sorted(by_kind.items())},
-        "guard_reverted_segments": sum(r.reverted_echo + r.reverted_inserted_term for r in reports.values()) if reports else None,
+        "guard_reverted_segments": sum(r.reverted_echo + r.reverted_inserted_term + r.reverted_loop for r in reports.values()) if reports else None,
     }
 
 

@@ -16,7 +16,9 @@ write "pleomorphism" where it would hear "plier morphism". Per video:
    ``max_tokens=120`` keeps well below it.
 
 The guard (``guard_prompted``) compares the prompted pass with the plain one segment by segment: a prompted
-segment is replaced by the plain text of the same time span when it repeats a run of the prompt (prompt echo),
+segment is replaced by the plain text of the same time span when it is stuck in a repetition loop (its text
+compresses more than 2.4 times, Whisper's own ``compression_ratio_threshold``), when it repeats a run of the
+prompt (prompt echo),
 or when it holds a prompt term that the plain pass has nothing like (no spelling or sound within reach), i.e.
 a term inserted over silence or ordinary talk. Both are counted.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -148,11 +151,23 @@ def select_prompt_terms(
 
 
 # -- guard ------------------------------------------------------------------------------------------------
+#: Whisper's own test for a decoding stuck in a loop (the default ``compression_ratio_threshold`` of
+#: openai-whisper and faster-whisper): text that gzip compresses more than this much repeats itself.
+COMPRESSION_RATIO_LIMIT = 2.4
+
+
+def compression_ratio(text: str) -> float:
+    """Length of ``text`` in UTF-8 bytes over its zlib-compressed length (0.0 for empty text)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
 @dataclass
 class GuardReport:
     segments: int = 0
     reverted_echo: int = 0
     reverted_inserted_term: int = 0
+    reverted_loop: int = 0
     inserted_terms: list[str] = field(default_factory=list)
 
 
@@ -206,8 +221,9 @@ def heard_like(term: str, heard: str, min_ratio: float = 70.0) -> bool:
 def guard_prompted(
     prompted: Sequence[dict], plain: Sequence[dict], selection: PromptSelection, lexicon: Lexicon
 ) -> tuple[list[dict], GuardReport]:
-    """Replace prompted segments that echo the prompt or insert a prompt term nothing in the plain pass
-    sounds like, by the plain pass's text of the same span.
+    """Replace prompted segments that are stuck in a repetition loop (Whisper's compression-ratio test), echo
+    the prompt, or insert a prompt term nothing in the plain pass sounds like, by the plain pass's text of the
+    same span.
 
     Args:
         prompted (`Sequence[dict]`): segments (``start``, ``end``, ``text``) of the prompted pass.
@@ -228,6 +244,12 @@ def guard_prompted(
         start, end = float(segment["start"]), float(segment["end"])
         heard = _overlapping_text(plain, start, end)
         text = segment["text"]
+        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
+            # A prompted window can fall into a repetition loop (the prompt conditions every window): Whisper's
+            # own compression-ratio test finds it; the plain pass's text of the span replaces it.
+            report.reverted_loop += 1
+            out.append({**segment, "text": _text_within(plain, start, end)})
+            continue
         if _echoes(text, prompt_words):
             report.reverted_echo += 1
             out.append({**segment, "text": _text_within(plain, start, end)})
@@ -248,12 +270,13 @@ def guard_prompted(
             out.append({**segment, "text": _text_within(plain, start, end)})
         else:
             out.append(dict(segment))
-    if report.reverted_echo or report.reverted_inserted_term:
+    if report.reverted_echo or report.reverted_inserted_term or report.reverted_loop:
         logger.info(
-            "prompt guard: %d of %d segments reverted to the plain pass (%d echo, %d inserted term)",
-            report.reverted_echo + report.reverted_inserted_term,
+            "prompt guard: %d of %d segments reverted to the plain pass (%d echo, %d inserted term, %d loop)",
+            report.reverted_echo + report.reverted_inserted_term + report.reverted_loop,
             report.segments,
             report.reverted_echo,
             report.reverted_inserted_term,
+            report.reverted_loop,
         )
     return [s for s in out if s["text"].strip()], report

@@ -432,13 +432,14 @@ class Curation:
             plain_key, plain = self._transcript(row)
         if "drop_reason" in plain:
             return plain_key, plain
-        guarded_key = self.cache.key("asr-guarded", key, plain_key)
+        guarded_key = self.cache.key("asr-guarded-v2", key, plain_key)  # v2: the guard reverts repetition loops
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
             segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)
             transcript = {**prompted, "segments": segments, "text": " ".join(s["text"] for s in segments),
                           "prompt": selection.prompt, "guard": {"reverted_echo": report.reverted_echo,
-                          "reverted_inserted_term": report.reverted_inserted_term, "inserted_terms": report.inserted_terms}}
+                          "reverted_inserted_term": report.reverted_inserted_term, "reverted_loop": report.reverted_loop,
+                          "inserted_terms": report.inserted_terms}}
             self.cache.write_json("asr", guarded_key, transcript)
         return guarded_key, transcript
 

@@ -98,3 +98,22 @@ def test_near_misses_come_before_terms_heard_right(lexicon):
     assert order.index("keratinocytes") < order.index("epidermis")
     tight = select_prompt_terms(lexicon, "", first_pass=heard, max_tokens=20)
     assert "keratinocytes" in tight.terms  # a small budget keeps the miss, not what was heard right
+
+
+def test_guard_reverts_a_repetition_loop(lexicon):
+    from quilt_hf.curation.asr_prompt import COMPRESSION_RATIO_LIMIT, compression_ratio
+
+    selection = PromptSelection(prompt="Histopathology lecture: acanthosis, koilocyte.", terms=["acanthosis", "koilocyte"])
+    plain = [
+        {"start": 0.0, "end": 30.0, "text": "The epidermis shows a canthosis and the cells are large near the surface."},
+        {"start": 30.0, "end": 60.0, "text": "Further down the dermis holds a few vessels."},
+    ]
+    loop = "The epidermis shows acanthosis. " * 12  # a window stuck repeating itself
+    prompted = [
+        {"start": 0.0, "end": 30.0, "text": "The epidermis shows acanthosis and the cells are large near the surface."},
+        {"start": 30.0, "end": 60.0, "text": loop},
+    ]
+    assert compression_ratio(loop) > COMPRESSION_RATIO_LIMIT > compression_ratio(plain[0]["text"])
+    guarded, report = guard_prompted(prompted, plain, selection, lexicon)
+    assert [s["text"] for s in guarded] == [prompted[0]["text"], plain[1]["text"]]
+    assert report.reverted_loop == 1 and report.reverted_echo == 0
