@@ -626,6 +626,9 @@ def main() -> None:
     parser.add_argument("--url", default=None)
     parser.add_argument("--videos", type=int, default=None, help="first N videos only")
     parser.add_argument(
+        "--exclude", default="", help="comma-separated video ids to leave out (to compare runs on the same videos)"
+    )
+    parser.add_argument(
         "--cached-only", action="store_true", help="score only the videos whose Whisper transcripts are cached"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -647,6 +650,7 @@ def main() -> None:
     if not (corpus / "ground_truth.json").is_file():
         raise SystemExit(f"no ground_truth.json in {corpus}")
     videos = json.loads((corpus / "ground_truth.json").read_text())["videos"][: args.videos]
+    videos = [v for v in videos if v["video_id"] not in set(filter(None, args.exclude.split(",")))]
     lexicon = load_lexicon()
     if args.simulate:
         data = simulated_transcripts(videos)
