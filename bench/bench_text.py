@@ -482,13 +482,36 @@ def lever_rows(
     return rows
 
 
+EDIT_KINDS = ("same letters, split or merged", "words merged or split", "heard as English", "letters off")
+
+
+def edit_kind(original: str, replacement: str) -> str:
+    """The kind of miss an edit fixes: a term split or merged with the same letters, merged or split with
+    other letters, a term heard as ordinary English words (any common word changed), or letters off."""
+    a, b = normalize_text(original), normalize_text(replacement)
+    if "".join(a) == "".join(b):
+        return EDIT_KINDS[0]
+    if len(a) != len(b):
+        return EDIT_KINDS[1]
+    common = load_lexicon().common_words
+    if any(w in common for w, v in zip(a, b) if w != v):
+        return EDIT_KINDS[2]
+    return EDIT_KINDS[3]
+
+
+def phrase_in(phrase: str, text: str) -> bool:
+    words = " ".join(normalize_text(phrase))
+    return bool(words) and f" {words} " in " " + " ".join(normalize_text(text)) + " "
+
+
 def score_lever(name, videos, plain, transcripts, stage, selections, reports) -> dict:
     refs, befores, afters = [], [], []
     found = total = 0
     captions_n = offtopic_n = 0
     medical_n = covered_n = 0
     changed = broken = fixed = 0
-    inserted = inserted_nonmedical = 0
+    inserted = inserted_nonmedical = inserted_video = 0
+    by_kind: dict[str, Counter] = {}
     for video in videos:
         vid = video["video_id"]
         segments = transcripts[vid]
@@ -499,6 +522,20 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
             outs = stage.process_batch(windows, groups=[vid] * len(windows))
             corrected = [o["corrected_text"] for o in outs]
             captions = [o["medical_text"].strip() for o in outs]
+            for o, interval in zip(outs, video["intervals"]):
+                # The narration around the window (a segment may have started in the interval before).
+                around = " ".join(
+                    n["text"] for n in video["narration"]
+                    if n["end"] > interval["start"] - 5 and n["start"] < interval["end"] + 5
+                )
+                for edit in o["text_edits"]:
+                    kind = edit_kind(edit["original"], edit["replacement"])
+                    words = len(normalize_text(edit["original"]))
+                    right = phrase_in(edit["original"], around)
+                    by_kind.setdefault(kind, Counter()).update(
+                        {"edits": 1, "words": words, "right_before": words if right else 0,
+                         "right_after": 1 if phrase_in(edit["replacement"], around) else 0}
+                    )
         reference = " ".join(n["text"] for n in video["narration"])
         refs.append(reference)
         noisy = " ".join(w for w in windows if w)
@@ -528,6 +565,13 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
             covered_n += any(share_found(sentence, caption) >= 0.5 for caption in captions if caption)
         if reports:
             prompt_terms = selections[vid].terms if vid in selections else []
+            # Timing-free count: prompt terms in the whole transcript beyond the whole narration's count (a
+            # long prompted segment that runs over the next interval moves a term without inserting it).
+            truth_all = " " + " ".join(normalize_text(reference)) + " "
+            heard_all = " " + " ".join(normalize_text(noisy)) + " "
+            for term in prompt_terms:
+                key = " " + " ".join(normalize_text(term)) + " "
+                inserted_video += max(0, heard_all.count(key) - truth_all.count(key))
             for iv, window in zip(video["intervals"], windows):
                 truth = " " + " ".join(normalize_text(iv["text"])) + " "
                 heard = " " + " ".join(normalize_text(window)) + " "
@@ -549,7 +593,9 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
         "coverage": covered_n / medical_n if medical_n else float("nan"),
         "prompt_terms_inserted": inserted if reports else None,
         "prompt_terms_inserted_nonmedical": inserted_nonmedical if reports else None,
-        "guard_reverted_segments": sum(r.reverted_echo + r.reverted_inserted_term for r in reports.values()) if reports else None,
+        "prompt_terms_inserted_whole_video": inserted_video if reports else None,
+        "edits_by_kind": {kind: dict(counts) for kind, counts in sorted(by_kind.items())},
+        "guard_reverted_segments": sum(r.reverted_echo + r.reverted_inserted_term + r.reverted_loop for r in reports.values()) if reports else None,
     }
 
 
@@ -568,12 +614,20 @@ def main() -> None:
     parser.add_argument("--no-prompting", action="store_true", help="skip the prompted Whisper pass")
     parser.add_argument("--prompt-tokens", type=int, default=120, help="Whisper prompt budget (tokens)")
     parser.add_argument(
+        "--prompt-source", choices=["title", "first_pass"], default="title",
+        help="what selects each video's prompt terms: its title (`quilt curate --asr_prompt guarded`) or its "
+        "title and the plain pass's terms and near-misses (`--asr_prompt first_pass`)",
+    )
+    parser.add_argument(
         "--whisper", type=Path, default=REPO / ".cache" / "quilt_hf" / "models" / "whisper-base"
     )
     parser.add_argument("--backend", default=None, help="also score an LLM backend: transformers or openai")
     parser.add_argument("--model", default=None)
     parser.add_argument("--url", default=None)
     parser.add_argument("--videos", type=int, default=None, help="first N videos only")
+    parser.add_argument(
+        "--exclude", default="", help="comma-separated video ids to leave out (to compare runs on the same videos)"
+    )
     parser.add_argument(
         "--cached-only", action="store_true", help="score only the videos whose Whisper transcripts are cached"
     )
@@ -596,6 +650,7 @@ def main() -> None:
     if not (corpus / "ground_truth.json").is_file():
         raise SystemExit(f"no ground_truth.json in {corpus}")
     videos = json.loads((corpus / "ground_truth.json").read_text())["videos"][: args.videos]
+    videos = [v for v in videos if v["video_id"] not in set(filter(None, args.exclude.split(",")))]
     lexicon = load_lexicon()
     if args.simulate:
         data = simulated_transcripts(videos)
@@ -612,8 +667,15 @@ def main() -> None:
     if missing:
         print(f"  no transcript for {missing}: left out", file=sys.stderr)
         videos = [v for v in videos if v["video_id"] in plain]
+    first_pass = {
+        v["video_id"]: " ".join(seg["text"] for seg in plain[v["video_id"]]) if args.prompt_source == "first_pass" else ""
+        for v in videos
+    }
     selections = {
-        v["video_id"]: select_prompt_terms(lexicon, v["title"], max_tokens=args.prompt_tokens) for v in videos
+        v["video_id"]: select_prompt_terms(
+            lexicon, v["title"], first_pass[v["video_id"]], max_tokens=args.prompt_tokens
+        )
+        for v in videos
     }
     prompted = None
     if not (args.simulate or args.no_prompting):
@@ -635,27 +697,42 @@ def main() -> None:
     terms = sum(len(iv["medical_terms"]) for v in videos for iv in v["intervals"])
     print(
         f"Captions on {args.corpus} ({label}): {len(videos)} videos, {terms} medical terms, "
-        f"transcripts: {source}; {time.perf_counter() - t0:.1f}s"
+        f"transcripts: {source}; prompt terms from the {args.prompt_source.replace('_', ' ')}; "
+        f"{time.perf_counter() - t0:.1f}s"
     )
     print(
         f"  {'lever':34s} {'recall':>6s} {'WER->':>6s} {'WER':>6s} {'changed':>7s} {'false':>6s} "
-        f"{'captions':>8s} {'offtopic':>8s} {'coverage':>8s} {'inserted':>8s} {'(non-med)':>9s}"
+        f"{'captions':>8s} {'offtopic':>8s} {'coverage':>8s} {'inserted':>8s} {'(non-med)':>9s} {'(video)':>7s}"
     )
     for r in rows:
         ins = "" if r["prompt_terms_inserted"] is None else str(r["prompt_terms_inserted"])
         insn = "" if r["prompt_terms_inserted_nonmedical"] is None else str(r["prompt_terms_inserted_nonmedical"])
+        insv = "" if r["prompt_terms_inserted_whole_video"] is None else str(r["prompt_terms_inserted_whole_video"])
         print(
             f"  {r['lever']:34s} {r['term_recall']:6.3f} {r['wer_before']:6.3f} {r['wer_after']:6.3f} "
             f"{r['changed_words']:7d} {r['false_correction_rate']:6.1%} {r['captions']:8d} "
-            f"{r['offtopic_captions']:8d} {r['coverage']:8.3f} {ins:>8s} {insn:>9s}"
+            f"{r['offtopic_captions']:8d} {r['coverage']:8.3f} {ins:>8s} {insn:>9s} {insv:>7s}"
         )
     print(
         "  goals (held out): recall >= 0.8, false corrections < 1% of changed words, 0 off-topic captions, "
         "coverage >= 0.9, 0 prompt-inserted terms in non-medical talk"
     )
+    print("  edits by kind of miss (edits / words changed / of them in the narration as heard, i.e. right before "
+          "/ edits whose replacement is in the narration):")
+    for r in rows:
+        if r["edits_by_kind"]:
+            parts = [
+                f"{kind}: {c.get('edits', 0)}/{c.get('words', 0)}/{c.get('right_before', 0)}/{c.get('right_after', 0)}"
+                for kind, c in r["edits_by_kind"].items()
+            ]
+            print(f"    {r['lever']:32s} " + "; ".join(parts))
     if args.json:
         args.json.write_text(
-            json.dumps({"corpus": args.corpus, "label": label, "transcripts": source, "rows": rows}, indent=1)
+            json.dumps(
+                {"corpus": args.corpus, "label": label, "transcripts": source, "prompt_source": args.prompt_source,
+                 "rows": rows},
+                indent=1,
+            )
         )
     if args.details:
         import tempfile

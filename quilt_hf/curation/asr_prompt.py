@@ -4,10 +4,11 @@ against what prompting is known to cause.
 Whisper reads a text prompt as the transcript that came before the audio; spelled-out terms there make it
 write "pleomorphism" where it would hear "plier morphism". Per video:
 
-1. **Topic.** The lexicon's concepts found in the title and metadata, and in a first (plain) pass when there is
-   one, vote Quilt's sub-pathology labels (the rule extractor's vote).
+1. **Topic.** The lexicon's concepts found in the title and metadata (counted twice), and in a first (plain)
+   pass when there is one, vote Quilt's sub-pathology labels (the rule extractor's vote).
 2. **Terms.** In order, until the prompt budget is spent: the terms already spelled in the topic text; the
-   terms the lexicon corrector proposes for near-misses in the first pass (what was probably said); then the
+   terms the lexicon corrector proposes for near-misses in the first pass (what was probably said); the terms
+   the first pass heard right; then the
    curated terms of the topic's labels and the generic histology features, stains and cells, harder words
    first (words outside ordinary English), shorter terms before longer ones. ICD-10 diagnosis titles
    ("Malignant neoplasm of ...") are written, not spoken, and are left out.
@@ -15,7 +16,9 @@ write "pleomorphism" where it would hear "plier morphism". Per video:
    ``max_tokens=120`` keeps well below it.
 
 The guard (``guard_prompted``) compares the prompted pass with the plain one segment by segment: a prompted
-segment is replaced by the plain text of the same time span when it repeats a run of the prompt (prompt echo),
+segment is replaced by the plain text of the same time span when it is stuck in a repetition loop (its text
+compresses more than 2.4 times, Whisper's own ``compression_ratio_threshold``), when it repeats a run of the
+prompt (prompt echo),
 or when it holds a prompt term that the plain pass has nothing like (no spelling or sound within reach), i.e.
 a term inserted over silence or ordinary talk. Both are counted.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -94,19 +98,25 @@ def select_prompt_terms(
 
     topic_entities = extractor.entities(topic_text or "")
     heard_entities = extractor.entities(first_pass or "")
-    labels = extractor.pathology(topic_entities) or extractor.pathology(heard_entities)
+    # The topic is voted by the title's terms (counted twice: the title names the lecture) and every term
+    # the first pass heard: a title that names no organ ("Unknown cases") still gets the lecture's topic.
+    labels = extractor.pathology(topic_entities * 2 + heard_entities)
     for entity in topic_entities:
         concept = lexicon.concepts[entity.concept_id]
         if _spoken(concept):
             add(concept.term, "topic")
+    if first_pass:
+        # What was probably said but misheard comes before what was heard right: the prompt is there to
+        # fix the misses, and the budget may not hold both.
+        corrector = corrector or LexiconCorrector(lexicon)
+        for term in corrector.candidates(first_pass):
+            concept = lexicon.lookup(term)
+            if concept is None or _spoken(concept):
+                add(term, "near_miss")
     for entity in heard_entities:
         concept = lexicon.concepts[entity.concept_id]
         if _spoken(concept):
             add(concept.term, "first_pass")
-    if first_pass:
-        corrector = corrector or LexiconCorrector(lexicon)
-        for term in corrector.candidates(first_pass):
-            add(term, "near_miss")
     if labels or ranked:
         wanted = set(labels)
         common = lexicon.common_words
@@ -141,11 +151,23 @@ def select_prompt_terms(
 
 
 # -- guard ------------------------------------------------------------------------------------------------
+#: Whisper's own test for a decoding stuck in a loop (the default ``compression_ratio_threshold`` of
+#: openai-whisper and faster-whisper): text that gzip compresses more than this much repeats itself.
+COMPRESSION_RATIO_LIMIT = 2.4
+
+
+def compression_ratio(text: str) -> float:
+    """Length of ``text`` in UTF-8 bytes over its zlib-compressed length (0.0 for empty text)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
 @dataclass
 class GuardReport:
     segments: int = 0
     reverted_echo: int = 0
     reverted_inserted_term: int = 0
+    reverted_loop: int = 0
     inserted_terms: list[str] = field(default_factory=list)
 
 
@@ -199,8 +221,9 @@ def heard_like(term: str, heard: str, min_ratio: float = 70.0) -> bool:
 def guard_prompted(
     prompted: Sequence[dict], plain: Sequence[dict], selection: PromptSelection, lexicon: Lexicon
 ) -> tuple[list[dict], GuardReport]:
-    """Replace prompted segments that echo the prompt or insert a prompt term nothing in the plain pass
-    sounds like, by the plain pass's text of the same span.
+    """Replace prompted segments that are stuck in a repetition loop (Whisper's compression-ratio test), echo
+    the prompt, or insert a prompt term nothing in the plain pass sounds like, by the plain pass's text of the
+    same span.
 
     Args:
         prompted (`Sequence[dict]`): segments (``start``, ``end``, ``text``) of the prompted pass.
@@ -221,6 +244,12 @@ def guard_prompted(
         start, end = float(segment["start"]), float(segment["end"])
         heard = _overlapping_text(plain, start, end)
         text = segment["text"]
+        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
+            # A prompted window can fall into a repetition loop (the prompt conditions every window): Whisper's
+            # own compression-ratio test finds it; the plain pass's text of the span replaces it.
+            report.reverted_loop += 1
+            out.append({**segment, "text": _text_within(plain, start, end)})
+            continue
         if _echoes(text, prompt_words):
             report.reverted_echo += 1
             out.append({**segment, "text": _text_within(plain, start, end)})
@@ -241,12 +270,13 @@ def guard_prompted(
             out.append({**segment, "text": _text_within(plain, start, end)})
         else:
             out.append(dict(segment))
-    if report.reverted_echo or report.reverted_inserted_term:
+    if report.reverted_echo or report.reverted_inserted_term or report.reverted_loop:
         logger.info(
-            "prompt guard: %d of %d segments reverted to the plain pass (%d echo, %d inserted term)",
-            report.reverted_echo + report.reverted_inserted_term,
+            "prompt guard: %d of %d segments reverted to the plain pass (%d echo, %d inserted term, %d loop)",
+            report.reverted_echo + report.reverted_inserted_term + report.reverted_loop,
             report.segments,
             report.reverted_echo,
             report.reverted_inserted_term,
+            report.reverted_loop,
         )
     return [s for s in out if s["text"].strip()], report

@@ -31,8 +31,9 @@ class CurateConfig(TextStageOptions):
         metadata={
             "help": "Whisper prompt of lexicon terms for each video's topic (read from its title and channel): "
             "none; title (one prompted pass); guarded (a plain pass too: prompted segments that repeat the prompt "
-            "or insert a term the plain pass has nothing like are replaced by the plain text).",
-            "choices": ["none", "title", "guarded"],
+            "or insert a term the plain pass has nothing like are replaced by the plain text); first_pass (guarded, "
+            "and the plain pass's own terms and near-misses of terms choose the prompt and its topic too).",
+            "choices": ["none", "title", "guarded", "first_pass"],
         },
     )
     device: str | None = field(default=None, metadata={"help": "Device for the models (cpu, cuda, cuda:1); default: auto."})

@@ -75,7 +75,8 @@ class PipelineOptions:
     split: str = ""  # value of the pairs' split column ("" = decided at publishing)
     # Whisper prompt from the lexicon terms of the video's topic (asr_prompt.py): "none", "title" (one pass,
     # topic from title and channel) or "guarded" (a plain pass too; prompted segments that echo the prompt or
-    # insert a term the plain pass has nothing like are replaced by the plain text)
+    # insert a term the plain pass has nothing like are replaced by the plain text) or "first_pass" (guarded,
+    # with the plain pass's terms and near-misses choosing the prompt terms too)
     asr_prompt: str = "none"
     asr_prompt_tokens: int = 120
 
@@ -476,30 +477,41 @@ class Curation:
         from quilt_hf.curation.text import load_lexicon
 
         lexicon = load_lexicon()
-        selection = select_prompt_terms(lexicon, f"{row.get('title') or ''}. {row.get('channel') or ''}", max_tokens=self.options.asr_prompt_tokens)
-        if not selection.prompt:  # nothing in the metadata names a topic: the plain pass
-            return self._transcript(row)
+        topic = f"{row.get('title') or ''}. {row.get('channel') or ''}"
+        first_pass, plain_key, plain = "", "", None
+        if self.options.asr_prompt == "first_pass":  # the plain pass first: its terms and near-misses
+            plain_key, plain = self._transcript(row)
+            if "drop_reason" in plain:
+                return plain_key, plain
+            first_pass = plain["text"]
+        selection = select_prompt_terms(lexicon, topic, first_pass, max_tokens=self.options.asr_prompt_tokens)
+        if not selection.prompt:  # nothing in the metadata (or the first pass) names a topic: the plain pass
+            return (plain_key, plain) if plain is not None else self._transcript(row)
         key, prompted = self._transcript(row, selection.prompt)
-        if "drop_reason" in prompted or self.options.asr_prompt != "guarded":
+        if "drop_reason" in prompted or self.options.asr_prompt == "title":
             return key, prompted
-        plain_key, plain = self._transcript(row)
+        if plain is None:
+            plain_key, plain = self._transcript(row)
         if "drop_reason" in plain:
             return plain_key, plain
-        guarded_key = self.cache.key("asr-guarded", key, plain_key)
+        guarded_key = self.cache.key("asr-guarded-v2", key, plain_key)  # v2: the guard reverts repetition loops
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
             segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)
             transcript = {**prompted, "segments": segments, "text": " ".join(s["text"] for s in segments),
                           "prompt": selection.prompt, "guard": {"reverted_echo": report.reverted_echo,
-                          "reverted_inserted_term": report.reverted_inserted_term, "inserted_terms": report.inserted_terms}}
+                          "reverted_inserted_term": report.reverted_inserted_term, "reverted_loop": report.reverted_loop,
+                          "inserted_terms": report.inserted_terms}}
             self.cache.write_json("asr", guarded_key, transcript)
         return guarded_key, transcript
 
     def transcribe(self, row: dict) -> dict:
         if self._skip(row):
             return {}
-        if self.options.asr_prompt not in ("none", "title", "guarded"):
-            raise UserFacingError(f"asr_prompt must be none, title or guarded, not {self.options.asr_prompt!r}")
+        if self.options.asr_prompt not in ("none", "title", "guarded", "first_pass"):
+            raise UserFacingError(
+                f"asr_prompt must be none, title, guarded or first_pass, not {self.options.asr_prompt!r}"
+            )
         key, transcript = self._transcript(row) if self.options.asr_prompt == "none" else self._prompted_transcript(row)
         if "drop_reason" in transcript:  # asr_error or asr_timeout
             return {"drop_reason": transcript["drop_reason"]}

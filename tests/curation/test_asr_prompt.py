@@ -75,3 +75,45 @@ def test_guard_reverts_echo_and_inserted_terms_but_keeps_heard_ones(lexicon):
     ]
     assert report.reverted_inserted_term == 1 and report.inserted_terms == ["spongiosis"]
     assert report.reverted_echo == 1
+
+
+def test_first_pass_gives_the_topic_when_the_title_names_none(lexicon):
+    heard = "The glands of the colon show crypt abscesses and the lamina propria is inflamed."
+    assert select_prompt_terms(lexicon, "Unknown cases: a rapid review").prompt == ""
+    selection = select_prompt_terms(lexicon, "Unknown cases: a rapid review", first_pass=heard)
+    assert selection.labels and selection.labels[0] == "Gastrointestinal"
+    assert "gastrointestinal" in selection.prompt
+    # a title's topic leads, and what the lecture talks about joins it
+    assert select_prompt_terms(lexicon, "Skin biopsy review", first_pass=heard).labels == [
+        "Dermatopathology",
+        "Gastrointestinal",
+    ]
+
+
+def test_near_misses_come_before_terms_heard_right(lexicon):
+    heard = "The epidermis is thick and the dermis is scarred. The keratinocides show atypia."
+    selection = select_prompt_terms(lexicon, "", first_pass=heard)
+    order = selection.terms
+    assert selection.reasons["keratinocytes"] == "near_miss"
+    assert order.index("keratinocytes") < order.index("epidermis")
+    tight = select_prompt_terms(lexicon, "", first_pass=heard, max_tokens=20)
+    assert "keratinocytes" in tight.terms  # a small budget keeps the miss, not what was heard right
+
+
+def test_guard_reverts_a_repetition_loop(lexicon):
+    from quilt_hf.curation.asr_prompt import COMPRESSION_RATIO_LIMIT, compression_ratio
+
+    selection = PromptSelection(prompt="Histopathology lecture: acanthosis, koilocyte.", terms=["acanthosis", "koilocyte"])
+    plain = [
+        {"start": 0.0, "end": 30.0, "text": "The epidermis shows a canthosis and the cells are large near the surface."},
+        {"start": 30.0, "end": 60.0, "text": "Further down the dermis holds a few vessels."},
+    ]
+    loop = "The epidermis shows acanthosis. " * 12  # a window stuck repeating itself
+    prompted = [
+        {"start": 0.0, "end": 30.0, "text": "The epidermis shows acanthosis and the cells are large near the surface."},
+        {"start": 30.0, "end": 60.0, "text": loop},
+    ]
+    assert compression_ratio(loop) > COMPRESSION_RATIO_LIMIT > compression_ratio(plain[0]["text"])
+    guarded, report = guard_prompted(prompted, plain, selection, lexicon)
+    assert [s["text"] for s in guarded] == [prompted[0]["text"], plain[1]["text"]]
+    assert report.reverted_loop == 1 and report.reverted_echo == 0

@@ -110,3 +110,24 @@ def test_guarded_prompt_comes_from_the_title_and_inserted_terms_are_reverted(tmp
     text = " ".join(chunks["noisy_text"])
     assert "acanthosis sheet" not in text  # inserted over logistics talk: reverted to the plain pass
     assert "shows acanthosis" in text  # heard (the plain pass has "a canthosis"): the prompt's spelling stays
+
+
+def test_first_pass_prompt_comes_from_what_the_plain_pass_heard(tmp_path):
+    from datasets import load_from_disk
+
+    from quilt_hf.curation.cli import CurateConfig, run_curate
+    from quilt_hf.curation.text import build_text_processor
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "rapid_review.mp4", lecture(), audio=tone(24))  # a title that names no topic
+    transcriber = PromptRecordingTranscriber()
+    config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"), asr_prompt="first_pass")
+    run_curate(config, transcriber=transcriber, text_processor=build_text_processor("lexicon", threshold=1.01),
+               load_audio=load_audio)
+    assert transcriber.prompts[0] is None and len(transcriber.prompts) == 2  # the plain pass first, once
+    prompt = transcriber.prompts[1]
+    assert prompt and "acanthosis" in prompt and "epidermis" in prompt  # its near-miss and a term it heard
+    chunks = load_from_disk(str(tmp_path / "out" / "chunks")).remove_columns(["image"])
+    text = " ".join(chunks["noisy_text"])
+    assert "acanthosis sheet" not in text and "shows acanthosis" in text  # guarded as in `guarded`

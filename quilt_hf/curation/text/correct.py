@@ -307,6 +307,8 @@ class LexiconCorrector:
             # A term split into pieces, one of them kept whole: "ad hoc carcinoma", "a canthosis".
             squashed = "".join(keys)
             target = target_words[0] if len(target_words) == 1 else ""
+            if target and len(keys) > 1 and self._holds_extra_word(keys, target, char_score):
+                return None
             anchored = any(len(k) >= 5 and k in target and k not in STOPWORDS for k in keys)
             if target and anchored and squashed[:1] == target[:1] and char_score >= 85:
                 return combined / 100.0, False
@@ -325,6 +327,12 @@ class LexiconCorrector:
         kept = [k for k in keys if k in target_words]
         if not changed:
             return None
+        for k in changed:
+            partner = max(target_words, key=lambda w: fuzz.ratio(w, k))
+            if _is_inflection(k, partner):
+                # An inflection of the term's word ("controls", "immunostains", "high power fields"): what
+                # the speaker said, not an ASR error. Checked before the sound rules, which would accept it.
+                return None
         group = self._anchored_group(keys, window_mask, target_words, combined)
         if group is not None:
             return group
@@ -344,11 +352,6 @@ class LexiconCorrector:
                 )
                 if not (close or heard_as_english):
                     return None
-        for k in changed:
-            partner = max(target_words, key=lambda w: fuzz.ratio(w, k))
-            longer, shorter = (k, partner) if len(k) >= len(partner) else (partner, k)
-            if longer.startswith(shorter) and len(longer) - len(shorter) <= 3:
-                return None  # an inflection of the term ("controls", "immunostains"), not an ASR error
         if any(m for m, k in zip(window_mask, keys) if k in changed):
             return None  # never rewrite a word that is already part of a lexicon term
         if kept and any(k in common for k in changed) and all(len(k) >= 3 for k in changed):
@@ -358,6 +361,21 @@ class LexiconCorrector:
         if char_score < 75:
             return None
         return combined / 100.0, False
+
+    @staticmethod
+    def _holds_extra_word(keys: list[str], target: str, char_score: float) -> bool:
+        """Whether a run of words merged into the one-word ``target`` holds a word the term does not need:
+        one of them already is the term (or an inflection of it), or the run without its first or last word
+        spells the term at least as well ("immunohistochemistry slide" is the term and another word, not
+        pieces of it; "a canthosis" and "hyper chromatic" need every piece)."""
+        from rapidfuzz import fuzz
+
+        if any(k == target or _is_inflection(k, target) for k in keys):
+            return True
+        for rest in (keys[1:], keys[:-1]):
+            if fuzz.ratio("".join(rest), target) >= char_score:
+                return True
+        return False
 
     def _anchored_group(self, keys, window_mask, target_words, combined: float) -> tuple[float, bool] | None:
         """A multi-word term whose first or last words were heard right and whose other words were heard as
@@ -392,6 +410,9 @@ class LexiconCorrector:
             return None
         heard_sq, missing_sq = "".join(heard), "".join(missing)
         if len(heard_sq) < 4 or len(missing_sq) < 4:
+            return None
+        if suffix == 0 and len(heard) > 1 and fuzz.ratio("".join(heard[:-1]), missing_sq) >= fuzz.ratio(heard_sq, missing_sq):
+            # The run's last word is not needed: "horn sudosis filled" is the term and the verb after it.
             return None
         if not sounds_alike(heard_sq, missing_sq):
             return None
@@ -428,6 +449,18 @@ class LexiconCorrector:
             edits.append(Edit(original, replacement, start, end, confidence, concept_id))
         pieces.append(text[cursor:])
         return Correction("".join(pieces), edits)
+
+
+def _is_inflection(word: str, other: str) -> bool:
+    """Whether ``word`` and ``other`` are the same word with a different English inflection ("field" /
+    "fields", "membrane" / "membranes", "stain" / "stained", "biopsy" / "biopsies"): one is the other plus up
+    to three letters, or both share everything but a final "y" / "ies"."""
+    if word == other:
+        return False
+    longer, shorter = (word, other) if len(word) >= len(other) else (other, word)
+    if longer.startswith(shorter) and len(longer) - len(shorter) <= 3:
+        return True
+    return shorter.endswith("y") and longer == shorter[:-1] + "ies"
 
 
 def _is_acronym(surface: str) -> bool:

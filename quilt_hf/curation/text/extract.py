@@ -2,8 +2,9 @@
 
 - ``entities``: lexicon concepts found in the text (longest match first), with character spans and a
   confidence (1.0 for words as spoken, the edit's confidence where the corrector changed them);
-- ``medical_text``: the sentences that describe tissue (at least one lexicon entity, not greetings or
-  channel talk);
+- ``medical_text``: the sentences that describe tissue, talk cut out (``caption_policy``: a lexicon entity,
+  a misheard term, histology vocabulary, or a sentence that continues a medical one; never greetings,
+  logistics, navigation or talk about the lecture);
 - ``roi_text``: the sentences that say where to look or what is pointed at ("here", "the cursor",
   "on the left", "notice ...") and name something to look at;
 - ``pathology``: up to 3 of Quilt's 18 sub-pathology labels, voted by the entities' labels (sites weigh
@@ -18,16 +19,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from quilt_hf.curation.text.correct import Edit, _is_acronym, tokenize
+from quilt_hf.curation.text.caption_policy import TALK, is_talk, medical_mask
+from quilt_hf.curation.text.correct import Edit, LexiconCorrector, _is_acronym, tokenize
 from quilt_hf.curation.text.lexicon import Lexicon
 from quilt_hf.schema import MAGNIFICATION_UNKNOWN
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-CHATTER = re.compile(
-    r"\b(welcome|thanks? (you )?for watching|thank you|subscribe|see you|hello|hi everyone|that's it|"
-    r"comments?|like and share|leave your)\b",
-    re.IGNORECASE,
-)
+#: Talk: greetings, sign-offs, logistics, navigation, talk about the lecture (see ``caption_policy``).
+CHATTER = TALK
 ROI_CUES = re.compile(
     r"\b(here|cursor|pointer|arrow|arrowhead|circled?|notice|note the|look at|you can see|"
     r"(?:on|at|in|to|along|near) the (?:upper |lower |far )?(?:left|right|top|bottom|middle|center|centre|edge|"
@@ -146,6 +145,14 @@ class RuleExtractor:
         self.lexicon = lexicon
         self.max_labels = max_labels
         self._max_words = min(lexicon.max_form_words, 8)
+        self._corrector: LexiconCorrector | None = None
+
+    def _near_miss(self, sentence: str, floor: float = 0.8) -> bool:
+        """Whether ``sentence`` holds a probable misrecognition of a lexicon term (a correction candidate of
+        confidence ``floor`` or more, applied or not)."""
+        if self._corrector is None:
+            self._corrector = LexiconCorrector(self.lexicon)
+        return bool(self._corrector.suggestions(sentence, floor=floor))
 
     def entities(self, text: str, edits: list[Edit] | None = None) -> list[Entity]:
         """Lexicon concepts in ``text`` (longest match first). ``edits`` (spans in ``text``) lower confidence."""
@@ -215,26 +222,31 @@ class RuleExtractor:
         text = text or ""
         entities = self.entities(text, edits)
         medical, roi = [], []
-        for start, end, sentence in split_sentences(text):
-            inside = [e for e in entities if start <= e.char_start < end]
-            if inside and CHATTER.search(sentence):
+        spans = split_sentences(text)
+        inside_of = [[e for e in entities if start <= e.char_start < end] for start, end, _ in spans]
+        sentences = [sentence for _, _, sentence in spans]
+        named = [bool(inside) for inside in inside_of]
+        misheard = [
+            not n and not is_talk(s) and (self._unknown_word(s) or self._near_miss(s))
+            for s, n in zip(sentences, named)
+        ]
+        is_medical = medical_mask(sentences, named, misheard, self.lexicon)
+        for (start, end, sentence), inside, keep in zip(spans, inside_of, is_medical):
+            if inside and TALK.search(sentence):
                 # A sentence that mixes talk and tissue ("Thanks for watching, and remember the koilocytes"):
-                # keep its clauses that name a term and hold no chatter.
+                # keep its clauses that name a term and hold no talk.
                 kept = [
                     clause
                     for a, b, clause in split_clauses(text, start, end)
-                    if any(a <= e.char_start < b for e in inside) and not CHATTER.search(clause)
+                    if any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
                 ]
                 if kept:
                     trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)
                     medical.append(trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + ".")
                 continue
-            if not inside and not CHATTER.search(sentence) and self._unknown_word(sentence):
-                medical.append(sentence)  # a term the recogniser mangled past correction is still a term
-                continue
-            if inside:
+            if keep:
                 medical.append(sentence)
-                if ROI_CUES.search(sentence):
+                if inside and ROI_CUES.search(sentence):
                     roi.append(sentence)
             elif ROI_CUES.search(sentence) and re.search(
                 r"\bcursor|pointer|arrow\b", sentence, re.IGNORECASE

@@ -76,3 +76,34 @@ def test_sentence_with_a_mangled_term_stays_medical_and_talk_does_not():
     extractor = RuleExtractor(load_lexicon())
     text = "The differential includes Merukovolgaris. Please remember the attendance sheet. Thanks for watching."
     assert extractor.extract(text).medical_sentences == ["The differential includes Merukovolgaris."]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # an inflection of a term's word is what was said, even where the sound rules would accept the change
+        "Count the mitoses in ten high power fields before you grade it.",
+        "The tumour cells show strong membranes staining for the marker.",
+        # a merge must not swallow a word the term does not need: the term was heard whole, next to a word
+        "Today we read an immunohistochemistry slide together.",
+        "The nuclei are counterstained blue with hematoxylin.",
+        "Full thickness keratinocyte apia is seen.",
+    ],
+)
+def test_right_words_next_to_a_term_are_not_changed(corrector, text):
+    assert corrector.correct(text).text == text
+
+
+def test_inflection_rule():
+    from quilt_hf.curation.text.correct import _is_inflection
+
+    assert _is_inflection("fields", "field") and _is_inflection("biopsies", "biopsy")
+    assert _is_inflection("stained", "stain") and not _is_inflection("nuclei", "nucleoli")
+    assert not _is_inflection("field", "field")
+
+
+def test_a_merge_never_takes_in_a_word_that_is_nowhere_in_the_term(corrector):
+    # the term's pieces are followed by a verb whose letters are not in the term: the verb stays
+    result = corrector.correct("Here is a horn sudosis filled with laminated keratin.")
+    assert "filled" in result.text
+    assert "hyperchromatic" in corrector.correct("The nuclei are hyper chromatic and crowded.").text

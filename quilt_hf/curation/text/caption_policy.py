@@ -1,0 +1,166 @@
+"""Which sentences of a transcript window are medical (a caption's text) and which are talk.
+
+A pair's caption is what QuiltNet learns, so it holds the window's medical sentences only. A sentence is
+**talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), or speaks of
+the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"); a sentence that
+names no term is talk too when it navigates ("let's move on", "let's zoom back out"), speaks about the
+lecture itself ("a short tour of ...") or opens with an invitation ("let's look at the slide first"). A
+sentence is **medical** by the first signal that holds, in this order:
+
+1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
+   that name a term and hold no talk: the extractor does that);
+2. it is not talk and holds a sign of a term the recogniser misheard: a long word that is neither English
+   nor a lexicon form, a near-miss of a lexicon term (a correction candidate under the applied threshold),
+   or a word shaped like histology vocabulary (``-oma``, ``-itis``, ``-cyte``, ``-plasia``, ``-osis`` ...);
+3. it is not talk and holds two words of the lexicon's own histology vocabulary (the head words of its
+   curated terms: cells, glands, nuclei, stroma, stain ...), or one of them next to a medical sentence;
+4. it is not talk and continues a medical sentence: it sits between two medical sentences of the window,
+   or it follows one and opens by referring back to it ("They ...", "These ...", "Its ...").
+
+Everything here is general English discourse and the lexicon's structure; nothing is a list of phrases
+from a corpus.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from quilt_hf.curation.text.lexicon import Lexicon, normalize
+
+#: Greetings and sign-offs (the extractor's historical ``CHATTER``).
+GREETING = (
+    r"welcome|thanks? (?:you )?for (?:watching|listening|joining|your attention)|thank you|subscribe|"
+    r"see you|hello|hi everyone|hi all|good (?:morning|afternoon|evening)|goodbye|bye|stay tuned|"
+    r"that'?s (?:it|all)|comments?|like and share|leave your"
+)
+#: Classroom and meeting logistics.
+LOGISTICS = (
+    r"attendance|sign[- ]in sheet|homework|assignments?|syllabus|handouts?|exams?|midterm|lunch|coffee|"
+    r"microphone|office hours|announcements?|parking|deadline|next week|the room|"
+    r"please remember|(?:don'?t|do not) forget|remember to (?:fill|bring|sign|submit|register|hand|turn)"
+)
+#: Moving through the slide or the talk, and talk about the lecture itself.
+NAVIGATION = (
+    r"(?:let'?s|let us|we(?:'ll| will| are going to)|i(?:'ll| will| am going to|'m going to))\s+(?:now\s+|then\s+)?"
+    r"(?:move|go|zoom|pan|turn|switch|jump|scroll|head|come back|get back|talk about|discuss|wrap up)|"
+    r"before we (?:go on|move on|start|begin|continue)|moving on|step by step|"
+    r"before i (?:tell|show|reveal)|how many did you|try to (?:make|guess|work out|figure out)"
+)
+#: The room and the equipment, admin and asides.
+ASIDES = (
+    r"can you (?:all )?(?:hear|see) (?:me|my screen)|share my screen|my (?:audio|sound|connection|internet|"
+    r"laptop|microphone)|bear with me|sorry about that|"
+    r"excuse me|where was i|any questions|let me know|(?:post|upload|share|send) (?:the|my) slides|"
+    r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
+    r"weekend|vacation|holiday|the weather"
+)
+TALK = re.compile(rf"\b(?:{GREETING}|{LOGISTICS}|{ASIDES})\b", re.IGNORECASE)
+#: Navigation, talk about the lecture itself, and a sentence opened by an invitation ("Let's look at the
+#: slide first"): talk only in a sentence that names no term ("Let's move on to the koilocytes" and "a short
+#: tour of the epidermis" name what is shown; "In this video we learn to read an immunostain" teaches).
+SOFT_TALK = re.compile(
+    rf"\b(?:{NAVIGATION})\b|"
+    r"\b(?:tour|lecture|video|episode|webinar|tutorial|podcast|teaching series|channel|session)\b|"
+    r"^(?:(?:now|so|okay|ok|alright|and|then|first),? )*(?:let'?s|let us)\b",
+    re.IGNORECASE,
+)
+
+# Word shapes of histology vocabulary (Greek and Latin suffixes of lesions, cells, processes).
+_MEDICAL_SHAPE = re.compile(
+    r"[a-z]{3,}(?:omas?|omata|itis|cytes?|cytic|plasias?|plastic|osis|oses|otic|philic|philia|blasts?|"
+    r"emia|opathy|ectomy|otomy|trophy|trophic|megaly|ectasia|genesis)$"
+)
+# Openings that refer back to the sentence before ("They are ...", "These cells ...", "Its nuclei ...").
+_REFERS_BACK = re.compile(
+    r"^(?:and |but |so )?(?:they|these|those|it|its|this|their|both|each|some|most|many|none|all of them|"
+    r"in between|between them|around them|beside them|next to them)\b",
+    re.IGNORECASE,
+)
+
+
+def is_talk(sentence: str, names_a_term: bool = False) -> bool:
+    """Whether ``sentence`` greets, signs off, handles logistics or speaks of the room or the speaker, or (when
+    it names no term) navigates, speaks about the lecture itself or opens with an invitation ("Let's ...")."""
+    return bool(TALK.search(sentence)) or (not names_a_term and bool(SOFT_TALK.search(sentence.strip())))
+
+
+def _in_vocabulary(word: str, vocabulary: frozenset[str]) -> bool:
+    # Plurals of a head word count as the word ("controls", "glands", "biopsies").
+    if word in vocabulary:
+        return True
+    if word.endswith("ies") and word[:-3] + "y" in vocabulary:
+        return True
+    return word.endswith("s") and (word[:-1] in vocabulary or (word.endswith("es") and word[:-2] in vocabulary))
+
+
+_VOCABULARY: dict[int, tuple[Lexicon, frozenset[str]]] = {}
+
+
+def histology_vocabulary(lexicon: Lexicon) -> frozenset[str]:
+    """The head words (last word, 4 letters or more) of the lexicon's spoken terms: what a lecturer's
+    sentences about tissue are made of ("cells", "glands", "nuclei", "stroma", "stain", "carcinoma").
+    ICD titles are written, not spoken: their words are not narration vocabulary. Built once per lexicon."""
+    cached = _VOCABULARY.get(id(lexicon))
+    if cached is not None and cached[0] is lexicon:
+        return cached[1]
+    words: set[str] = set()
+    for concept in lexicon.concepts.values():
+        if concept.source.upper().startswith("ICD"):
+            continue
+        for form in concept.forms:
+            parts = normalize(form).split()
+            if parts and parts[-1].isalpha() and len(parts[-1]) >= 4:
+                words.add(parts[-1])
+    vocabulary = frozenset(words)
+    _VOCABULARY[id(lexicon)] = (lexicon, vocabulary)
+    return vocabulary
+
+
+def has_medical_shape(sentence: str) -> bool:
+    """Whether a word of ``sentence`` has the shape of histology vocabulary (``-oma``, ``-itis``, ``-cyte``...)."""
+    return any(_MEDICAL_SHAPE.fullmatch(w) for w in normalize(sentence).split() if len(w) >= 7)
+
+
+def medical_mask(
+    sentences: Sequence[str],
+    named: Sequence[bool],
+    misheard: Sequence[bool],
+    lexicon: Lexicon,
+) -> list[bool]:
+    """Which sentences of one window are medical (see the module docstring).
+
+    Args:
+        sentences (`Sequence[str]`): the window's sentences in order.
+        named (`Sequence[bool]`): per sentence, whether it names a lexicon term (signal 1; the caller trims
+            talk out of such sentences).
+        misheard (`Sequence[bool]`): per sentence, whether it holds a sign of a misheard term (signal 2, the
+            unknown-word and near-miss parts; the word-shape part is checked here).
+        lexicon (`Lexicon`): gives the histology vocabulary.
+
+    Returns:
+        `list[bool]`: one flag per sentence.
+    """
+    vocabulary = histology_vocabulary(lexicon)
+    talk = [is_talk(s, bool(n)) for s, n in zip(sentences, named)]
+    vocab_count = [len({w for w in normalize(s).split() if _in_vocabulary(w, vocabulary)}) for s in sentences]
+    medical = [
+        bool(n) or (not t and (bool(m) or has_medical_shape(s) or v >= 2))
+        for s, n, m, t, v in zip(sentences, named, misheard, talk, vocab_count)
+    ]
+    # Neighbours: a vocabulary word next to a medical sentence, a sentence between two medical ones, and a
+    # sentence that refers back to the medical one before it. One pass over the first-round flags, so a
+    # chain of unsupported sentences does not carry itself.
+    first = list(medical)
+    for i, sentence in enumerate(sentences):
+        if first[i] or talk[i]:
+            continue
+        before = i > 0 and first[i - 1]
+        after = i + 1 < len(sentences) and first[i + 1]
+        if (before or after) and vocab_count[i] >= 1:
+            medical[i] = True
+        elif before and after:
+            medical[i] = True
+        elif before and _REFERS_BACK.match(sentence.strip()):
+            medical[i] = True
+    return medical

@@ -1,0 +1,111 @@
+"""Caption policy, sentence by sentence: talk of every kind is cut, medical sentences whose terms were misheard
+(or that name none) are kept. Invented examples, one per kind; none is taken from a corpus."""
+
+from __future__ import annotations
+
+import pytest
+
+from quilt_hf.curation.text import build_text_processor, load_lexicon
+from quilt_hf.curation.text.caption_policy import has_medical_shape, histology_vocabulary, is_talk, medical_mask
+from quilt_hf.curation.text.extract import RuleExtractor
+
+
+@pytest.fixture(scope="module")
+def lexicon():
+    return load_lexicon()
+
+
+@pytest.fixture(scope="module")
+def extractor(lexicon):
+    return RuleExtractor(lexicon)
+
+
+@pytest.mark.parametrize(
+    "talk",
+    [
+        "Good morning and welcome, everyone.",  # greeting
+        "That's all for now, see you next time.",  # sign-off
+        "Don't forget that the exam is next week.",  # logistics
+        "Let's move on to the next one.",  # navigation
+        "Before we go on, I want to show you something.",  # navigation
+        "Can you all hear me at the back?",  # the room and the equipment
+        "When I was a resident we used to argue about this.",  # the speaker's life
+        "Try to guess before I tell you.",  # quiz talk
+    ],
+)
+def test_each_kind_of_talk_is_talk(talk):
+    assert is_talk(talk)
+
+
+@pytest.mark.parametrize(
+    "talk",
+    [
+        "Don't forget that the exam is next week.",
+        "Let's move on to the next one.",
+        "Can you all hear me at the back?",
+        "This short video is part of a series.",  # talk about the lecture, naming no term
+        "Let's look at the cells over there.",  # an invitation naming no term
+    ],
+)
+def test_talk_between_medical_sentences_stays_out_of_the_caption(extractor, talk):
+    text = f"The epidermis is thick and hyperkeratotic. {talk} The dermis shows dense fibrosis."
+    medical = extractor.extract(text).medical_sentences
+    assert medical == ["The epidermis is thick and hyperkeratotic.", "The dermis shows dense fibrosis."]
+
+
+def test_navigation_that_names_what_is_shown_is_kept_and_logistics_never(extractor):
+    text = "Now let's move on to the koilocytes in the upper layer. Don't forget the exam on the koilocytes."
+    assert extractor.extract(text).medical_sentences == ["Now let's move on to the koilocytes in the upper layer."]
+    assert is_talk("Let's move on.") and not is_talk("Let's move on to the koilocytes.", True)
+    # deixis over a slide is not talk about the equipment
+    assert extractor.extract("On the screen you can see koilocytes.").medical_sentences == [
+        "On the screen you can see koilocytes."
+    ]
+
+
+def test_a_sentence_about_the_lecture_that_names_a_term_is_kept(extractor):
+    text = "In this video we learn how to read an immunohistochemistry slide."
+    assert extractor.extract(text).medical_sentences == [text]
+    assert is_talk("This video is part of a series.") and not is_talk("This video is about koilocytes.", True)
+
+
+def test_vocabulary_is_the_lexicons_head_words(lexicon):
+    vocabulary = histology_vocabulary(lexicon)
+    assert {"cells", "glands", "nuclei", "stroma"} <= vocabulary
+    assert not {"room", "sheet", "morning", "exam"} & vocabulary
+
+
+def test_medical_shape():
+    assert has_medical_shape("Marked angiomatosis of the dermis.")
+    assert has_medical_shape("Scattered histiocytes and plasmablasts.")
+    assert not has_medical_shape("Please remember the attendance sheet at the back of the room.")
+
+
+@pytest.mark.parametrize(
+    "sentences, named, expected",
+    [
+        # two vocabulary words with no term named ("cells", "glands"): medical
+        (["Talk of nothing.", "The cells line the glands in rows."], [False, False], [False, True]),
+        # one vocabulary word: medical only next to a medical sentence
+        (["The nuclei are dark.", "The cells pile up."], [True, False], [True, True]),
+        (["I like the colour.", "The cells pile up."], [False, False], [False, False]),
+        # between two medical sentences, no talk: it continues the description
+        (["Koilocytes here.", "Look how wavy it gets.", "More koilocytes."], [True, False, True], [True, True, True]),
+        # after a medical sentence, referring back to it
+        (["Koilocytes here.", "They look like raisins."], [True, False], [True, True]),
+        (["Koilocytes here.", "Raisins are sweet."], [True, False], [True, False]),
+        # talk stays talk wherever it sits
+        (["Koilocytes here.", "Let's move on.", "More koilocytes."], [True, False, True], [True, False, True]),
+    ],
+)
+def test_medical_mask_signals(lexicon, sentences, named, expected):
+    assert medical_mask(sentences, named, [False] * len(sentences), lexicon) == expected
+
+
+def test_a_sentence_with_a_misheard_term_is_kept_without_correction():
+    # No edit is applied at this threshold; the near-miss still marks the sentence as medical.
+    processor = build_text_processor("lexicon", threshold=1.01)
+    text = "Thanks for watching. They look hyper chromatic."  # ordinary English words, a term's letters
+    row = processor.process_batch([text])[0]
+    assert row["medical_text"] == "They look hyper chromatic."
+    assert row["corrected_text"] == text
