@@ -400,38 +400,18 @@ class WhisperTranscriber:
         Returns:
             `Transcript`
         """
-        block_seconds = max(60.0, float(block_seconds))
-        blocks = iter_audio(path, block_seconds=block_seconds)
-        language = self.language
-        segments: list[dict] = []
-        carry, offset = np.zeros(0, np.float32), 0.0  # audio left open by the previous block, and its time
-        following = next(blocks, None)
-        while following is not None:
+        state = _FileBlocks(iter_audio(path, block_seconds=max(60.0, float(block_seconds))), self.language)
+        while not state.done:
             limits.check()
-            audio = np.concatenate([carry, following]) if len(carry) else following
-            del carry, following  # one block of audio held while it is transcribed, never two
-            saved, self.language = self.language, language
+            audio = state.next_audio()  # one block of audio held while it is transcribed, never two
+            saved, self.language = self.language, state.language
             try:
                 part = self.transcribe(audio, prompt=prompt)
             finally:
                 self.language = saved
-            following = next(blocks, None)  # read after the block: whether it was the last decides the cut
-            language = language or part.language or None
-            duration = len(audio) / SAMPLE_RATE
-            if following is None:
-                kept, resume = part.segments, duration
-            else:
-                cutoff = duration - WINDOW_SECONDS
-                kept = [segment for segment in part.segments if segment["end"] <= cutoff]
-                redo = [segment["start"] for segment in part.segments if segment["end"] > cutoff]
-                # Resume at the first segment decoded again (or at the cutoff: every window that started
-                # before it was whole, so nothing before it is lost); never before the last kept segment's end.
-                resume = max(min([cutoff, *redo]), kept[-1]["end"] if kept else 0.0)
-            segments += [{**segment, "start": round(segment["start"] + offset, 3), "end": round(segment["end"] + offset, 3)}
-                         for segment in kept]
-            start = min(len(audio), int(round(resume * SAMPLE_RATE)))
-            carry, offset = audio[start:], offset + start / SAMPLE_RATE
-        return Transcript(language=language or "", text=" ".join(s["text"] for s in segments), segments=segments)
+            state.add(audio, part)
+            del audio
+        return state.transcript()
 
     def transcribe_many(
         self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE, prompt: str | None = None,
@@ -497,16 +477,16 @@ class WhisperTranscriber:
         files = [_FileBlocks(iter_audio(path, block_seconds=block_seconds), self.language) for path in paths]
         while True:
             limits.check()
-            active = [i for i, state in enumerate(files) if state.following is not None]
+            active = [i for i, state in enumerate(files) if not state.done]
             if not active:
                 break
-            audios = {i: files[i].next_audio() for i in active}
+            audios = {i: files[i].next_audio() for i in active}  # one block per file
             for prompt in dict.fromkeys(prompts[i] for i in active):
                 group = [i for i in active if prompts[i] == prompt]
                 parts = self.transcribe_many([audios[i] for i in group], prompt=prompt or None,
                                              languages=[files[i].language for i in group])
                 for i, part in zip(group, parts):
-                    files[i].add(audios[i], part)
+                    files[i].add(audios.pop(i), part)  # the block is freed once its open end is copied
         return [state.transcript() for state in files]
 
     def _transformers_batch(
@@ -640,8 +620,10 @@ def whisper_log_mel(extractor, audio: np.ndarray, window_frames: int = 3000) -> 
 
 
 class _FileBlocks:
-    """One file's state in :meth:`WhisperTranscriber.transcribe_files`: the same block-by-block bookkeeping as
-    ``transcribe_file`` (the segments ending in a block's last 30 s are decoded again with the next block)."""
+    """One file's block-by-block transcription state (``transcribe_file``, and each file of
+    ``transcribe_files``): the segments ending in a block's last 30 s are decoded again with the next block,
+    whose audio starts where they start; the next block is read only after the current one is transcribed (its
+    existence decides the cut), so one block is held at a time, plus the open end (at most 30 s) of the last."""
 
     def __init__(self, blocks: Iterator[np.ndarray], language: str | None):
         self.blocks, self.language = blocks, language
@@ -649,12 +631,19 @@ class _FileBlocks:
         self.segments: list[dict] = []
         self.carry, self.offset = np.zeros(0, np.float32), 0.0
 
+    @property
+    def done(self) -> bool:
+        return self.following is None
+
     def next_audio(self) -> np.ndarray:
+        """The next block to transcribe (the previous block's open end, then the block read last)."""
         audio = np.concatenate([self.carry, self.following]) if len(self.carry) else self.following
-        self.following = next(self.blocks, None)
+        self.carry, self.following = np.zeros(0, np.float32), None
         return audio
 
     def add(self, audio: np.ndarray, part: Transcript) -> None:
+        """Keep what ``part`` (the transcript of ``audio``) decoded for good and read the next block."""
+        self.following = next(self.blocks, None)  # read after the block: whether it was the last decides the cut
         self.language = self.language or part.language or None
         duration = len(audio) / SAMPLE_RATE
         if self.following is None:
@@ -663,11 +652,13 @@ class _FileBlocks:
             cutoff = duration - WINDOW_SECONDS
             kept = [segment for segment in part.segments if segment["end"] <= cutoff]
             redo = [segment["start"] for segment in part.segments if segment["end"] > cutoff]
+            # Resume at the first segment decoded again (or at the cutoff: every window that started before it
+            # was whole, so nothing before it is lost); never before the last kept segment's end.
             resume = max(min([cutoff, *redo]), kept[-1]["end"] if kept else 0.0)
         self.segments += [{**segment, "start": round(segment["start"] + self.offset, 3),
                            "end": round(segment["end"] + self.offset, 3)} for segment in kept]
         start = min(len(audio), int(round(resume * SAMPLE_RATE)))
-        self.carry, self.offset = audio[start:], self.offset + start / SAMPLE_RATE
+        self.carry, self.offset = audio[start:].copy(), self.offset + start / SAMPLE_RATE  # not a view of audio
 
     def transcript(self) -> Transcript:
         return Transcript(language=self.language or "", text=" ".join(s["text"] for s in self.segments),

@@ -113,7 +113,7 @@ def iter_frame_batches(
             yield np.asarray(batch, dtype=np.float64) / fps, reader_.get_batch(batch).asnumpy()
         return
     if reader != "sequential":
-        raise ValueError(f"reader={reader!r}: expected 'sequential' or 'get_batch'")
+        raise ValueError(f"reader={reader!r}: expected 'pyav', 'sequential' or 'get_batch'")
     times: list[float] = []
     frames: list[np.ndarray] = []
     for position, index in enumerate(indices):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 
 import numpy as np
@@ -56,9 +57,11 @@ def test_long_form_features_are_never_computed_on_the_whole_recording(tiny_whisp
     assert max(fed, default=0) <= asr.WINDOW_SECONDS * asr.SAMPLE_RATE
 
 
-def test_transcribing_a_file_holds_one_block_of_audio_at_a_time(tiny_whisper_dir, monkeypatch):
-    """While a block is transcribed, no other block read from the file is still alive (the next one is read
-    after it; the previous one is freed once its open end is copied)."""
+@pytest.mark.parametrize("files", [1, 2])
+def test_transcribing_a_file_holds_one_block_of_audio_at_a_time(tiny_whisper_dir, monkeypatch, files):
+    """While blocks are transcribed, no other block read from a file is still alive (the next one is read
+    after it; the previous one is freed once its open end is copied): ``transcribe_file`` and, per file,
+    ``transcribe_files`` (several files' current blocks go through the model together)."""
     alive: list[weakref.ref] = []
 
     def tracked(block: np.ndarray) -> np.ndarray:
@@ -71,15 +74,26 @@ def test_transcribing_a_file_holds_one_block_of_audio_at_a_time(tiny_whisper_dir
 
     most = []
 
+    def count(audios) -> None:
+        gc.collect()
+        most.append(sum(ref() is not None and not any(ref() is a for a in audios) for ref in alive))
+
     class Counting(WhisperTranscriber):
         def transcribe(self, audio, prompt=None):
-            gc.collect()
-            most.append(sum(ref() is not None and ref() is not audio for ref in alive))
+            count([audio])
             return Transcript("en", "", [{"start": 1.0, "end": 2.0, "text": "a"}])
 
+        def transcribe_many(self, audios, sample_rate=16000, prompt=None, languages=None):
+            count(audios)
+            return [Transcript("en", "", [{"start": 1.0, "end": 2.0, "text": "a"}]) for _ in audios]
+
     monkeypatch.setattr(asr, "iter_audio", lambda path, block_seconds: blocks(path, block_seconds))
-    result = Counting(str(tiny_whisper_dir), device="cpu", language="en").transcribe_file("unused.mp4", block_seconds=60)
-    assert len(most) == 6 and len(result.segments) == 6
+    transcriber = Counting(str(tiny_whisper_dir), device="cpu", language="en")
+    if files == 1:
+        results = [transcriber.transcribe_file("unused.mp4", block_seconds=60)]
+    else:
+        results = transcriber.transcribe_files(["a.mp4", "b.mp4"], block_seconds=60)
+    assert len(most) == 6 and [len(r.segments) for r in results] == [6] * files
     assert max(most) == 0, most
 
 
@@ -121,7 +135,9 @@ def test_the_default_frame_reader_decodes_only_what_is_asked_and_matches_decord(
     batches = iter_frame_batches(video, sample_fps=1.0, batch_size=2)
     times, frames = next(batches)
     assert times.tolist() == [0.0, 1.0]
-    assert 11 <= decoded["packets"] <= 11 + 8  # in this thread: up to the second sample, plus the decoder delay
+    # in this thread, up to the second sample plus the decoder's delay (FFmpeg's frame threads, one per core,
+    # each hold a frame): far fewer than the video's 120 packets
+    assert 11 <= decoded["packets"] <= min(11 + 8 + 2 * (os.cpu_count() or 1), 100)
     rest = list(batches)
     monkeypatch.undo()
     ours = np.stack(frames + [f for _, fs in rest for f in fs])
