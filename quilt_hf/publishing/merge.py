@@ -81,6 +81,7 @@ class MergePlan:
     drop_reasons: list[str]
     rewrite_rows: np.ndarray  # rows whose image is replaced by their duplicate group's first image...
     rewrite_to: np.ndarray  # ...found at this row
+    rewrite_bytes: np.ndarray  # bool per rewrite row: a near duplicate (other bytes), not an exact copy
     repeat_rows: np.ndarray  # rows dropped as a repeated pair (checked against the text in write_merged)...
     repeat_of: np.ndarray  # ...of this row
     repeat_by_id: np.ndarray  # bool: the pair was matched by image_id (no image): the ids are compared too
@@ -491,6 +492,9 @@ def plan_merge(
     canonical = np.asarray(first_rows, np.int64)[image_group] if len(image_rows) else np.zeros(0, np.int64)
     moved = canonical != image_rows
     rewrite_rows, rewrite_to = image_rows[moved], canonical[moved]
+    # An exact copy already holds the group's bytes: only its id and path change, so the writer keeps no bytes
+    # for it (many rows share one image in the release); a near duplicate takes the first image's bytes too.
+    rewrite_bytes = (image_group != image_key[image_rows])[moved] if len(image_rows) else np.zeros(0, bool)
     del moved, image_key
 
     drop = np.zeros(total, np.int16)
@@ -571,6 +575,7 @@ def plan_merge(
         drop_reasons=reasons,
         rewrite_rows=rewrite_rows,
         rewrite_to=rewrite_to,
+        rewrite_bytes=rewrite_bytes,
         repeat_rows=repeat_rows,
         repeat_of=repeat_of,
         repeat_by_id=~np.isin(repeat_rows, image_rows),
@@ -706,8 +711,10 @@ def write_merged(sources: dict, plan: MergePlan, features: Features, writer, dro
     schema = features.arrow_schema
     split_names = pa.array(list(SPLITS) + [None], pa.string())
     targets = np.unique(plan.rewrite_to)
+    byte_targets = np.unique(plan.rewrite_to[plan.rewrite_bytes])  # images whose bytes near duplicates take
     order = np.argsort(plan.rewrite_rows, kind="stable")
     rewrite_rows, rewrite_to = plan.rewrite_rows[order], plan.rewrite_to[order]
+    rewrite_bytes = plan.rewrite_bytes[order]
     repeat_order = np.argsort(plan.repeat_rows, kind="stable")
     repeat_rows, repeat_of = plan.repeat_rows[repeat_order], plan.repeat_of[repeat_order]
     repeat_by_id = plan.repeat_by_id[repeat_order]
@@ -728,7 +735,11 @@ def write_merged(sources: dict, plan: MergePlan, features: Features, writer, dro
                 lo, hi = np.searchsorted(targets, [offset, end])
                 if hi > lo:
                     local = pa.array(targets[lo:hi] - offset)
-                    cells = zip(*(table.column(c).take(local).to_pylist() for c in image_columns))
+                    with_bytes = np.isin(targets[lo:hi], byte_targets)
+                    cells = zip(*(table.column(c).take(local).to_pylist() if c != "image"
+                                  else [cell if keep else None for cell, keep in
+                                        zip(table.column(c).take(local).to_pylist(), with_bytes.tolist())]
+                                  for c in image_columns))
                     canonical_cells.update(zip(targets[lo:hi].tolist(), cells))
                 lo, hi = np.searchsorted(originals, [offset, end])
                 if hi > lo:
@@ -760,13 +771,16 @@ def write_merged(sources: dict, plan: MergePlan, features: Features, writer, dro
                 # Rows of duplicate images point at their group's first image.
                 lo, hi = np.searchsorted(rewrite_rows, [offset, end])
                 if hi > lo:
-                    index = np.arange(size, dtype=np.int64)
-                    index[rewrite_rows[lo:hi] - offset] = size + np.arange(hi - lo)
-                    index = pa.array(index)
                     for position, column in enumerate(image_columns):
-                        extra = pa.array([canonical_cells[t][position] for t in rewrite_to[lo:hi].tolist()],
+                        chosen = slice(lo, hi) if column != "image" else np.nonzero(rewrite_bytes[lo:hi])[0] + lo
+                        rows_ = rewrite_rows[chosen]
+                        if not len(rows_):
+                            continue
+                        index = np.arange(size, dtype=np.int64)
+                        index[rows_ - offset] = size + np.arange(len(rows_))
+                        extra = pa.array([canonical_cells[t][position] for t in rewrite_to[chosen].tolist()],
                                          schema.field(column).type)
-                        merged = pa.concat_arrays([table.column(column).combine_chunks(), extra]).take(index)
+                        merged = pa.concat_arrays([table.column(column).combine_chunks(), extra]).take(pa.array(index))
                         table = table.set_column(table.schema.get_field_index(column), schema.field(column), merged)
                 split_codes = split[rows].astype(np.int64)
                 table = table.set_column(table.schema.get_field_index("split"), schema.field("split"),

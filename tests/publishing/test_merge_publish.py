@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from _release_fixtures import make_release
+import datasets
 from datasets import load_dataset
 from factories import histology_like_image
 from PIL import Image, ImageEnhance
@@ -280,3 +281,37 @@ def test_publish_memory_is_flat_in_the_rows(tmp_path):
     assert large <= 1.25 * small, f"peak memory grew from {small} MB to {large} MB with 10x the rows"
     stats = json.loads((tmp_path / "out500000" / "stats.json").read_text())
     assert stats["stats"]["rows"] + stats["merge"]["dropped_rows"] == 500_000
+
+
+def test_rows_sharing_an_image_point_at_one_image_and_only_near_duplicates_take_its_bytes(tmp_path, monkeypatch):
+    """Exact copies (one file for several rows, or the same bytes under another name) keep their own, identical
+    bytes and take the group's id; a near duplicate takes the first image's bytes. The writer holds bytes only for
+    images that near duplicates take (in the release about 1.5 rows share each image)."""
+    from quilt_hf.publishing import merge as merge_module
+
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    a = histology_like_image(21, (96, 96))
+    (folder / "a.jpg").write_bytes(_jpeg(Image.fromarray(a)))
+    (folder / "a_copy.jpg").write_bytes((folder / "a.jpg").read_bytes())
+    (folder / "a_reencoded.jpg").write_bytes(_jpeg(Image.fromarray(a), quality=60))
+    rows = [("a.jpg", "one"), ("a.jpg", "two"), ("a_copy.jpg", "three"), ("a_reencoded.jpg", "four")]
+    (folder / "t.csv").write_text("image,caption\n" + "".join(f"{n},{c}\n" for n, c in rows))
+    run_import(ImportConfig(format="table", source=str(folder / "t.csv"), output=str(tmp_path / "pairs")))
+    plans = []
+    real_plan = merge_module.plan_merge
+
+    def spy(*args, **kwargs):
+        plans.append(real_plan(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr("quilt_hf.publishing.publish.plan_merge", spy)
+    out = run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub"), val_fraction=0.0))
+    kept = load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))  # no shared cache
+    assert sorted(kept["caption"]) == ["four", "one", "three", "two"]
+    assert set(kept["image_id"]) == {"a"}
+    original = (folder / "a.jpg").read_bytes()
+    published = kept.cast_column("image", datasets.Image(decode=False))["image"]
+    assert all(cell["bytes"] == original for cell in published)
+    plan = plans[0]
+    assert len(plan.rewrite_rows) == 3 and plan.rewrite_bytes.tolist() == [False, False, True]
