@@ -160,34 +160,51 @@ def _image_bytes(cell: dict | None) -> bytes | None:
     return None
 
 
+class DistinctImages:
+    """Distinct images by content, in the order met: per image the row that first holds it and its fingerprint.
+
+    Args:
+        on_new (`Callable`, *optional*): called with the bytes of each new distinct image.
+    """
+
+    def __init__(self, on_new=None):
+        self.first_rows: list[int] = []
+        self.fingerprints: list = []
+        self._seen: dict[str, int] = {}
+        self._on_new = on_new
+
+    def key(self, cell, row: int) -> int:
+        """The index of the distinct image in ``cell`` (an image cell of row ``row``); -1 without one."""
+        data = _image_bytes(cell)
+        if data is None:
+            return -1
+        digest = content_hash(data)
+        key = self._seen.get(digest)
+        if key is None:
+            key = self._seen[digest] = len(self.first_rows)
+            self.first_rows.append(row)
+            self.fingerprints.append(fingerprint(data))
+            if self._on_new is not None:
+                self._on_new(data)
+        return key
+
+
 def image_keys(table: pa.Table, batch_rows: int = 2048) -> tuple[np.ndarray, list[bytes | None], list]:
     """For each row, the index of its distinct image (by content; -1 without an image); and, per distinct
     image, the row that first holds it and its fingerprint."""
     from tqdm.auto import tqdm
 
     keys = np.full(len(table), -1, dtype=np.int64)
-    first_row: list[int] = []
-    fingerprints: list = []
-    seen: dict[str, int] = {}
+    images = DistinctImages()
     if "image" not in table.column_names or table.column("image").null_count == len(table):
-        return keys, first_row, fingerprints
+        return keys, images.first_rows, images.fingerprints
     column = table.column("image")
     with tqdm(total=len(table), desc="Fingerprinting images", unit=" rows", mininterval=5) as bar:
         for start in range(0, len(table), batch_rows):
             cells = column.slice(start, batch_rows).to_pylist()
-            for i, cell in enumerate(cells):
-                data = _image_bytes(cell)
-                if data is None:
-                    continue
-                digest = content_hash(data)
-                key = seen.get(digest)
-                if key is None:
-                    key = seen[digest] = len(first_row)
-                    first_row.append(start + i)
-                    fingerprints.append(fingerprint(data))
-                keys[start + i] = key
+            keys[start : start + len(cells)] = [images.key(cell, start + i) for i, cell in enumerate(cells)]
             bar.update(len(cells))
-    return keys, first_row, fingerprints
+    return keys, images.first_rows, images.fingerprints
 
 
 def _stable_bucket(text: str) -> float:
@@ -429,12 +446,10 @@ def plan_merge(
     flag_bits = np.zeros(total, np.int16)
     subset_names: dict[str, int] = {}
     split_names: dict[str, int] = {}
-    seen: dict[str, int] = {}
-    first_rows: list[int] = []
-    fingerprints: list = []
     reason_bits: dict[str, int] = {}
     subsets_of: dict[str, set[int]] = {}
     embeddings = StreamingEmbeddings(embedder) if embedder is not None else None
+    images = DistinctImages(on_new=embeddings.add if embeddings is not None else None)
     offset = 0
     with tqdm(total=total, desc="Planning the merge", unit=" rows", mininterval=5) as bar:
         for name, source in sources.items():
@@ -455,25 +470,14 @@ def plan_merge(
                 caption_hash[rows] = string_hashes(_key_column(batch, "caption"))
                 image = batch.column("image") if "image" in batch.column_names else None
                 if image is not None and image.null_count < size:
-                    for i, cell in enumerate(image.to_pylist()):
-                        data = _image_bytes(cell)
-                        if data is None:
-                            continue
-                        digest = content_hash(data)
-                        key = seen.get(digest)
-                        if key is None:
-                            key = seen[digest] = len(first_rows)
-                            first_rows.append(offset + i)
-                            fingerprints.append(fingerprint(data))
-                            if embeddings is not None:
-                                embeddings.add(data)
-                        image_key[offset + i] = key
+                    image_key[rows] = [images.key(cell, offset + i) for i, cell in enumerate(image.to_pylist())]
                 flag_bits[rows] = _flag_bits(batch, (flags or {}).get(name, {}), reason_bits)
                 offset = end
                 bar.update(size)
     if offset != total:
         raise RuntimeError(f"read {offset} rows where the inputs' metadata says {total}")
-    del seen
+    first_rows, fingerprints = images.first_rows, images.fingerprints
+    del images
     release_free_memory()
 
     # Duplicate images: rows of a group point at its first image (the group's earliest row holds it).
