@@ -25,6 +25,11 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _tokenizer_hash(model_dir: Path) -> str:
+    path = model_dir / "tokenizer.json"
+    return _file_hash(path) if path.is_file() else ""
+
+
 def cached_transcripts(
     corpus: Path,
     videos: list[dict],
@@ -42,9 +47,12 @@ def cached_transcripts(
     out = {}
     for video in videos:
         prompt = (prompts or {}).get(video["video_id"]) or ""
-        key = hashlib.sha256(
-            json.dumps([_file_hash(corpus / video["file"]), model_dir.name, dtype, prompt]).encode()
-        ).hexdigest()[:20]
+        # A prompt is tokenized: a transcript made with another tokenizer is not this one's (the offline
+        # tokenizer lacked a BPE merge before). A plain pass never tokenizes text: its key stays.
+        parts = [_file_hash(corpus / video["file"]), model_dir.name, dtype, prompt]
+        if prompt:
+            parts.append(_tokenizer_hash(model_dir))
+        key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
         path = CACHE / f"{video['video_id']}-{key}.json"
         if path.is_file():
             out[video["video_id"]] = json.loads(path.read_text())["segments"]

@@ -102,16 +102,64 @@ def clip_tokenizer(folder: str | Path):
     )
 
 
+def complete_bpe_merges(spec: dict) -> list[tuple[str, str]]:
+    """Add to a byte-level BPE ``tokenizer.json`` (as a dict, changed in place) the merges its vocabulary
+    needs but its merge list lacks, and return them.
+
+    Each token of two or more symbols must be the result of a merge, or the tokenizer can never produce it:
+    the ``tokenizer.json`` shipped with the CTranslate2 Whisper base lacks the first merge ("Ġ" + "t", rank
+    0), so " the" was encoded as "Ġ" + "the" and every prompt word starting with "t" was split the same way,
+    a token sequence Whisper never saw in training. In a vocabulary converted from tiktoken a token's id is
+    its merge rank, so a missing merge goes where its token's id puts it (the list stays in rank order).
+    """
+    import bisect
+
+    model = spec["model"]
+    vocab: dict[str, int] = model["vocab"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    ranks = [vocab.get(a + b, -1) for a, b in merges]
+    if any(x >= y for x, y in zip(ranks, ranks[1:])):
+        return []  # not in token-id order: the id of a token says nothing of its merge's place
+    made = {a + b for a, b in merges}
+    special = {t["content"] for t in spec.get("added_tokens", [])}
+    added = []
+    for token, index in sorted(vocab.items(), key=lambda item: item[1]):
+        if len(token) < 2 or token in made or token in special:
+            continue
+        splits = [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in vocab and token[i:] in vocab]
+        if not splits:
+            continue
+        pair = min(splits, key=lambda s: max(vocab[s[0]], vocab[s[1]]))  # the pieces that exist earliest
+        position = bisect.bisect_left(ranks, index)
+        merges.insert(position, pair)
+        ranks.insert(position, index)
+        added.append(pair)
+    if added:
+        model["merges"] = [list(m) for m in merges] if not isinstance(model["merges"][0], str) else [" ".join(m) for m in merges]
+    return added
+
+
+def whisper_tokenizer_json() -> dict:
+    """The ``tokenizer.json`` shipped with the CTranslate2 Whisper base, its missing BPE merges restored
+    (:func:`complete_bpe_merges`)."""
+    spec = json.loads(whisper_base_ct2_files()["tokenizer.json"].read_text(encoding="utf-8"))
+    complete_bpe_merges(spec)
+    return spec
+
+
 def whisper_tokenizer():
     """Whisper's real multilingual tokenizer (51,865 ids), from the ``tokenizer.json`` shipped with the
     CTranslate2 Whisper base weights."""
     from tokenizers import AddedToken
     from transformers import WhisperTokenizerFast
 
+    from tokenizers import Tokenizer
+
     files = whisper_base_ct2_files()
-    specials = [t["content"] for t in json.loads(files["tokenizer.json"].read_text())["added_tokens"]]
+    spec = whisper_tokenizer_json()
+    specials = [t["content"] for t in spec["added_tokens"]]
     tokenizer = WhisperTokenizerFast(
-        tokenizer_file=str(files["tokenizer.json"]),
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",
         unk_token="<|endoftext|>",

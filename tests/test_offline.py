@@ -16,3 +16,26 @@ def test_whisper_tokenizer_has_special_and_timestamp_tokens():
     assert tokenizer.convert_tokens_to_ids(["<|0.00|>", "<|30.00|>"]) == [50364, 51864]
     text = tokenizer.decode(tokenizer(" eosinophilic cytoplasm", add_special_tokens=False).input_ids)
     assert text == " eosinophilic cytoplasm"
+
+
+def test_whisper_tokenizer_encodes_words_as_whisper_does():
+    # Ids of openai-whisper's multilingual tiktoken encoding: " the" is one token (264), not "Ġ" + "the"
+    # (the shipped tokenizer.json lacked the first merge, "Ġ" + "t"), and so are " terms" and " tumor".
+    tokenizer = offline.whisper_tokenizer()
+    assert tokenizer(" the", add_special_tokens=False).input_ids == [264]
+    assert tokenizer.tokenize(" the terms tumor") == ["Ġthe", "Ġterms", "Ġtumor"]
+    spec = offline.whisper_tokenizer_json()
+    made = {"".join(m.split(" ")) if isinstance(m, str) else "".join(m) for m in spec["model"]["merges"]}
+    specials = {t["content"] for t in spec["added_tokens"]}
+    unreachable = [t for t in spec["model"]["vocab"] if len(t) > 1 and t not in made and t not in specials]
+    assert unreachable == []
+
+
+def test_complete_bpe_merges_restores_a_missing_merge_at_its_rank():
+    vocab = {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5}
+    spec = {"model": {"vocab": vocab, "merges": ["b c", "ab c"]}, "added_tokens": []}
+    assert offline.complete_bpe_merges(spec) == [("a", "b")]
+    assert spec["model"]["merges"] == ["a b", "b c", "ab c"]
+    assert offline.complete_bpe_merges(spec) == []  # complete now: nothing more to add
+    shuffled = {"model": {"vocab": vocab, "merges": ["ab c", "b c"]}, "added_tokens": []}
+    assert offline.complete_bpe_merges(shuffled) == []  # not in rank order: left as it is

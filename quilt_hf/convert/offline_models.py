@@ -14,6 +14,7 @@ leaves a half-written model that ``resolve_model`` would pick up.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -38,15 +39,16 @@ def build_whisper_base(folder: Path) -> None:
 
 def build_whisper_base_ct2(folder: Path) -> None:
     """The CTranslate2 Whisper base as one folder (joined ``model.bin``), for the faster-whisper backend."""
-    from quilt_hf.offline import whisper_base_ct2_files
+    from quilt_hf.offline import whisper_base_ct2_files, whisper_tokenizer_json
 
     files = whisper_base_ct2_files()
     with open(folder / "model.bin", "wb") as out:
         for part in ("model.bin.part1", "model.bin.part2"):
             with open(files[part], "rb") as handle:
                 shutil.copyfileobj(handle, out, length=16 << 20)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+    for name in ("config.json", "vocabulary.txt"):
         shutil.copy2(files[name], folder / name)
+    (folder / "tokenizer.json").write_text(json.dumps(whisper_tokenizer_json(), ensure_ascii=False), encoding="utf-8")
 
 
 def build_minilm(folder: Path) -> None:
