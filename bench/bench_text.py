@@ -235,6 +235,11 @@ def legacy_main() -> None:
     parser.add_argument("--gguf-file", default=None)
     parser.add_argument("--url", default=None)
     parser.add_argument("--throughput-repeats", type=int, default=5)
+    parser.add_argument(
+        "--rescore", action="store_true",
+        help="also the acoustic rescoring rows (`quilt curate --asr_rescore`: Whisper scores the lexicon's candidates "
+        "for its unsure words on the audio; about 35 s per video on one CPU thread, cached)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -446,6 +451,22 @@ def pipeline_cache_transcripts(folder: Path, videos: list[dict]) -> dict:
     return out
 
 
+def guarded_transcripts(videos: list[dict], plain: dict, prompted: dict | None, selections: dict) -> tuple[dict, dict]:
+    """The prompted transcripts after the guard (``quilt curate --asr_prompt guarded``), and the guard's reports;
+    a video whose title gives no prompt keeps its (unprompted) transcript."""
+    from quilt_hf.curation.asr_prompt import guard_prompted
+
+    lexicon = load_lexicon()
+    guarded, reports = {}, {}
+    for video in videos:
+        vid = video["video_id"]
+        if prompted and vid in prompted and selections.get(vid) and selections[vid].prompt:
+            guarded[vid], reports[vid] = guard_prompted(prompted[vid], plain[vid], selections[vid], lexicon)
+        elif prompted and vid in prompted:
+            guarded[vid] = prompted[vid]
+    return guarded, reports
+
+
 def lever_rows(
     videos: list[dict],
     plain: dict,
@@ -454,19 +475,12 @@ def lever_rows(
     processor,
     policy_only,
     llm_processor=None,
+    rescored: dict | None = None,
 ) -> list[dict]:
-    """One row per lever: plain transcript (peer), caption policy alone, correction, prompting, both."""
-    from quilt_hf.curation.asr_prompt import guard_prompted
+    """One row per lever: plain transcript (peer), caption policy alone, correction, prompting, both; with
+    ``rescored`` ({"plain": ..., "guarded": ...}), acoustic rescoring rows too."""
 
-    lexicon = load_lexicon()
-    guarded, reports = {}, {}
-    if prompted:
-        for video in videos:
-            vid = video["video_id"]
-            if vid in prompted and selections.get(vid) and selections[vid].prompt:
-                guarded[vid], reports[vid] = guard_prompted(prompted[vid], plain[vid], selections[vid], lexicon)
-            elif vid in prompted:
-                guarded[vid] = prompted[vid]
+    guarded, reports = guarded_transcripts(videos, plain, prompted, selections)
     levers = [
         ("plain transcript (peer)", plain, None),
         ("caption policy, no correction", plain, policy_only),
@@ -479,6 +493,12 @@ def lever_rows(
     rows = []
     for name, transcripts, stage in levers:
         rows.append(score_lever(name, videos, plain, transcripts, stage, selections, reports if transcripts is guarded else {}))
+    if rescored and rescored.get("plain"):
+        rows.append(score_lever("rescoring + correction", videos, plain, rescored["plain"], processor, selections, {},
+                                unchanged=plain))
+    if rescored and rescored.get("guarded") and guarded:
+        rows.append(score_lever("prompting + rescoring + correction", videos, plain, rescored["guarded"], processor,
+                                selections, reports, unchanged=guarded))
     return rows
 
 
@@ -504,7 +524,11 @@ def phrase_in(phrase: str, text: str) -> bool:
     return bool(words) and f" {words} " in " " + " ".join(normalize_text(text)) + " "
 
 
-def score_lever(name, videos, plain, transcripts, stage, selections, reports) -> dict:
+def score_lever(name, videos, plain, transcripts, stage, selections, reports, unchanged=None) -> dict:
+    """One lever's figures. ``unchanged``: the transcripts before any change of this lever (default
+    ``transcripts``); a lever that rewrites the transcript itself (acoustic rescoring) counts its changes as
+    corrections against them."""
+    unchanged = unchanged or transcripts
     refs, befores, afters = [], [], []
     found = total = 0
     captions_n = offtopic_n = 0
@@ -538,7 +562,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports) ->
                     )
         reference = " ".join(n["text"] for n in video["narration"])
         refs.append(reference)
-        noisy = " ".join(w for w in windows if w)
+        noisy = " ".join(window_text(unchanged[vid], iv["start"], iv["end"]) for iv in video["intervals"])
         after = " ".join(c for c in corrected if c)
         befores.append(" ".join(window_text(plain[vid], iv["start"], iv["end"]) for iv in video["intervals"]))
         afters.append(after)
@@ -631,6 +655,11 @@ def main() -> None:
     parser.add_argument(
         "--cached-only", action="store_true", help="score only the videos whose Whisper transcripts are cached"
     )
+    parser.add_argument(
+        "--rescore", action="store_true",
+        help="also the acoustic rescoring rows (`quilt curate --asr_rescore`: Whisper scores the lexicon's candidates "
+        "for its unsure words on the audio; about 35 s per video on one CPU thread, cached)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
         "--details", action="store_true",
@@ -693,7 +722,33 @@ def main() -> None:
     if args.backend:
         llm_processor = build_text_processor(args.backend, model=args.model, url=args.url)
     t0 = time.perf_counter()
-    rows = lever_rows(videos, plain, prompted, selections, processor, policy_only, llm_processor)
+    rescored = None
+    if args.rescore or args.smoke:
+        import tempfile
+
+        from text_transcripts import CACHE, rescored_transcripts
+
+        rescore_model, rescore_cache = args.whisper, CACHE
+        if args.smoke:  # the rescoring code path on a tiny random Whisper, cached apart (its figures mean nothing)
+            from quilt_hf.offline import tiny_random_whisper
+
+            scratch = Path(tempfile.mkdtemp(prefix="bench_text_smoke_"))
+            rescore_model, rescore_cache = tiny_random_whisper(scratch / "tiny-whisper"), scratch / "cache"
+            videos = videos[:1]
+            print("  smoke: one video; the rescoring row uses a tiny random Whisper, its figures mean nothing",
+                  file=sys.stderr)
+        guarded_now, _ = guarded_transcripts(videos, plain, prompted, selections)
+        rescored = {
+            kind: rescored_transcripts(corpus, videos, found, rescore_model, cached_only=args.cached_only,
+                                       cache=rescore_cache)
+            for kind, found in (("plain", plain), ("guarded", guarded_now))
+        }
+        for kind, found in rescored.items():
+            if len(found) < len(videos):  # the rows compare only on the same videos
+                print(f"  rescored {kind} transcripts of {len(found)}/{len(videos)} videos only: no {kind} rescoring row",
+                      file=sys.stderr)
+                rescored[kind] = {}
+    rows = lever_rows(videos, plain, prompted, selections, processor, policy_only, llm_processor, rescored)
     terms = sum(len(iv["medical_terms"]) for v in videos for iv in v["intervals"])
     print(
         f"Captions on {args.corpus} ({label}): {len(videos)} videos, {terms} medical terms, "

@@ -79,3 +79,49 @@ if __name__ == "__main__":  # warm the plain cache: python bench/text_transcript
     corpus = Path(sys.argv[1])
     truth = json.loads((corpus / "ground_truth.json").read_text())
     cached_transcripts(corpus, truth["videos"], REPO / ".cache" / "quilt_hf" / "models" / "whisper-base")
+
+
+def rescored_transcripts(
+    corpus: Path,
+    videos: list[dict],
+    transcripts: dict[str, list[dict]],
+    model_dir: Path,
+    cached_only: bool = False,
+    cache: Path = CACHE,
+) -> dict[str, list[dict]]:
+    """``transcripts`` after acoustic rescoring (``quilt_hf.curation.asr_rescore``, default options), cached by
+    the transcript's text, the model, its tokenizer, the options and the lexicon."""
+    from quilt_hf.curation.asr import WhisperTranscriber, load_audio
+    from quilt_hf.curation.asr_rescore import AcousticTermRescorer, RescoreOptions, WhisperSegmentScorer
+    from quilt_hf.curation.text import load_lexicon
+
+    lexicon, options = load_lexicon(), RescoreOptions()
+    rescorer = None
+    out = {}
+    for video in videos:
+        segments = transcripts.get(video["video_id"])
+        if segments is None:
+            continue
+        key = hashlib.sha256(json.dumps(
+            [_file_hash(corpus / video["file"]), model_dir.name, _tokenizer_hash(model_dir), segments,
+             options.cache_key(), lexicon.name]
+        ).encode()).hexdigest()[:20]
+        cache.mkdir(parents=True, exist_ok=True)
+        path = cache / f"{video['video_id']}-rescored-{key}.json"
+        if path.is_file():
+            out[video["video_id"]] = json.loads(path.read_text())["segments"]
+            continue
+        if cached_only:
+            continue
+        if rescorer is None:
+            model, processor = WhisperTranscriber(model=str(model_dir), language="en")._load()
+            rescorer = AcousticTermRescorer(WhisperSegmentScorer(model, processor, "en"), lexicon, options)
+        t0 = time.perf_counter()
+        result, report = rescorer.rescore(load_audio(corpus / video["file"]), segments)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"video": video["file"], "segments": result, "rescore": report.to_dict()}, indent=1))
+        tmp.replace(path)
+        out[video["video_id"]] = result
+        print(f"  rescored {video['video_id']} in {time.perf_counter() - t0:.1f}s ({len(report.edits)} edits)",
+              file=sys.stderr)
+    return out

@@ -36,6 +36,15 @@ class CurateConfig(TextStageOptions):
             "choices": ["none", "title", "guarded", "first_pass"],
         },
     )
+    asr_rescore: bool = field(
+        default=False,
+        metadata={
+            "help": "Acoustic rescoring (transformers backend): for the words Whisper was unsure of, the lexicon's "
+            "nearest terms by spelling and sound are scored by Whisper on the segment's audio, and a term replaces "
+            "the heard words only when Whisper finds it more probable than what it wrote (by 1 nat). About as "
+            "slow again as recognition on CPU."
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "Device for the models (cpu, cuda, cuda:1); default: auto."})
     histology: str = field(
         default="learned",
@@ -151,6 +160,7 @@ def run_curate(
         align=AlignOptions(),
         frames_timeout=config.frames_timeout,
         asr_prompt=config.asr_prompt,
+        asr_rescore=config.asr_rescore,
         asr_timeout=config.asr_timeout,
         text_timeout=config.text_timeout,
     )

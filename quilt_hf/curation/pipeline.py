@@ -79,6 +79,9 @@ class PipelineOptions:
     # with the plain pass's terms and near-misses choosing the prompt terms too)
     asr_prompt: str = "none"
     asr_prompt_tokens: int = 120
+    # Acoustic rescoring (asr_rescore.py): Whisper scores the lexicon's candidates for the words it was unsure of
+    # on the segment's audio and keeps those it finds more probable than what it wrote (transformers backend)
+    asr_rescore: bool = False
 
 
 class StepCache:
@@ -505,6 +508,41 @@ class Curation:
             self.cache.write_json("asr", guarded_key, transcript)
         return guarded_key, transcript
 
+    def _rescored_transcript(self, row: dict, key: str, transcript: dict) -> tuple[str, dict]:
+        """The transcript after acoustic rescoring of its unsure words (cached by the transcript's key)."""
+        from quilt_hf.curation.asr_rescore import AcousticTermRescorer, RescoreOptions, WhisperSegmentScorer
+        from quilt_hf.curation.text import load_lexicon
+
+        if self.asr_backend not in ("", "transformers") or not hasattr(self.transcriber, "_load"):
+            raise UserFacingError("asr_rescore needs the transformers Whisper backend (--asr_backend transformers)")
+        lexicon = load_lexicon()
+        options = RescoreOptions()
+        rescored_key = self.cache.key("asr-rescored", key, lexicon.name, options.cache_key())
+        cached = self.cache.read_json("asr", rescored_key)
+        if cached is not None:
+            return rescored_key, cached
+        seconds = self._time_limit(self.options.asr_timeout, row)
+        try:
+            with limits.time_limit(seconds, "acoustic rescoring"):
+                from quilt_hf.curation.asr import load_audio
+
+                model, processor = self.transcriber._load()
+                audio = (self._load_audio or load_audio)(row["path"])
+                scorer = WhisperSegmentScorer(model, processor, transcript.get("language") or "en")
+                segments, report = AcousticTermRescorer(scorer, lexicon, options).rescore(audio, transcript["segments"])
+                limits.check()
+        except limits.StepTimeout:
+            logger.warning("%s: acoustic rescoring did not finish in %.0f s; dropped", row["video_id"], seconds)
+            return rescored_key, {"drop_reason": "asr_timeout"}
+        except Exception as error:  # per video, like recognition itself
+            logger.warning("%s: acoustic rescoring failed (%s); dropped", row["video_id"], error)
+            return rescored_key, {"drop_reason": "asr_error"}
+        result = {**transcript, "segments": segments, "text": " ".join(s["text"] for s in segments),
+                  "rescore": report.to_dict()}
+        self.cache.write_json("asr", rescored_key, result)
+        self.computed["asr"] += 1
+        return rescored_key, result
+
     def transcribe(self, row: dict) -> dict:
         if self._skip(row):
             return {}
@@ -515,6 +553,10 @@ class Curation:
         key, transcript = self._transcript(row) if self.options.asr_prompt == "none" else self._prompted_transcript(row)
         if "drop_reason" in transcript:  # asr_error or asr_timeout
             return {"drop_reason": transcript["drop_reason"]}
+        if self.options.asr_rescore and transcript["text"].strip():
+            key, transcript = self._rescored_transcript(row, key, transcript)
+            if "drop_reason" in transcript:
+                return {"drop_reason": transcript["drop_reason"]}
         if not transcript["text"].strip():
             return {"drop_reason": "no_speech", "asr_key": key}
         return {"asr_key": key}

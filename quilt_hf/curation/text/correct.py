@@ -18,9 +18,10 @@ Every edit is kept with its character span in the original text and its confiden
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from quilt_hf.curation.text.lexicon import Lexicon
+from quilt_hf.curation.text.lexicon import Lexicon, normalize
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 # Function words: a window never starts or ends on one (they are never misrecognised term pieces).
@@ -228,6 +229,70 @@ class LexiconCorrector:
     def candidates(self, text: str, floor: float = 0.75) -> list[str]:
         """The lexicon terms ``suggestions`` proposes for ``text``, in order of appearance."""
         return list(dict.fromkeys(edit.replacement for edit in self.suggestions(text, floor)))
+
+    def alternatives(
+        self,
+        text: str,
+        focus: Callable[[int], bool] | None = None,
+        limit: int = 3,
+        floor: float = 60.0,
+    ) -> list[tuple[int, int, str, float]]:
+        """Lexicon terms the words of ``text`` may have been heard as, with no decision taken: for each window of
+        1-``max_window`` words (the same edge rules as :meth:`correct`, never wholly made of exact terms),
+        the ``limit`` nearest forms by spelling and by sound (Metaphone), as ``(char_start, char_end,
+        surface, similarity)``. What to believe is left to the caller (the acoustic rescorer asks Whisper).
+
+        Args:
+            text (`str`): the text.
+            focus (`Callable[[int], bool]`, *optional*): keeps only windows holding a token index it accepts
+                (e.g. the words the recogniser was unsure of).
+            limit (`int`): candidates per window.
+            floor (`float`): lowest similarity (0-100, spelling and sound combined) of a candidate.
+        """
+        from rapidfuzz import fuzz, process
+
+        tokens = tokenize(text or "")
+        mask = self.protected(tokens)
+        breaks = [bool(_BOUNDARY.search(text[a.end : b.start])) for a, b in zip(tokens, tokens[1:])]
+        out: list[tuple[int, int, str, float]] = []
+        for i in range(len(tokens)):
+            for n in range(1, self.max_window + 1):
+                window = tokens[i : i + n]
+                if len(window) < n or (n > 1 and breaks[i + n - 2]):
+                    break
+                keys = [t.key for t in window]
+                if keys[-1] in STOPWORDS or (keys[0] in STOPWORDS and len(keys[0]) > 1) or len(keys[-1]) == 1:
+                    continue
+                if all(mask[i : i + n]) or any(k.isdigit() for k in keys):
+                    continue
+                if focus is not None and not any(focus(k) for k in range(i, i + n)):
+                    continue
+                squashed = "".join(keys)
+                if len(squashed) < self.min_term_chars:
+                    continue
+                strings, entries, codes = self._pool(len(squashed))
+                if not strings:
+                    continue
+                phon = self._ph(squashed)
+                found = {j for _, _, j in process.extract(squashed, strings, scorer=fuzz.ratio, limit=limit)}
+                if phon:
+                    found |= {j for _, _, j in process.extract(phon, codes, scorer=fuzz.ratio, limit=limit)}
+                scored = []
+                for j in found:
+                    char_score = fuzz.ratio(squashed, strings[j])
+                    similarity = 0.6 * char_score + 0.4 * (fuzz.ratio(phon, codes[j]) if phon else 0.0)
+                    if similarity < floor or entries[j][1] == " ".join(keys):
+                        continue
+                    if n > 1 and self._holds_extra_word(keys, strings[j], char_score):
+                        continue  # "mimic hyperchromasia" is the term and a word before it, not pieces of it
+                    scored.append((similarity, entries[j][3]))
+                kept = [k for k, m in zip(keys, mask[i : i + n]) if m]  # words already spelling a term
+                for similarity, surface in sorted(scored, reverse=True)[:limit]:
+                    surface = _keep_inflection(keys, surface)
+                    # a candidate may not drop or change a word that is already part of a lexicon term
+                    if normalize(surface) != " ".join(keys) and all(k in surface.lower().split() for k in kept):
+                        out.append((window[0].start, window[-1].end, surface, similarity))
+        return out
 
     def _window_labels(self, tokens: list[Token], mask: list[bool]) -> set[str]:
         """Sub-pathology labels of the exact lexicon terms of the text (its topic)."""
@@ -449,6 +514,18 @@ class LexiconCorrector:
             edits.append(Edit(original, replacement, start, end, confidence, concept_id))
         pieces.append(text[cursor:])
         return Correction("".join(pieces), edits)
+
+
+def _keep_inflection(heard: list[str], surface: str) -> str:
+    """``surface`` with the heard inflection of its words ("metatic figures" -> "mitotic figures", not the
+    lexicon's "mitotic figure"): word for word when the counts match, else the last word only."""
+    words = surface.split(" ")
+    pairs = list(zip(range(len(words)), heard)) if len(words) == len(heard) else [(len(words) - 1, heard[-1])]
+    for index, said in pairs:
+        base = words[index].lower()
+        if _is_inflection(said, base) and said.startswith(base):
+            words[index] = words[index] + said[len(base):]
+    return " ".join(words)
 
 
 def _is_inflection(word: str, other: str) -> bool:

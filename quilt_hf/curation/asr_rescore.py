@@ -1,0 +1,220 @@
+"""Acoustic rescoring of misheard medical terms: Whisper itself judges the lexicon's candidates on the audio.
+
+Greedy decoding commits to the likeliest next token, and a rare term's first piece is rarely the likeliest:
+Whisper writes "my topic activity" where the speaker said "mitotic activity", although, given the audio, it
+finds the sentence with "mitotic activity" far more probable once it is offered whole. So, per segment:
+
+1. **Where.** The segment's text is scored on its own audio (the segment's time span plus a margin, one
+   encoder pass): words holding a token Whisper gave less than ``unsure_prob``, and words that are neither
+   ordinary English nor a lexicon term, are the places a term may have been misheard.
+2. **What.** Around those words, the lexicon's nearest terms by spelling and by sound
+   (:meth:`LexiconCorrector.alternatives`: single words, merges and splits of neighbouring words).
+3. **Which.** Every variant of the segment (one candidate in place) is scored in the same way, batched: the
+   teacher-forced log-probability of the whole segment text given the audio. A candidate replaces the heard
+   words only when Whisper finds the variant more probable than what it wrote (its gain, in nats, above
+   ``margin``); overlapping candidates: the larger gain wins; several edits in one segment are kept together
+   only if the segment with all of them still beats the original.
+
+The audio decides, not the lexicon: a word that was heard right keeps the higher score, so ordinary English is
+left alone without a list of exceptions. Transformers backend only (the decoder is run directly).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quilt_hf.curation.text.correct import LexiconCorrector, match_case, tokenize
+from quilt_hf.curation.text.lexicon import Lexicon
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+WINDOW_SECONDS = 30.0
+
+
+@dataclass
+class RescoreOptions:
+    """Settings of the acoustic rescorer (``quilt curate --asr_rescore``).
+
+    Args:
+        unsure_prob (`float`): a word holding a token Whisper gave less than this probability is rescored.
+        margin (`float`): nats a variant must gain over the heard text to replace it (1.0: e times as
+            probable).
+        candidates (`int`): lexicon candidates per word window.
+        pad_seconds (`float`): audio kept around a segment's timestamps (they are approximate).
+        batch_size (`int`): variants scored per decoder pass.
+    """
+
+    unsure_prob: float = 0.5
+    margin: float = 1.0
+    candidates: int = 3
+    pad_seconds: float = 0.5
+    batch_size: int = 32
+
+    def cache_key(self) -> list:
+        return ["rescore-v3", self.unsure_prob, self.margin, self.candidates, self.pad_seconds]
+
+
+@dataclass
+class RescoreReport:
+    """What the rescorer did to one transcript."""
+
+    segments_scored: int = 0
+    variants_scored: int = 0
+    edits: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"segments_scored": self.segments_scored, "variants_scored": self.variants_scored, "edits": self.edits}
+
+
+class WhisperSegmentScorer:
+    """Teacher-forced log-probabilities of texts given an audio clip, from a transformers Whisper model.
+
+    Args:
+        model (`WhisperForConditionalGeneration`): the model (any device and dtype).
+        processor (`WhisperProcessor`): its processor (feature extractor and tokenizer).
+        language (`str`): the language token's code ("en").
+    """
+
+    def __init__(self, model, processor, language: str = "en"):
+        self.model = model
+        self.processor = processor
+        tokenizer = processor.tokenizer
+        prefix = ["<|startoftranscript|>", f"<|{language or 'en'}|>", "<|transcribe|>", "<|notimestamps|>"]
+        self.prefix = tokenizer.convert_tokens_to_ids(prefix)
+        if any(i is None or i == tokenizer.unk_token_id for i in self.prefix):
+            raise ValueError(f"the Whisper tokenizer lacks one of {prefix}")
+        self.eos = tokenizer.eos_token_id
+
+    def encode(self, audio: np.ndarray):
+        """Encoder states of one clip of at most 30 s (16 kHz mono)."""
+        import torch
+
+        features = self.processor.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        parameter = next(self.model.parameters())
+        with torch.inference_mode():
+            return self.model.model.encoder(features.to(parameter.device, parameter.dtype)).last_hidden_state
+
+    def token_log_probs(self, states, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[float], list[tuple[int, int]]]]:
+        """Per text: the log-probability of each of its tokens (end of text included, last) and each token's
+        character span in the text."""
+        import torch
+
+        tokenizer = self.processor.tokenizer
+        out = []
+        for begin in range(0, len(texts), batch_size):
+            chunk = list(texts[begin : begin + batch_size])
+            encoded = [tokenizer(" " + t.strip(), add_special_tokens=False, return_offsets_mapping=True) for t in chunk]
+            ids = [list(e.input_ids) + [self.eos] for e in encoded]
+            width = max(len(i) for i in ids)
+            inputs = torch.full((len(ids), len(self.prefix) + width - 1), self.eos, dtype=torch.long)
+            for row, seq in enumerate(ids):
+                inputs[row, : len(self.prefix) + len(seq) - 1] = torch.tensor(self.prefix + seq[:-1])
+            device = states.device
+            with torch.inference_mode():
+                logits = self.model(
+                    encoder_outputs=(states.expand(len(ids), -1, -1),), decoder_input_ids=inputs.to(device)
+                ).logits
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            for row, (seq, enc) in enumerate(zip(ids, encoded)):
+                positions = torch.arange(len(self.prefix) - 1, len(self.prefix) - 1 + len(seq), device=device)
+                values = log_probs[row, positions, torch.tensor(seq, device=device)].tolist()
+                # offsets are in " " + text: one character to the left of the text's own
+                spans = [(max(0, a - 1), max(0, b - 1)) for a, b in enc.offset_mapping] + [(len(chunk[row].strip()),) * 2]
+                out.append((values, spans))
+        return out
+
+
+class AcousticTermRescorer:
+    """Replace misheard medical terms in a transcript when Whisper, given the audio, prefers the lexicon's
+    term (see the module docstring).
+
+    Args:
+        scorer (`WhisperSegmentScorer`): scores texts on audio.
+        lexicon (`Lexicon`): the terms to propose.
+        options (`RescoreOptions`, *optional*): thresholds.
+    """
+
+    def __init__(self, scorer: WhisperSegmentScorer, lexicon: Lexicon, options: RescoreOptions | None = None):
+        self.scorer = scorer
+        self.lexicon = lexicon
+        self.options = options or RescoreOptions()
+        self.corrector = LexiconCorrector(lexicon, max_window=3)
+
+    def _unknown(self, word: str) -> bool:
+        key = word.lower()
+        return key.isalpha() and len(key) >= 4 and key not in self.lexicon.common_words and key not in self.lexicon.forms
+
+    def rescore(self, audio: np.ndarray, segments: Sequence[dict]) -> tuple[list[dict], RescoreReport]:
+        """Rescored copies of ``segments`` (``start``, ``end``, ``text``) of ``audio`` (16 kHz mono)."""
+        report = RescoreReport()
+        out = []
+        for index, segment in enumerate(segments):
+            text = (segment.get("text") or "").strip()
+            new = dict(segment)
+            if text:
+                new["text"] = self._segment(audio, segment, text, index, report)
+            out.append(new)
+        return out, report
+
+    def _segment(self, audio: np.ndarray, segment: dict, text: str, index: int, report: RescoreReport) -> str:
+        o = self.options
+        start = max(0.0, float(segment["start"]) - o.pad_seconds)
+        end = min(len(audio) / SAMPLE_RATE, float(segment["end"]) + o.pad_seconds, start + WINDOW_SECONDS)
+        clip = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        if len(clip) < SAMPLE_RATE // 10:
+            return text
+        words = tokenize(text)
+        unknown = {k for k, w in enumerate(words) if self._unknown(w.text)}
+        states = self.scorer.encode(clip)
+        report.segments_scored += 1
+        (values, spans), = self.scorer.token_log_probs(states, [text], o.batch_size)
+        original = sum(values)
+        floor = math.log(o.unsure_prob)
+        unsure = set(unknown)
+        for value, (a, b) in zip(values[:-1], spans[:-1]):
+            if value < floor:
+                unsure.update(k for k, w in enumerate(words) if w.start < b and a < w.end)
+        if not unsure:
+            return text
+        proposals = self.corrector.alternatives(text, focus=unsure.__contains__, limit=o.candidates)
+        if not proposals:
+            return text
+        variants = [text[:a] + match_case(surface, text[a:b]) + text[b:] for a, b, surface, _ in proposals]
+        scores = [sum(v) for v, _ in self.scorer.token_log_probs(states, variants, o.batch_size)]
+        report.variants_scored += len(variants)
+        ranked = sorted(
+            ((score - original, a, b, surface) for score, (a, b, surface, _) in zip(scores, proposals)),
+            key=lambda item: -item[0],
+        )
+        chosen: list[tuple[float, int, int, str]] = []
+        for gain, a, b, surface in ranked:
+            if gain <= o.margin:
+                break
+            if all(b <= c or d <= a for _, c, d, _ in chosen):
+                chosen.append((gain, a, b, surface))
+        if not chosen:
+            return text
+        result = _apply(text, chosen)
+        if len(chosen) > 1:  # each edit won alone; together they must still beat what was heard
+            (together, _), = self.scorer.token_log_probs(states, [result], o.batch_size)
+            if sum(together) - original <= o.margin:
+                chosen = chosen[:1]
+                result = _apply(text, chosen)
+        for gain, a, b, surface in sorted(chosen, key=lambda c: c[1]):
+            report.edits.append({"segment": index, "original": text[a:b], "replacement": match_case(surface, text[a:b]),
+                                 "gain": round(gain, 3)})
+        return result
+
+
+def _apply(text: str, chosen: list[tuple[float, int, int, str]]) -> str:
+    pieces, cursor = [], 0
+    for _, a, b, surface in sorted(chosen, key=lambda c: c[1]):
+        pieces += [text[cursor:a], match_case(surface, text[a:b])]
+        cursor = b
+    return "".join(pieces + [text[cursor:]])
