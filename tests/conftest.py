@@ -22,6 +22,18 @@ from factories import DEMO_CORPUS, Scene, write_video
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True)
+def own_datasets_cache(tmp_path_factory, monkeypatch):
+    """Each test has its own `datasets` cache: `load_dataset(folder)` keys its cache on the folder's name and
+    files, so two tests publishing to folders of the same name (or a concurrent run) would read each other's
+    tables from the user's ~/.cache/huggingface/datasets. Subprocesses inherit it through the environment."""
+    import datasets
+
+    folder = tmp_path_factory.mktemp("hf_datasets_cache")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(folder))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", folder)
+
+
 @pytest.fixture(scope="session")
 def clip_tokenizer_dir(tmp_path_factory) -> Path:
     """A folder with OpenAI CLIP's real tokenizer (49,408 ids), built from open_clip's BPE file."""

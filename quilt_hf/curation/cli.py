@@ -143,6 +143,9 @@ def run_curate(
     from quilt_hf.curation.histology import build_histology_classifier
     from quilt_hf.curation.pipeline import Curation, PipelineOptions, run_pipeline
     from quilt_hf.curation.runners import LocalRunner
+
+    if config.asr_rescore and transcriber is None and config.asr_backend != "transformers":
+        raise UserFacingError("--asr_rescore runs Whisper's decoder directly: it needs --asr_backend transformers")
     from quilt_hf.curation.sources import load_videos
 
     if config.runner not in ("local", "ray"):

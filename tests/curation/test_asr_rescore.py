@@ -197,3 +197,14 @@ def test_candidates_keep_the_heard_inflection(lexicon):
     surfaces = {(text[a:b], surface.lower()) for a, b, surface, _ in corrector.alternatives(text)}
     assert ("metatic figures", "mitotic figures") in surfaces
     assert ("metatic figures", "mitotic figure") not in surfaces
+
+
+def test_quilt_curate_refuses_asr_rescore_with_faster_whisper_before_any_work(tmp_path):
+    from quilt_hf.curation.cli import CurateConfig, run_curate
+    from quilt_hf.errors import UserFacingError
+
+    config = CurateConfig(videos=str(tmp_path / "none"), output=str(tmp_path / "out"), asr_backend="faster-whisper",
+                          asr_rescore=True)
+    with pytest.raises(UserFacingError, match="asr_backend transformers"):
+        run_curate(config)
+    assert not (tmp_path / "out").exists()
