@@ -420,15 +420,20 @@ class Curation:
         return self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language,
                               *([dtype] if dtype else []), self.asr_digest, *([prompt] if prompt else []))
 
+    def _prompt_selection(self, row: dict, first_pass: str = ""):
+        """The Whisper prompt's terms for this video: its title and channel (and a first pass's text) give
+        the topic (:func:`quilt_hf.curation.asr_prompt.select_prompt_terms`)."""
+        from quilt_hf.curation.asr_prompt import select_prompt_terms
+        from quilt_hf.curation.text import load_lexicon
+
+        topic = f"{row.get('title') or ''}. {row.get('channel') or ''}"
+        return select_prompt_terms(load_lexicon(), topic, first_pass, max_tokens=self.options.asr_prompt_tokens)
+
     def _asr_prompts(self, row: dict) -> list[str]:
         """The prompts of the ASR passes :meth:`transcribe` makes for this video ("" = the plain pass)."""
         if self.options.asr_prompt == "none":
             return [""]
-        from quilt_hf.curation.asr_prompt import select_prompt_terms
-        from quilt_hf.curation.text import load_lexicon
-
-        selection = select_prompt_terms(load_lexicon(), f"{row.get('title') or ''}. {row.get('channel') or ''}",
-                                        max_tokens=self.options.asr_prompt_tokens)
+        selection = self._prompt_selection(row)
         if not selection.prompt:
             return [""]
         return [selection.prompt, ""] if self.options.asr_prompt == "guarded" else [selection.prompt]
@@ -476,18 +481,17 @@ class Curation:
             self._prefetched.clear()
 
     def _prompted_transcript(self, row: dict) -> tuple[str, dict]:
-        from quilt_hf.curation.asr_prompt import guard_prompted, select_prompt_terms
+        from quilt_hf.curation.asr_prompt import guard_prompted
         from quilt_hf.curation.text import load_lexicon
 
         lexicon = load_lexicon()
-        topic = f"{row.get('title') or ''}. {row.get('channel') or ''}"
         first_pass, plain_key, plain = "", "", None
         if self.options.asr_prompt == "first_pass":  # the plain pass first: its terms and near-misses
             plain_key, plain = self._transcript(row)
             if "drop_reason" in plain:
                 return plain_key, plain
             first_pass = plain["text"]
-        selection = select_prompt_terms(lexicon, topic, first_pass, max_tokens=self.options.asr_prompt_tokens)
+        selection = self._prompt_selection(row, first_pass)
         if not selection.prompt:  # nothing in the metadata (or the first pass) names a topic: the plain pass
             return (plain_key, plain) if plain is not None else self._transcript(row)
         key, prompted = self._transcript(row, selection.prompt)
