@@ -187,6 +187,17 @@ class ShardSetWriter:
             if self._shard_bytes[key] >= self.max_shard_bytes:
                 self._writers.pop(key).close()
 
+    def abort(self) -> None:
+        """Close every open shard without writing what is buffered (the run failed: the caller removes the
+        folder); the Parquet writers' file handles are released either way."""
+        self._buffers.clear()
+        for writer in self._writers.values():
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - a writer that cannot close is discarded with its folder
+                logger.debug("a shard writer did not close cleanly", exc_info=True)
+        self._writers.clear()
+
     def close(self) -> dict[tuple[str, str], int]:
         """Write what is buffered, close every shard and name it ``<split>-NNNNN-of-NNNNN.parquet``.
 

@@ -288,6 +288,9 @@ def run_publish(config: PublishConfig) -> Path:
         drops = DropLog(staging / "drops.jsonl")
         try:
             counts = write_merged(sources, plan, features, _ConfigParts(writer), drops, accumulator)
+        except BaseException:
+            writer.abort()
+            raise
         finally:
             drops.close()
         written = writer.close()

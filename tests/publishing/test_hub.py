@@ -129,3 +129,23 @@ def test_shard_set_writer_bounds_its_buffers_and_keeps_every_row(tmp_path, monke
     assert sorted(numbers) == [b * 1000 + p * 50 + i for b in range(20) for p in range(12) for i in range(50)]
     assert not list((tmp_path / "data").rglob("*.partial"))
     assert len(list((tmp_path / "data" / "p0").glob("train-*.parquet"))) > 1  # shards rolled at max_shard_bytes
+
+
+def test_shard_set_writer_abort_closes_its_open_shards(tmp_path, monkeypatch):
+    """A failed publish aborts the writer: every open Parquet writer is closed (its file complete and its
+    handle released) and nothing buffered is written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Features, Value
+
+    from quilt_hf.publishing.hub import ShardSetWriter
+
+    features = Features({"caption": Value("string"), "n": Value("int64")})
+    writer = ShardSetWriter(tmp_path / "data", features, max_shard_bytes=10_000_000)
+    monkeypatch.setattr(ShardSetWriter, "MAX_BUFFERED_BYTES", 1)  # every write flushes to an open shard
+    writer.write("p", "train", pa.Table.from_pydict({"caption": ["a", "b"], "n": [1, 2]}, schema=features.arrow_schema))
+    assert writer._writers  # a shard is open
+    writer.abort()
+    assert writer._writers == {} and writer._buffers == {}
+    (partial,) = (tmp_path / "data").rglob("*.partial")
+    assert pq.read_table(partial).column("n").to_pylist() == [1, 2]  # closed: the footer is written

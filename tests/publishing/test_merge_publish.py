@@ -315,3 +315,28 @@ def test_rows_sharing_an_image_point_at_one_image_and_only_near_duplicates_take_
     assert all(cell["bytes"] == original for cell in published)
     plan = plans[0]
     assert len(plan.rewrite_rows) == 3 and plan.rewrite_bytes.tolist() == [False, False, True]
+
+
+def test_a_crash_while_writing_rows_closes_the_open_shards(tmp_path, monkeypatch):
+    from quilt_hf.publishing.hub import ShardSetWriter
+
+    release = make_release(tmp_path / "release")
+    run_import(ImportConfig(format="quilt1m", lookup=str(release["lookup"]), output=str(tmp_path / "pairs")))
+    real_write_merged, aborted = publish_module.write_merged, []
+
+    def write_then_fail(sources, plan, features, parts, *args, **kwargs):
+        real_write_merged(sources, plan, features, parts, *args, **kwargs)  # shards are open now
+        raise RuntimeError("disk full")
+
+    real_abort = ShardSetWriter.abort
+
+    def spy(self):
+        aborted.append(bool(self._writers) or bool(self._buffers))
+        real_abort(self)
+
+    monkeypatch.setattr(publish_module, "write_merged", write_then_fail)
+    monkeypatch.setattr(ShardSetWriter, "abort", spy)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub")))
+    assert aborted == [True]  # aborted with shards or rows pending
+    assert not (tmp_path / "hub").exists() and not list(tmp_path.glob(".hub.*"))
