@@ -306,10 +306,17 @@ class UrlCache:
                 continue
             if isinstance(meta, dict) and meta.get("url") and meta.get("status", "success") == "success":
                 self.by_url.setdefault(str(meta["url"]).strip(), image)
+        root, outside = self.folder.resolve(), 0
         for record in self._manifest():
             url, path = str(record.get("url") or "").strip(), record.get("path")
             if url and path:
-                self.by_url[url] = self.folder / str(path)
+                target = (self.folder / str(path)).resolve()
+                if not target.is_relative_to(root):  # "../x" or an absolute path: not a file of this cache
+                    outside += 1
+                    continue
+                self.by_url[url] = target
+        if outside:
+            logger.warning("--url_cache %s: %d manifest path(s) point outside the folder; ignored", self.folder, outside)
         logger.info("--url_cache %s: %d files by URL, %d by URL hash", self.folder, len(self.by_url), len(self.by_hash))
 
     def _manifest(self) -> Iterator[dict]:

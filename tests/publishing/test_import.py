@@ -228,3 +228,23 @@ def test_hf_import_takes_every_split_unless_one_is_named(tmp_path):
     with pytest.raises(UserFacingError, match="has the splits"):
         run_import(ImportConfig(format="hf", source=str(tmp_path / "ds"), image_column="img", text_column="text",
                                 split="dev", output=str(tmp_path / "dev")))
+
+
+def test_url_cache_manifest_paths_outside_the_folder_are_ignored(tmp_path, caplog):
+    from PIL import Image
+
+    from quilt_hf.publishing.importers import UrlCache
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "secret.jpg", format="JPEG")
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(cache / "inside.jpg", format="JPEG")
+    (cache / "manifest.csv").write_text(
+        "url,path\nhttps://a.org/x.jpg,../secret.jpg\n"
+        f"https://b.org/y.jpg,{tmp_path / 'secret.jpg'}\nhttps://c.org/z.jpg,inside.jpg\n"
+    )
+    with caplog.at_level("WARNING"):
+        found = UrlCache(cache)
+    assert found.path("https://a.org/x.jpg") is None and found.path("https://b.org/y.jpg") is None
+    assert found.path("https://c.org/z.jpg") == (cache / "inside.jpg").resolve()
+    assert "2 manifest path(s) point outside the folder" in caplog.text
