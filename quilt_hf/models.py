@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from quilt_hf.errors import UserFacingError
 
@@ -132,6 +133,21 @@ def resolve_model(name_or_path: str | None, role: str) -> str:
 #: Files of a model folder that hold no weights and never change its outputs (left out of the digest).
 _NOT_WEIGHTS = (".md", ".txt", ".gitattributes", ".lock")
 _DIGESTS: dict[tuple, str] = {}
+
+
+def model_key(holder: Any, *names: str) -> str:
+    """The cache-key identity of a model holder: the :func:`model_digest` of the first of its attributes
+    ``names`` that names a model folder, a weights file or a Hub model; "" when none does.
+
+    Args:
+        holder: a loaded model wrapper (a transcriber, a histology classifier...).
+        names (`str`): the attributes that may hold its model's name or path, in order.
+    """
+    for name in names:
+        value = getattr(holder, name, None)
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            return model_digest(str(value))
+    return ""
 
 
 def model_digest(name_or_path: str) -> str:

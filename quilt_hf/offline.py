@@ -150,12 +150,9 @@ def whisper_tokenizer_json() -> dict:
 def whisper_tokenizer():
     """Whisper's real multilingual tokenizer (51,865 ids), from the ``tokenizer.json`` shipped with the
     CTranslate2 Whisper base weights."""
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, Tokenizer
     from transformers import WhisperTokenizerFast
 
-    from tokenizers import Tokenizer
-
-    files = whisper_base_ct2_files()
     spec = whisper_tokenizer_json()
     specials = [t["content"] for t in spec["added_tokens"]]
     tokenizer = WhisperTokenizerFast(

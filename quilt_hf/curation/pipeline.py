@@ -48,6 +48,7 @@ from quilt_hf.curation.runners import (
     WorkerTimeout,
 )
 from quilt_hf.errors import UserFacingError
+from quilt_hf.models import model_key
 from quilt_hf.schema import CHUNK_FEATURES, PAIR_FEATURES, VIDEO_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -132,18 +133,6 @@ def _audio_silent(audio: np.ndarray, dbfs: float) -> bool:
     return rms <= 10 ** (dbfs / 20)
 
 
-def _model_key(model: Any, *names: str) -> str:
-    """The cache-key identity of a model holder: a digest of its weights when it names a model folder or a
-    Hub model (see ``models.model_digest``), else its name."""
-    from quilt_hf.models import model_digest
-
-    for name in names:
-        value = getattr(model, name, None)
-        if isinstance(value, (str, os.PathLike)) and str(value):
-            return model_digest(str(value))
-    return ""
-
-
 class Curation:
     """The steps of one curation run and what they share (cache, models, worker, counters).
 
@@ -225,7 +214,7 @@ class Curation:
         """A digest of the ASR model's weights (or its Hub commit) for the ASR cache key."""
         if self._asr_digest is None:
             holder = self._transcriber if hasattr(self._transcriber, "transcribe") else None
-            self._asr_digest = _model_key(holder, "model_name") if holder is not None else ""
+            self._asr_digest = model_key(holder, "model_name") if holder is not None else ""
             if not self._asr_digest and self.asr_name != "unknown-asr":
                 from quilt_hf.models import model_digest
 
@@ -236,7 +225,7 @@ class Curation:
     def histology_digest(self) -> str:
         """A digest of the histology model's weights ("" for a classifier without weights)."""
         if self._histology_digest is None:
-            self._histology_digest = _model_key(self.histology, "model", "weights_file", "directory")
+            self._histology_digest = model_key(self.histology, "model", "weights_file", "directory")
         return self._histology_digest
 
     def _time_limit(self, seconds: float, row: dict) -> float:

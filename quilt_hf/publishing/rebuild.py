@@ -45,6 +45,7 @@ import numpy as np
 
 from quilt_hf import atomic
 from quilt_hf.errors import UserFacingError
+from quilt_hf.models import model_key
 from quilt_hf.publishing.release import DATA_COLUMNS, RECON_COLUMNS, CellError, parse_literal
 
 logger = logging.getLogger(__name__)
@@ -316,7 +317,10 @@ def run_rebuild(config: RebuildConfig) -> dict:
     from quilt_hf.curation.runners import IsolatedWorker, WorkerCrashed, WorkerError, WorkerTimeout
 
     histology = config.histology or "none"
-    histology_filter(histology)  # a broken model fails the run here, before any video
+    classifier = histology_filter(histology)  # a broken model fails the run here, before any video
+    # The filter's identity for resuming: its spec and a digest of its weights (retrained in place: redone).
+    digest = model_key(classifier, "model", "weights_file", "directory") if classifier is not None else ""
+    identity = f"{histology}@{digest}" if digest else histology
     if config.isolate:
         _CLASSIFIERS.pop(histology, None)  # the worker loads its own; this process no longer needs it
     recon_rows = _read_csv(Path(config.recon), RECON_COLUMNS, "recon")
@@ -351,7 +355,7 @@ def run_rebuild(config: RebuildConfig) -> dict:
                 logger.warning("quilt_recon.csv: unsafe video_id %r; skipped", video_id)
                 continue
             record_path = records_dir / f"{video_id}.json"
-            if record_path.is_file() and _done_with(record_path, histology):
+            if record_path.is_file() and _done_with(record_path, identity):
                 continue  # done in an earlier run with the same filter
             record: dict
             try:
@@ -377,6 +381,7 @@ def run_rebuild(config: RebuildConfig) -> dict:
                         record = {"drop_reason": "worker_failed", "error": str(error)[-500:]}
             record["video_id"] = video_id
             record["histology"] = histology
+            record["histology_identity"] = identity
             atomic.write_json(record_path, record, indent=1)
     finally:
         if worker is not None:
@@ -391,11 +396,12 @@ def run_rebuild(config: RebuildConfig) -> dict:
     return report
 
 
-def _done_with(record_path: Path, histology: str) -> bool:
-    """Whether a video's record was written by a run with the same histology filter (records of runs before the
-    filter existed count as ``none``)."""
+def _done_with(record_path: Path, identity: str) -> bool:
+    """Whether a video's record was written by a run with the same histology filter: its spec and weights
+    (records of runs before the filter existed count as ``none``; before weights were recorded, as the spec)."""
     try:
-        return json.loads(record_path.read_text()).get("histology", "none") == histology
+        record = json.loads(record_path.read_text())
+        return record.get("histology_identity", record.get("histology", "none")) == identity
     except (OSError, ValueError):
         return False
 

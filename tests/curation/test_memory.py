@@ -118,8 +118,8 @@ def test_the_default_frame_reader_decodes_only_what_is_asked_and_matches_decord(
     default reader decodes in the calling thread, packet by packet as the consumer pulls, and gives decord's
     sequential frames pixel for pixel."""
     import av
-
     from factories import Scene, histology_like_image, write_video
+
     from quilt_hf.curation.frames import iter_frame_batches
 
     scenes = [Scene(histology_like_image(seed, (96, 128)), 3.0, drift=(seed, 0)) for seed in range(4)]

@@ -1,12 +1,12 @@
 import io
 import json
 
+import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from _release_fixtures import make_release
-import datasets
 from datasets import load_dataset
 from factories import histology_like_image
 from PIL import Image, ImageEnhance

@@ -112,6 +112,16 @@ def test_rebuild_filters_non_histology_images_and_falls_back_to_key_frames(tmp_p
     assert record["key_frame_fallbacks"] == 1 and record["histology"] == "learned"
     assert np.abs(image(0) - a).mean() < 12, "a histology window is kept"
     assert np.abs(image(1) - b).mean() < 12, "the rejected window's chunk takes its key frame"
+    # The filter's weights are part of what a resumed run compares: same spec and weights, the video is skipped;
+    # a record made with other weights of the same spec is done again.
+    assert record["histology_identity"].startswith("learned@") and len(record["histology_identity"]) > 10
+    (out / "images" / name(0)).unlink()
+    rebuild("learned")
+    assert not (out / "images" / name(0)).exists(), "same filter and weights: skipped"
+    record["histology_identity"] = "learned@other-weights"
+    (out / "videos" / "VVVVVVVVVVV.json").write_text(json.dumps(record))
+    rebuild("learned")
+    assert (out / "images" / name(0)).exists(), "other weights: done again"
 
 
 def test_rebuild_fails_before_any_video_when_the_histology_model_is_broken(tmp_path):
