@@ -95,6 +95,7 @@ def _in_vocabulary(word: str, vocabulary: frozenset[str]) -> bool:
 
 
 _VOCABULARY: dict[int, tuple[Lexicon, frozenset[str]]] = {}
+_VOCABULARY_KEPT = 4
 
 
 def histology_vocabulary(lexicon: Lexicon) -> frozenset[str]:
@@ -113,6 +114,8 @@ def histology_vocabulary(lexicon: Lexicon) -> frozenset[str]:
             if parts and parts[-1].isalpha() and len(parts[-1]) >= 4:
                 words.add(parts[-1])
     vocabulary = frozenset(words)
+    while len(_VOCABULARY) >= _VOCABULARY_KEPT:  # a long-lived process may load many lexicons: keep the newest
+        _VOCABULARY.pop(next(iter(_VOCABULARY)))
     _VOCABULARY[id(lexicon)] = (lexicon, vocabulary)
     return vocabulary
 

@@ -109,3 +109,16 @@ def test_a_sentence_with_a_misheard_term_is_kept_without_correction():
     row = processor.process_batch([text])[0]
     assert row["medical_text"] == "They look hyper chromatic."
     assert row["corrected_text"] == text
+
+
+def test_the_vocabulary_cache_keeps_a_few_lexicons_only():
+    from quilt_hf.curation.text import caption_policy
+    from quilt_hf.curation.text.lexicon import Concept, Lexicon
+
+    lexicons = []
+    for i in range(10):
+        lexicon = Lexicon()
+        lexicon.add(Concept(f"X:{i}", f"term{i} cells"))
+        lexicons.append(lexicon)
+        assert caption_policy.histology_vocabulary(lexicon) == frozenset({"cells"})
+    assert len(caption_policy._VOCABULARY) <= caption_policy._VOCABULARY_KEPT
