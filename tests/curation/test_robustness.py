@@ -423,18 +423,18 @@ def test_histology_cache_keys_follow_the_weights_of_file_and_folder_filters(tmp_
     import shutil
 
     from quilt_hf.curation.histology_learned import DEFAULT_WEIGHTS, LearnedHistologyClassifier
-    from quilt_hf.curation.pipeline import _model_key
+    from quilt_hf.models import model_key
 
     weights = tmp_path / "mlp.json"
     shutil.copy(DEFAULT_WEIGHTS, weights)
     learned = LearnedHistologyClassifier(weights=weights)
-    first = _model_key(learned, "model", "weights_file", "directory")
+    first = model_key(learned, "model", "weights_file", "directory")
     assert first.startswith("sha256:")
-    assert _model_key(LearnedHistologyClassifier(), "model", "weights_file", "directory") == first  # same content
+    assert model_key(LearnedHistologyClassifier(), "model", "weights_file", "directory") == first  # same content
     weights.write_text(weights.read_text().replace("0", "1", 1))  # retrained in place
-    assert _model_key(LearnedHistologyClassifier(weights=weights), "model", "weights_file", "directory") != first
+    assert model_key(LearnedHistologyClassifier(weights=weights), "model", "weights_file", "directory") != first
 
     class Ensemble:  # the ensemble names its folder
         directory = tmp_path
 
-    assert _model_key(Ensemble(), "model", "weights_file", "directory").startswith("sha256:")
+    assert model_key(Ensemble(), "model", "weights_file", "directory").startswith("sha256:")
