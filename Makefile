@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINT)
 
 models: $(QUILT_HF_HOME)/models/.ready
 
-$(QUILT_HF_HOME)/models/.ready: $(VENV)/.installed dataset_scripts/prepare_offline_models.py
+$(QUILT_HF_HOME)/models/.ready: $(VENV)/.installed dataset_scripts/prepare_offline_models.py quilt_hf/convert/offline_models.py quilt_hf/offline.py
 	$(PY) dataset_scripts/prepare_offline_models.py --output $(QUILT_HF_HOME)/models
 	touch $@
 

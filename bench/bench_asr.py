@@ -58,10 +58,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from quilt_hf.convert.offline_models import build_whisper_base_ct2
     from quilt_hf.curation.asr import WhisperTranscriber, load_audio
     from quilt_hf.metrics import wer
     from quilt_hf.models import resolve_model
-    from quilt_hf.offline import whisper_base_ct2_files
 
     truth = json.loads((Path(args.corpus) / "ground_truth.json").read_text())["videos"]
     videos = [v for v in truth if not args.videos or v["video_id"] in args.videos]
@@ -77,13 +77,7 @@ def main() -> None:
 
     ct2_dir = Path(tempfile.mkdtemp(prefix="whisper-base-ct2-"))
     if {"fw-alone", "ours-fw"} & set(args.peers):
-        files = whisper_base_ct2_files()
-        with open(ct2_dir / "model.bin", "wb") as out:
-            for part in ("model.bin.part1", "model.bin.part2"):
-                with open(files[part], "rb") as handle:
-                    shutil.copyfileobj(handle, out)
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            shutil.copy(files[name], ct2_dir / name)
+        build_whisper_base_ct2(ct2_dir)  # the weights joined, the tokenizer with its restored merge
 
     def plain():
         from transformers import pipeline

@@ -126,17 +126,12 @@ def faster_whisper_transcripts(corpus: Path, videos: list[dict], cache: Path) ->
         return json.loads(cache.read_text())
     from faster_whisper import WhisperModel
 
-    from quilt_hf.offline import whisper_base_ct2_files
+    from quilt_hf.convert.offline_models import build_whisper_base_ct2
 
-    files = whisper_base_ct2_files()
     folder = cache.parent / "whisper-base-ct2"
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "model.bin").is_file():
-        with (folder / "model.bin").open("wb") as out:
-            for part in ("model.bin.part1", "model.bin.part2"):
-                out.write(files[part].read_bytes())
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            (folder / name).write_bytes(files[name].read_bytes())
+        build_whisper_base_ct2(folder)  # the weights joined, the tokenizer with its restored merge
     model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=2)
     out = json.loads(cache.read_text())["transcripts"] if cache.is_file() else {}
     for video in videos:
@@ -239,6 +234,10 @@ def legacy_main() -> None:
         "--rescore", action="store_true",
         help="also the acoustic rescoring rows (`quilt curate --asr_rescore`: Whisper scores the lexicon's candidates "
         "for its unsure words on the audio; about 35 s per video on one CPU thread, cached)",
+    )
+    parser.add_argument(
+        "--rescore-margin", type=float, default=None,
+        help="the rescorer's margin in nats (default: quilt curate's); to choose it on the tuning set",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -740,7 +739,7 @@ def main() -> None:
         guarded_now, _ = guarded_transcripts(videos, plain, prompted, selections)
         rescored = {
             kind: rescored_transcripts(corpus, videos, found, rescore_model, cached_only=args.cached_only,
-                                       cache=rescore_cache)
+                                       cache=rescore_cache, margin=args.rescore_margin)
             for kind, found in (("plain", plain), ("guarded", guarded_now))
         }
         for kind, found in rescored.items():

@@ -88,14 +88,18 @@ def rescored_transcripts(
     model_dir: Path,
     cached_only: bool = False,
     cache: Path = CACHE,
+    margin: float | None = None,
 ) -> dict[str, list[dict]]:
-    """``transcripts`` after acoustic rescoring (``quilt_hf.curation.asr_rescore``, default options), cached by
-    the transcript's text, the model, its tokenizer, the options and the lexicon."""
+    """``transcripts`` after acoustic rescoring (``quilt_hf.curation.asr_rescore``, default options but
+    ``margin`` when given), cached by the transcript's text, the model, its tokenizer, the options and the
+    lexicon."""
     from quilt_hf.curation.asr import WhisperTranscriber, load_audio
     from quilt_hf.curation.asr_rescore import AcousticTermRescorer, RescoreOptions, WhisperSegmentScorer
     from quilt_hf.curation.text import load_lexicon
 
     lexicon, options = load_lexicon(), RescoreOptions()
+    if margin is not None:
+        options.margin = margin
     rescorer = None
     out = {}
     for video in videos:

@@ -69,6 +69,11 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars)))
 
 
+def byte_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's byte -> printable character table (a byte-level BPE token's characters -> bytes)."""
+    return {char: byte for byte, char in _bytes_to_unicode().items()}
+
+
 def write_clip_tokenizer_files(folder: str | Path, bpe_path: str | Path | None = None) -> Path:
     """Write ``vocab.json`` and ``merges.txt`` of OpenAI CLIP's tokenizer from the BPE file.
 

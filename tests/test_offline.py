@@ -39,3 +39,24 @@ def test_complete_bpe_merges_restores_a_missing_merge_at_its_rank():
     assert offline.complete_bpe_merges(spec) == []  # complete now: nothing more to add
     shuffled = {"model": {"vocab": vocab, "merges": ["ab c", "b c"]}, "added_tokens": []}
     assert offline.complete_bpe_merges(shuffled) == []  # not in rank order: left as it is
+
+
+def test_a_whisper_folder_with_the_unrepaired_tokenizer_is_built_again(tmp_path, monkeypatch):
+    import json
+
+    from quilt_hf.convert import offline_models
+
+    spec = offline.whisper_tokenizer_json()
+    old = json.loads(json.dumps(spec))
+    old["model"]["merges"] = old["model"]["merges"][1:]  # as shipped: without "Ġ t"
+    for name, tokenizer in (("whisper-base", old), ("whisper-base-ct2", spec)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "tokenizer.json").write_text(json.dumps(tokenizer))
+    built = []
+    monkeypatch.setitem(offline_models.OFFLINE_MODELS, "whisper-base", lambda folder: built.append("whisper-base")
+                        or (folder / "config.json").write_text("{}"))
+    monkeypatch.setitem(offline_models.OFFLINE_MODELS, "whisper-base-ct2", lambda folder: built.append("ct2"))
+    summary = offline_models.prepare_offline_models(tmp_path, ["whisper-base", "whisper-base-ct2"])
+    assert built == ["whisper-base"]  # the stale folder only
+    assert summary["whisper-base"]["status"] == "built" and summary["whisper-base-ct2"]["status"] == "kept"

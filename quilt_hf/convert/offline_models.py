@@ -120,6 +120,23 @@ OFFLINE_MODELS: dict[str, Callable[[Path], None]] = {
 }
 
 
+def _stale(folder: Path) -> bool:
+    """Whether a folder built by an earlier version must be built again: a Whisper tokenizer without the BPE
+    merge the shipped ``tokenizer.json`` lacked (:func:`quilt_hf.offline.complete_bpe_merges`)."""
+    from quilt_hf.offline import complete_bpe_merges
+
+    tokenizer = folder / "tokenizer.json"
+    if not folder.name.startswith("whisper") or not tokenizer.is_file():
+        return False
+    try:
+        stale = bool(complete_bpe_merges(json.loads(tokenizer.read_text(encoding="utf-8"))))
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    if stale:
+        logger.info("%s: tokenizer built before its missing BPE merge was restored; building it again", folder)
+    return stale
+
+
 def prepare_offline_models(output: str | Path, names: Sequence[str] | None = None, force: bool = False) -> dict:
     """Build the offline models under ``output`` (idempotent: complete folders are kept unless ``force``).
 
@@ -140,7 +157,7 @@ def prepare_offline_models(output: str | Path, names: Sequence[str] | None = Non
     for name in names or OFFLINE_MODELS:
         target = output / name
         start = time.perf_counter()
-        if (target / "config.json").is_file() and not force:
+        if (target / "config.json").is_file() and not force and not _stale(target):
             summary[name] = {"path": str(target), "status": "kept", "seconds": 0.0}
             continue
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=output))

@@ -21,6 +21,7 @@ left alone without a list of exceptions. Transformers backend only (the decoder 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -54,10 +55,10 @@ class RescoreOptions:
     margin: float = 1.0
     candidates: int = 3
     pad_seconds: float = 0.5
-    batch_size: int = 32
+    batch_size: int = 8
 
     def cache_key(self) -> list:
-        return ["rescore-v3", self.unsure_prob, self.margin, self.candidates, self.pad_seconds]
+        return ["rescore-v4", self.unsure_prob, self.margin, self.candidates, self.pad_seconds]
 
 
 @dataclass
@@ -85,11 +86,15 @@ class WhisperSegmentScorer:
         self.model = model
         self.processor = processor
         tokenizer = processor.tokenizer
-        prefix = ["<|startoftranscript|>", f"<|{language or 'en'}|>", "<|transcribe|>", "<|notimestamps|>"]
+        prefix = ["<|startoftranscript|>", f"<|{language_code(language)}|>", "<|transcribe|>", "<|notimestamps|>"]
         self.prefix = tokenizer.convert_tokens_to_ids(prefix)
         if any(i is None or i == tokenizer.unk_token_id for i in self.prefix):
             raise ValueError(f"the Whisper tokenizer lacks one of {prefix}")
         self.eos = tokenizer.eos_token_id
+        self._token_bytes: dict[bytes, int] | None = None
+        # transformers 5 names the decoder cache argument `cache`, 4.x `past_key_values`
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.max_positions = int(getattr(model.config, "max_target_positions", 448))
 
     def encode(self, audio: np.ndarray):
         """Encoder states of one clip of at most 30 s (16 kHz mono)."""
@@ -128,6 +133,73 @@ class WhisperSegmentScorer:
                 spans = [(max(0, a - 1), max(0, b - 1)) for a, b in enc.offset_mapping] + [(len(chunk[row].strip()),) * 2]
                 out.append((values, spans))
         return out
+
+
+    def fits(self, text: str, room: int = 8) -> bool:
+        """Whether ``text`` and the prefix fit in the decoder's context, with ``room`` tokens to spare for a
+        candidate longer than the words it replaces."""
+        count = len(self.processor.tokenizer(" " + text.strip(), add_special_tokens=False).input_ids)
+        return len(self.prefix) + count + 1 + room <= self.max_positions
+
+    def _text_tokens(self) -> dict[bytes, int]:
+        """Every text token's bytes -> its id (the byte-level BPE alphabet decoded)."""
+        if self._token_bytes is None:
+            from quilt_hf.offline import byte_decoder
+
+            decode = byte_decoder()
+            vocab = self.processor.tokenizer.get_vocab()
+            self._token_bytes = {}
+            for token, index in vocab.items():
+                if index < self.eos and all(c in decode for c in token):
+                    self._token_bytes.setdefault(bytes(decode[c] for c in token), index)
+        return self._token_bytes
+
+    def own_log_probs(self, states, text: str) -> tuple[list[float], list[tuple[int, int]]] | None:
+        """The text's token log-probabilities when Whisper splits it as it would write it: a greedy decode
+        constrained to the text (at each step, the likeliest token that spells the next bytes of the text).
+        A misheard word is often written with unusual pieces; scoring it only in the canonical BPE split would
+        make what Whisper wrote look less probable than it was. None when the text cannot be spelled."""
+        import torch
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        tokens = self._text_tokens()
+        longest = max(len(b) for b in tokens)
+        target = (" " + text.strip()).encode("utf-8")
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        inputs = torch.tensor([self.prefix], device=states.device)
+        values: list[float] = []
+        spans: list[tuple[int, int]] = []
+        position = 0
+        with torch.inference_mode():
+            while True:
+                if len(self.prefix) + len(values) >= self.max_positions:
+                    return None
+                out = self.model(encoder_outputs=(states,), decoder_input_ids=inputs, use_cache=True, **{self._cache_arg: cache})
+                cache = getattr(out, "cache", None) or out.past_key_values
+                log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+                if position == len(target):
+                    values.append(float(log_probs[self.eos]))
+                    spans.append((len(text.strip()),) * 2)
+                    return values, spans
+                options = [tokens[target[position : position + n]] for n in range(1, min(longest, len(target) - position) + 1)
+                           if target[position : position + n] in tokens]
+                if not options:
+                    return None
+                best = max(options, key=lambda i: float(log_probs[i]))
+                size = next(n for n in range(1, longest + 1) if tokens.get(target[position : position + n]) == best)
+                start = len(target[:position].decode("utf-8", errors="ignore")) - 1
+                values.append(float(log_probs[best]))
+                position += size
+                spans.append((max(0, start), len(target[:position].decode("utf-8", errors="ignore")) - 1))
+                inputs = torch.tensor([[best]], device=states.device)
+
+
+def language_code(language: str | None) -> str:
+    """Whisper's language token code of ``language`` ("en", "english", "English" -> "en")."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    key = (language or "en").strip("<|>").lower()
+    return TO_LANGUAGE_CODE.get(key, key)
 
 
 class AcousticTermRescorer:
@@ -169,12 +241,19 @@ class AcousticTermRescorer:
         clip = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
         if len(clip) < SAMPLE_RATE // 10:
             return text
+        if not self.scorer.fits(text):  # longer than Whisper's decoder context (e.g. a repetition loop)
+            return text
         words = tokenize(text)
         unknown = {k for k, w in enumerate(words) if self._unknown(w.text)}
         states = self.scorer.encode(clip)
         report.segments_scored += 1
         (values, spans), = self.scorer.token_log_probs(states, [text], o.batch_size)
+        own = self.scorer.own_log_probs(states, text)
+        if own is not None and sum(own[0]) > sum(values):  # what Whisper wrote, split as it wrote it
+            values, spans = own
         original = sum(values)
+        if not math.isfinite(original):  # a suppressed token in the heard text: nothing to compare with
+            return text
         floor = math.log(o.unsure_prob)
         unsure = set(unknown)
         for value, (a, b) in zip(values[:-1], spans[:-1]):
@@ -194,7 +273,7 @@ class AcousticTermRescorer:
         )
         chosen: list[tuple[float, int, int, str]] = []
         for gain, a, b, surface in ranked:
-            if gain <= o.margin:
+            if not gain > o.margin:  # NaN never wins
                 break
             if all(b <= c or d <= a for _, c, d, _ in chosen):
                 chosen.append((gain, a, b, surface))
@@ -203,7 +282,7 @@ class AcousticTermRescorer:
         result = _apply(text, chosen)
         if len(chosen) > 1:  # each edit won alone; together they must still beat what was heard
             (together, _), = self.scorer.token_log_probs(states, [result], o.batch_size)
-            if sum(together) - original <= o.margin:
+            if not sum(together) - original > o.margin:
                 chosen = chosen[:1]
                 result = _apply(text, chosen)
         for gain, a, b, surface in sorted(chosen, key=lambda c: c[1]):

@@ -502,12 +502,21 @@ class Curation:
         return guarded_key, transcript
 
     def _rescored_transcript(self, row: dict, key: str, transcript: dict) -> tuple[str, dict]:
-        """The transcript after acoustic rescoring of its unsure words (cached by the transcript's key)."""
-        from quilt_hf.curation.asr_rescore import AcousticTermRescorer, RescoreOptions, WhisperSegmentScorer
+        """The transcript after acoustic rescoring of its unsure words (cached by the transcript's key). The
+        lexicon is English: a transcript in another language is kept as it is. A rescoring that fails or runs
+        out of time keeps the transcript as recognised (logged): recognition succeeded, the video is not lost."""
+        from quilt_hf.curation.asr_rescore import (
+            AcousticTermRescorer,
+            RescoreOptions,
+            WhisperSegmentScorer,
+            language_code,
+        )
         from quilt_hf.curation.text import load_lexicon
 
         if self.asr_backend not in ("", "transformers") or not hasattr(self.transcriber, "_load"):
             raise UserFacingError("asr_rescore needs the transformers Whisper backend (--asr_backend transformers)")
+        if language_code(transcript.get("language") or "en") != "en":
+            return key, transcript
         lexicon = load_lexicon()
         options = RescoreOptions()
         rescored_key = self.cache.key("asr-rescored", key, lexicon.name, options.cache_key())
@@ -525,11 +534,13 @@ class Curation:
                 segments, report = AcousticTermRescorer(scorer, lexicon, options).rescore(audio, transcript["segments"])
                 limits.check()
         except limits.StepTimeout:
-            logger.warning("%s: acoustic rescoring did not finish in %.0f s; dropped", row["video_id"], seconds)
-            return rescored_key, {"drop_reason": "asr_timeout"}
-        except Exception as error:  # per video, like recognition itself
-            logger.warning("%s: acoustic rescoring failed (%s); dropped", row["video_id"], error)
-            return rescored_key, {"drop_reason": "asr_error"}
+            logger.warning("%s: acoustic rescoring did not finish in %.0f s; the transcript is kept as recognised",
+                           row["video_id"], seconds)
+            return key, transcript
+        except Exception as error:  # per video; the recognised transcript stays
+            logger.warning("%s: acoustic rescoring failed (%s); the transcript is kept as recognised",
+                           row["video_id"], error)
+            return key, transcript
         result = {**transcript, "segments": segments, "text": " ".join(s["text"] for s in segments),
                   "rescore": report.to_dict()}
         self.cache.write_json("asr", rescored_key, result)
@@ -548,8 +559,6 @@ class Curation:
             return {"drop_reason": transcript["drop_reason"]}
         if self.options.asr_rescore and transcript["text"].strip():
             key, transcript = self._rescored_transcript(row, key, transcript)
-            if "drop_reason" in transcript:
-                return {"drop_reason": transcript["drop_reason"]}
         if not transcript["text"].strip():
             return {"drop_reason": "no_speech", "asr_key": key}
         return {"asr_key": key}

@@ -25,6 +25,12 @@ class ScriptedScorer:
     def encode(self, audio):
         return None
 
+    def fits(self, text):
+        return True
+
+    def own_log_probs(self, states, text):
+        return None  # the canonical split is Whisper's own here
+
     def token_log_probs(self, states, texts, batch_size=32):
         out = []
         for text in texts:
@@ -83,6 +89,23 @@ def test_edits_that_win_alone_but_not_together_keep_only_the_best(lexicon):
     assert [e["replacement"] for e in report.edits] == ["mitotic activity"]
 
 
+def test_a_gain_that_is_not_a_number_never_wins(lexicon):
+    # a suppressed token in the heard text makes its score -inf and every gain NaN
+    text, report, _ = rescore(lexicon, "and the my topic activity is brisk", {"my", "topic"},
+                              {"mitotic activity": float("nan")})
+    assert text == "and the my topic activity is brisk" and report.edits == []
+
+
+def test_a_word_already_spelling_a_term_is_kept_by_every_candidate(lexicon):
+    corrector = LexiconCorrector(lexicon, max_window=3)
+    text = "tumor cells show pleomorphic nucleii"  # "pleomorphic" spells a term; "nucleii" is misheard
+    proposals = [(text[a:b], surface.lower()) for a, b, surface, _ in corrector.alternatives(text)]
+    assert ("nucleii", "nucleoli") in proposals
+    for window, surface in proposals:
+        if "pleomorphic" in window.split():
+            assert "pleomorphic" in surface.split(), (window, surface)  # never "hyperchromatic nucleii"
+
+
 def test_candidates_never_drop_or_change_a_word_already_spelling_a_term(lexicon):
     corrector = LexiconCorrector(lexicon, max_window=3)
     text = "overstained nuclei can mimic hyperchromasia"
@@ -98,6 +121,8 @@ def test_whisper_scorer_log_probs_match_the_models_own_loss(tiny_whisper_dir):
     model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).eval()
     processor = WhisperProcessor.from_pretrained(tiny_whisper_dir)
     scorer = WhisperSegmentScorer(model, processor, "en")
+    assert scorer.prefix == [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
+    assert WhisperSegmentScorer(model, processor, "English").prefix == scorer.prefix  # a language name is mapped
     rng = np.random.default_rng(0)
     states = scorer.encode(rng.standard_normal(16000 * 3).astype(np.float32) * 0.1)
     texts = ["the nuclei are pleomorphic", "mitotic activity is brisk, and the stroma is loose"]
@@ -164,9 +189,26 @@ def test_curate_with_asr_rescore_rescores_and_caches_the_transcript(tmp_path, ti
     rescored = [c for c in cached if "rescore" in c]
     assert len(cached) == 2 and len(rescored) == 1  # the recognition pass, then its rescored copy
     report = rescored[0]["rescore"]
+    plain = next(c for c in cached if "rescore" not in c)
     assert report["segments_scored"] == len(rescored[0]["segments"]) > 0
     assert report["variants_scored"] > 0  # "my topic" is unsure for a random model: candidates were scored
-    assert all(set(e) == {"segment", "original", "replacement", "gain"} and e["gain"] > 1.0 for e in report["edits"])
+    edited = {e["segment"] for e in report["edits"]}
+    for index, (before, after) in enumerate(zip(plain["segments"], rescored[0]["segments"])):
+        if index not in edited:  # a segment without an edit is left exactly as recognised
+            assert after == before
+    for edit in report["edits"]:
+        assert edit["gain"] > 1.0 and edit["replacement"] in rescored[0]["segments"][edit["segment"]]["text"]
+
+
+def test_a_rescoring_failure_keeps_the_recognised_transcript(tmp_path, caplog):
+    class BrokenModel(TinyWhisperTranscriber):
+        def _load(self):
+            raise RuntimeError("weights missing")
+
+    with caplog.at_level("WARNING"):
+        stats = _curate(tmp_path, BrokenModel(tmp_path), asr_rescore=True)
+    assert stats["videos_kept"] == 1 and stats["pairs"] > 0  # the video is not dropped
+    assert "kept as recognised" in caplog.text
 
 
 def test_asr_rescore_with_a_backend_that_cannot_score_fails_the_run(tmp_path):
@@ -208,3 +250,21 @@ def test_quilt_curate_refuses_asr_rescore_with_faster_whisper_before_any_work(tm
     with pytest.raises(UserFacingError, match="asr_backend transformers"):
         run_curate(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_whisper_scorer_own_split_spells_the_text_and_is_what_the_model_prefers(tiny_whisper_dir):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).eval()
+    processor = WhisperProcessor.from_pretrained(tiny_whisper_dir)
+    scorer = WhisperSegmentScorer(model, processor, "en")
+    states = scorer.encode(np.random.default_rng(1).standard_normal(16000 * 2).astype(np.float32) * 0.1)
+    text = "the plymorphic nuclei"
+    values, spans = scorer.own_log_probs(states, text)
+    pieces = [text[a:b] for a, b in spans[:-1]]
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")  # the pieces spell the text, in order
+    assert all(math.isfinite(v) for v in values) and len(values) == len(spans)
+    # each step took the likeliest token that spells the next bytes: never less probable than the canonical
+    # split's first differing token
+    (canonical, _), = scorer.token_log_probs(states, [text])
+    assert values[0] >= canonical[0] - 1e-5
