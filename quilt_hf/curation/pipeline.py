@@ -800,6 +800,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "cache_hits": dict(curation.cache_hits),
         "computed": dict(curation.computed),
         **({"ray_nodes": dict(sorted(runner.nodes.items()))} if getattr(runner, "nodes", None) else {}),
+        **(runner.summary() if hasattr(runner, "summary") else {}),  # Ray: worker processes per step, timeline
         "models": {"asr": curation.asr_name, "histology": curation.histology.name,
                    "text": curation.text.name if curation.text is not None else "none"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),
