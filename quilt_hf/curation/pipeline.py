@@ -677,7 +677,9 @@ class Curation:
             Step("audio check", self.audio_check, fingerprint=f"audio-{version}"),
             # the decoding worker's memory is freed before the models' steps (whole-run peak)
             Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}", after=self.worker.close),
-            Step("histology", self.classify, fingerprint=f"histology-{version}", pool="histology",
+            # a model-free classifier (the heuristic) needs no actor pool: under Ray it runs in the frames task
+            Step("histology", self.classify, fingerprint=f"histology-{version}",
+                 pool="" if getattr(self.histology, "model_free", False) else "histology",
                  setup=functools.partial(self.load_models, ("histology",))),
             Step("asr", self.transcribe, fingerprint=f"asr-{version}", pool="asr",
                  setup=functools.partial(self.load_models, ("asr",)), batch_fn=self.transcribe_batch),

@@ -198,11 +198,26 @@ def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
 def test_stats_show_the_worker_processes_of_each_step_and_the_idle_ends(local_ray, videos, tmp_path):
     stats = curate(videos, tmp_path / "ray", SlowTranscriber(0.5), **RAY)
     processes = stats["ray_worker_processes"]
-    assert processes["asr"] == 1 and processes["histology"] == 1, processes  # one actor each
+    assert processes["asr"] == 1, processes  # one actor
     assert 1 <= processes["align"] <= 3 and set(processes) >= {"probe", "frames (isolated decoding)", "rows"}
     timeline = stats["ray_timeline_s"]
     assert set(timeline) == {"before the first step (Ray start, workers, models)", "after the last step (shards written)"}
     assert all(0 <= seconds < stats["total_s"] for seconds in timeline.values()), timeline
+
+
+def test_only_a_histology_classifier_with_a_model_gets_an_actor_pool(tmp_path):
+    """The heuristic classifier has no model to load once: an actor pool cost a process (Python, Ray and the
+    pipeline imported again) and a hand-off per video; it runs in the CPU task after decoding."""
+    from quilt_hf.curation.histology import HeuristicHistologyClassifier, TransformersHistologyClassifier
+    from quilt_hf.curation.pipeline import Curation
+
+    def pools(histology) -> dict:
+        steps, _ = Curation(tmp_path / "cache", FakeTranscriber(), histology).steps()
+        return {step.name: step.pool for step in steps}
+
+    assert pools(HeuristicHistologyClassifier())["histology"] == ""
+    assert pools(TransformersHistologyClassifier(model="some/model"))["histology"] == "histology"
+    assert pools(HeuristicHistologyClassifier())["asr"] == "asr"
 
 
 def test_the_local_ray_keeps_its_cpu_task_workers_between_bursts():
