@@ -257,6 +257,39 @@ def test_the_local_ray_keeps_a_worker_process_per_task_slot_and_actor():
     assert RayRunner(RayOptions(task_cpus=1)).worker_processes(cpus=64) == 64 + 3 + RAY_DATA_ACTORS
 
 
+def test_a_call_interrupted_midway_never_leaves_its_answer_to_the_next_call():
+    """A Ray worker process keeps one decoding process for all its tasks. A task interrupted during its call
+    (Ray's default, non-forced ``ray.cancel`` raises KeyboardInterrupt in it) left its answer in the pipe,
+    and the process's next task read it as its own: another video's frames (then histology_error) or a pipe
+    out of step (frames_error). An interrupted call now ends the decoding process."""
+    import signal
+    import time
+
+    from _curation_helpers import add
+
+    from quilt_hf.curation.runners import IsolatedWorker
+
+    class Cancelled(BaseException):
+        pass
+
+    def cancel(signum, frame):
+        raise Cancelled
+
+    worker = IsolatedWorker()
+    previous = signal.signal(signal.SIGALRM, cancel)
+    try:
+        assert worker.call(add, 1, 1, timeout=30) == 2  # started
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Cancelled):
+            worker.call(time.sleep, 1.0, timeout=30)  # interrupted while waiting for the answer (None)
+        time.sleep(1.2)  # the interrupted call's answer is written by now
+        assert worker.call(add, 2, 3, timeout=30) == 5  # not None, the interrupted call's answer
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        worker.close()
+
+
 def test_the_tables_are_written_a_few_megabytes_of_images_at_a_time(tmp_path):
     """The driver embeds the pair images while it writes the tables: in row groups of a few MB (datasets'
     default, 100 MB, made the driver's peak grow with the number of videos)."""
