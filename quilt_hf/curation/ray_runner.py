@@ -318,10 +318,10 @@ class RayRunner:
         one per CPU-task slot (``cpus / task_cpus``), one per model actor, and Ray Data's own actors.
 
         Ray kills an idle worker after 1 s once a node has more than ``num_workers_soft_limit`` workers
-        (default: its CPU count). Model actors and Ray Data's actors count too, so with the default every CPU
-        task that waited more than a second for its input (the normal case behind Whisper) ran in a new
-        process: ~1.5 CPU-s of Python and pipeline imports, a new decoding process, and a ~2 s wait, per
-        video and step (measured; ``bench/bench_ray.py``). A local Ray is started with this limit; on a
+        (default: its CPU count). With fractional ``task_cpus`` (more task workers than CPUs) or model actors
+        on the node, CPU tasks that waited more than a second for their input (the normal case behind
+        Whisper) ran in new processes: ~1.5 CPU-s of Python and pipeline imports, a new decoding process and
+        a ~2 s wait each (measured on a local Ray of 1 and 2 CPUs). A local Ray is started with this limit; on a
         cluster, start each node with ``RAY_num_workers_soft_limit`` set to it (README)."""
         o = self.options
         cpus = cpus or o.num_cpus or os.cpu_count() or 1
