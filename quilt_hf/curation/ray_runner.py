@@ -47,6 +47,7 @@ METRICS = "_ray_metrics"  # a JSON column each step adds its seconds and counter
 LOST = "worker_lost"
 MODEL_LOAD_MARK = "<<quilt model load failed>>"
 RAY_DATA_ACTORS = 3  # Ray Data's own actors on the head node (stats, autoscaling coordinator, actor locations)
+PROCESSES_COUNTED = 1000  # distinct worker processes counted per step in stats.json (at most)
 
 
 @dataclass
@@ -153,7 +154,7 @@ def _apply_map(step: Step, table, ledger: _Ledger):
         began, started_at = time.perf_counter(), time.time()
         updates = step.batch_fn(inputs) if len(group) > 1 else [step.fn(inputs[0])]
         seconds = (time.perf_counter() - began) / len(group)  # a batch's time, shared by its videos
-        span = [started_at, time.time()]  # wall-clock span of the call (the driver finds the idle gaps)
+        span = [started_at, time.time()]  # wall-clock span of the call (the driver keeps the first and last)
         node = _node_id()
         for n, (i, update) in enumerate(zip(group, updates)):
             metrics = _metrics(rows[i].get(METRICS))
@@ -288,7 +289,7 @@ class RayRunner:
     # its workers: see worker_processes)
     processes: dict[str, set[str]] = field(default_factory=dict)
     steps_span: list[float] = field(default_factory=lambda: [math.inf, -math.inf])  # first step began, last ended
-    timeline: dict[str, float] = field(default_factory=dict)  # wall seconds of the per-video run with no step running
+    timeline: dict[str, float] = field(default_factory=dict)  # wall seconds before the first / after the last step
     loads_models_in_workers = True  # the pipeline skips loading models in the driver
 
     def _init(self):
@@ -429,7 +430,8 @@ class RayRunner:
 
     def summary(self) -> dict:
         """What ``stats.json`` shows of the Ray run besides the timings: the Ray worker processes that ran each
-        step and the wall seconds before the first and after the last per-video step."""
+        step (up to ``PROCESSES_COUNTED``) and the wall seconds before the first and after the last per-video
+        step."""
         return {"ray_worker_processes": {name: len(found) for name, found in sorted(self.processes.items())},
                 "ray_timeline_s": {name: round(value, 3) for name, value in self.timeline.items()}}
 
@@ -477,7 +479,9 @@ class RayRunner:
                     self.worker_counters[counter].update(metrics[counter])
                 self.nodes.update(node for node in metrics.get("nodes", {}).values() if node)
                 for name, process in metrics.get("processes", {}).items():
-                    self.processes.setdefault(name, set()).add(process)
+                    found = self.processes.setdefault(name, set())
+                    if len(found) < PROCESSES_COUNTED:  # the driver's memory stays flat in the number of videos
+                        found.add(process)
                 for began, ended in metrics.get("spans", {}).values():
                     self.steps_span = [min(self.steps_span[0], began), max(self.steps_span[1], ended)]
 

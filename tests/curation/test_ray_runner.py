@@ -249,6 +249,22 @@ print("BURSTS", bursts)
     assert bursts == [bursts[0]] * 3 and len(bursts[0]) == 4, bursts
 
 
+def test_the_driver_counts_at_most_a_thousand_worker_processes_per_step(tmp_path):
+    """The driver's memory stays flat however many videos (and, with restarts, worker processes) a run has."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quilt_hf.curation.ray_runner import METRICS, PROCESSES_COUNTED, RayRunner
+
+    rows = [json.dumps({"seconds": {"align": 0.1}, "cache_hits": {}, "computed": {}, "spans": {"align": [k, k + 1]},
+                        "processes": {"align": f"node:{k}"}}) for k in range(1500)]
+    pq.write_table(pa.table({METRICS: rows}), tmp_path / "shard.parquet")
+    runner = RayRunner()
+    runner._collect_metrics([str(tmp_path / "shard.parquet")])
+    assert PROCESSES_COUNTED == 1000 and runner.summary()["ray_worker_processes"] == {"align": 1000}
+    assert runner.steps_span == [0, 1500] and runner.timings["align"] == pytest.approx(150.0)
+
+
 def test_the_local_ray_keeps_a_worker_process_per_task_slot_and_actor():
     from quilt_hf.curation.ray_runner import RAY_DATA_ACTORS, RayOptions, RayRunner
 
