@@ -7,8 +7,13 @@
    in its own process. Like with like: both runs are pinned to the same ``--cores`` CPU cores (default 1, so
    Ray's overlap of stages cannot hide its overhead) and run Whisper on one thread (``OMP_NUM_THREADS=1``
    for the local run; Ray gives its actor one). Printed: both walls, the ratio (goal under 1.15 on a run of
-   several minutes), CPU-seconds of each run (the driver and every process it started, Ray's included, at its end), and Ray's fixed
-   start (``ray.init`` in the driver) with the ratio without it.
+   several minutes), CPU-seconds of each run (the driver and every process it started, Ray's included), and Ray's fixed
+   start (``ray.init`` in the driver) with the ratio without it. Where the time goes: CPU-seconds per kind of
+   process (driver, Ray daemons, Ray Data's own actors, model actors, CPU task workers, decoding processes),
+   each process sampled every 0.5 s while it lives (Ray ends workers and actors before the run ends: summing
+   the processes still up at the end missed their CPU and read as idle time), the idle core-seconds (wall x
+   cores - CPU), and from the Ray run's ``stats.json`` the wall seconds before the first and after the last
+   step and the worker processes per step.
 2. Driver memory: the Ray driver's peak RSS (``ru_maxrss`` of the driver process alone; Ray's own daemons and
    workers are separate processes) with the videos above, then with 10x as many videos (hard links of the
    same files, so their steps are mostly cache hits and the pairs table grows 10x). Goal: flat (~1.1x).
@@ -21,6 +26,7 @@ a tiny random Whisper, real tokenizer and feature extractor, is built when there
 heuristic classifier; no text stage.
 
     python bench/bench_ray.py                  # 3 lectures x 2 min (6 min of video), whisper-base, 1 core each
+    python bench/bench_ray.py --videos 3 --minutes 5   # 15 min of video, a run of several minutes
     python bench/bench_ray.py --videos 2 --minutes 5 --cores 2
     python bench/bench_ray.py --smoke          # 1 lecture x 0.25 min, tiny random Whisper, all cores, no 10x run
                                                # (Ray start dominates; the tiny random Whisper hears no speech)
@@ -57,25 +63,53 @@ def timed_init(*args, **kwargs):
     finally:
         print("RAY_INIT_S", time.perf_counter() - began, file=sys.stderr)
 ray.init = timed_init
+import json, threading
+try:
+    import psutil  # CPU time of this process and every process it started (a dependency of accelerate)
+except ImportError:
+    psutil = None
+seen = {}  # pid -> [role, CPU-s]: every process of the run, sampled while it lives (Ray ends its workers before
+           # the run ends; summing the processes still up at the end missed their CPU)
+def role(process):
+    if process.pid == os.getpid():
+        return "driver (quilt curate)"
+    line = " ".join(process.cmdline()[:4])
+    name = line.split()[0] if line else process.name()
+    if "quilt_hf.curation.runners" in line:
+        return "decoding processes"
+    if "MapWorker" in name:
+        return "Ray model actors"
+    if any(k in name for k in ("_StatsActor", "_AutoscalingCoordinator", "ActorLocationTracker")):
+        return "Ray Data's own actors"
+    if name.startswith("ray::") and not any(k in name for k in ("Agent",)):
+        return "Ray CPU task workers"
+    return "Ray daemons (gcs, raylet, agents, log monitor)"
+def sample():
+    me = psutil.Process()
+    for process in [me] + me.children(recursive=True):
+        try:
+            with process.oneshot():
+                t = process.cpu_times()
+                seen[process.pid] = [role(process), t.user + t.system]  # its own CPU: a reaped child is sampled too
+        except psutil.Error:
+            pass
+stop = threading.Event()
+def sampler():
+    while not stop.wait(0.5):
+        sample()
+if psutil is not None:
+    threading.Thread(target=sampler, daemon=True).start()
 from quilt_hf.cli import main
 code = main(sys.argv[1:])
 print("DRIVER_MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-try:
-    import psutil  # CPU time of this process and every process it started (Ray's daemons and workers, still up)
-except ImportError:  # a dependency of accelerate; without it no CPU figure
-    psutil = None
 if psutil is not None:
-    def cpu(p):
-        t = p.cpu_times()
-        return t.user + t.system + t.children_user + t.children_system
-    me = psutil.Process()
-    total = cpu(me)
-    for child in me.children(recursive=True):
-        try:
-            total += cpu(child)
-        except psutil.Error:
-            pass
-    print("CPU_S", total, file=sys.stderr)
+    stop.set()
+    sample()
+    roles = {}
+    for name, cpu in seen.values():
+        roles[name] = roles.get(name, 0.0) + cpu
+    print("CPU_S", sum(roles.values()), file=sys.stderr)
+    print("CPU_ROLES", json.dumps(roles), file=sys.stderr)
 sys.exit(code)
 """
 
@@ -97,8 +131,10 @@ def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: 
     init = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("RAY_INIT_S")]
     stats = json.loads((output / "stats.json").read_text())
     cpu = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("CPU_S")]
+    roles = [json.loads(line.split(None, 1)[1]) for line in done.stderr.splitlines() if line.startswith("CPU_ROLES")]
     return {"wall_s": wall, "cpu_s": cpu[-1] if cpu else float("nan"), "ray_init_s": sum(init), "stats": stats,
-            "driver_peak_mb": rss[-1] / 1024 if rss else float("nan")}
+            "driver_peak_mb": rss[-1] / 1024 if rss else float("nan"), "cpu_roles": roles[-1] if roles else {},
+            "cores": len(cores or os.sched_getaffinity(0))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +189,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(ratio {ray['cpu_s'] / max(local['cpu_s'], 1e-9):.2f})")
     print(f"  Ray's fixed start (ray.init in the driver): {ray['ray_init_s']:.1f} s; Ray wall without it "
           f"{ray['wall_s'] - ray['ray_init_s']:.1f} s, ratio {(ray['wall_s'] - ray['ray_init_s']) / local['wall_s']:.2f}")
+    print("  where the time goes (CPU-seconds per kind of process, every process sampled every 0.5 s while it "
+          "lived, so one that lived under 0.5 s is missed; idle = wall x cores - CPU):")
+    for label, run in (("local runner", local), ("Ray", ray)):
+        idle = run["wall_s"] * run["cores"] - run["cpu_s"]
+        parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(run["cpu_roles"].items(),
+                                                                           key=lambda item: -item[1]))
+        print(f"    {label}: {parts}; idle core-seconds {idle:.1f}")
+    print(f"  Ray run: wall seconds before the first step (Ray start, workers, models) and after the last: "
+          f"{json.dumps(ray['stats'].get('ray_timeline_s', {}))}; Ray worker processes per step (one per "
+          f"video would mean Ray restarted its workers): {json.dumps(ray['stats'].get('ray_worker_processes', {}))}")
     print(f"  driver peak RSS: local runner {local['driver_peak_mb']:.0f} MB, Ray {ray['driver_peak_mb']:.0f} MB "
           f"with {args.videos} video(s)")
     if ray10 is None:

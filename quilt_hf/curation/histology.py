@@ -95,6 +95,7 @@ class HeuristicHistologyClassifier:
     texture_center: float = 0.62
     threshold: float = 0.5
     name: str = "heuristic-stain-texture-v3"
+    model_free = True  # no model to load once: the Ray runner runs it in the CPU task that decoded the frames
 
     def load(self) -> None:
         """Nothing to load (no weights)."""

@@ -721,7 +721,9 @@ class Curation:
             Step("audio check", self.audio_check, fingerprint=f"audio-{version}"),
             # the decoding worker's memory is freed before the models' steps (whole-run peak)
             Step("frames (isolated decoding)", self.frames, fingerprint=f"frames-{version}", after=self.worker.close),
-            Step("histology", self.classify, fingerprint=f"histology-{version}", pool="histology",
+            # a model-free classifier (the heuristic) needs no actor pool: under Ray it runs in the frames task
+            Step("histology", self.classify, fingerprint=f"histology-{version}",
+                 pool="" if getattr(self.histology, "model_free", False) else "histology",
                  setup=functools.partial(self.load_models, ("histology",))),
             Step("asr", self.transcribe, fingerprint=f"asr-{version}", pool="asr",
                  setup=functools.partial(self.load_models, ("asr",)), batch_fn=self.transcribe_batch),
@@ -844,6 +846,7 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "cache_hits": dict(curation.cache_hits),
         "computed": dict(curation.computed),
         **({"ray_nodes": dict(sorted(runner.nodes.items()))} if getattr(runner, "nodes", None) else {}),
+        **(runner.summary() if hasattr(runner, "summary") else {}),  # Ray: worker processes per step, timeline
         "models": {"asr": curation.asr_name, "histology": curation.histology.name,
                    "text": curation.text.name if curation.text is not None else "none"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 METRICS = "_ray_metrics"  # a JSON column each step adds its seconds and counters to (dropped from outputs)
 LOST = "worker_lost"
 MODEL_LOAD_MARK = "<<quilt model load failed>>"
+RAY_DATA_ACTORS = 3  # Ray Data's own actors on the head node (stats, autoscaling coordinator, actor locations)
+PROCESSES_COUNTED = 1000  # distinct worker processes counted per step in stats.json (at most)
 
 
 @dataclass
@@ -148,14 +151,17 @@ def _apply_map(step: Step, table, ledger: _Ledger):
                 continue
         inputs = [{k: v for k, v in rows[i].items() if k != METRICS} for i in group]
         before = _snapshot(step)
-        began = time.perf_counter()
+        began, started_at = time.perf_counter(), time.time()
         updates = step.batch_fn(inputs) if len(group) > 1 else [step.fn(inputs[0])]
         seconds = (time.perf_counter() - began) / len(group)  # a batch's time, shared by its videos
+        span = [started_at, time.time()]  # wall-clock span of the call (the driver keeps the first and last)
         node = _node_id()
         for n, (i, update) in enumerate(zip(group, updates)):
             metrics = _metrics(rows[i].get(METRICS))
             metrics["seconds"][step.name] = metrics["seconds"].get(step.name, 0.0) + seconds
             metrics.setdefault("nodes", {})[step.name] = node
+            metrics.setdefault("spans", {})[step.name] = span
+            metrics.setdefault("processes", {})[step.name] = f"{node}:{os.getpid()}"
             if n == 0:  # the counters' increase of the whole group (the driver only sums them)
                 for name, counter in _snapshot(step).items():
                     delta = counter - before.get(name, Counter())
@@ -279,6 +285,11 @@ class RayRunner:
     timings: dict[str, float] = field(default_factory=dict)
     worker_counters: dict[str, Counter] = field(default_factory=lambda: {"cache_hits": Counter(), "computed": Counter()})
     nodes: Counter = field(default_factory=Counter)  # Ray node id -> (video, step) runs done there
+    # step -> the Ray worker processes ("node:pid") that ran it (a new process per video means Ray restarted
+    # its workers: see worker_processes)
+    processes: dict[str, set[str]] = field(default_factory=dict)
+    steps_span: list[float] = field(default_factory=lambda: [math.inf, -math.inf])  # first step began, last ended
+    timeline: dict[str, float] = field(default_factory=dict)  # wall seconds before the first / after the last step
     loads_models_in_workers = True  # the pipeline skips loading models in the driver
 
     def _init(self):
@@ -291,6 +302,7 @@ class RayRunner:
                     address="local", num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
                     object_store_memory=self.options.object_store_mb * 2**20 if self.options.object_store_mb else None,
                     runtime_env={"env_vars": {"PYTHONPATH": path}},
+                    _system_config={"num_workers_soft_limit": self.worker_processes()},
                 )
             else:
                 try:
@@ -301,6 +313,21 @@ class RayRunner:
         context = ray.data.DataContext.get_current()
         context.max_errored_blocks = -1  # a block that keeps failing is dropped; its videos are recorded below
         return ray
+
+    def worker_processes(self, cpus: int | None = None) -> int:
+        """How many Ray worker processes a node of ``cpus`` CPUs (default: the local Ray's) keeps for this run:
+        one per CPU-task slot (``cpus / task_cpus``), one per model actor, and Ray Data's own actors.
+
+        Ray kills an idle worker after 1 s once a node has more than ``num_workers_soft_limit`` workers
+        (default: its CPU count). With fractional ``task_cpus`` (more task workers than CPUs) or model actors
+        on the node, CPU tasks that waited more than a second for their input (the normal case behind
+        Whisper) ran in new processes: ~1.5 CPU-s of Python and pipeline imports, a new decoding process and
+        a ~2 s wait each (measured on a local Ray of 1 and 2 CPUs). A local Ray is started with this limit; on a
+        cluster, start each node with ``RAY_num_workers_soft_limit`` set to it (README)."""
+        o = self.options
+        cpus = cpus or o.num_cpus or os.cpu_count() or 1
+        slots = math.ceil(cpus / o.task_cpus) if o.task_cpus > 0 else cpus
+        return max(cpus, slots + o.asr_actors + o.histology_actors + o.text_actors + RAY_DATA_ACTORS)
 
     def _stage_dir(self, name: str) -> Path:
         if self.staging_dir is None:
@@ -337,6 +364,7 @@ class RayRunner:
                 "num_cpus": o.actor_cpus, "batch_size": max(1, o.model_batch_size)}
 
     def run(self, dataset, steps: Sequence[Step]):
+        started_at = time.time()
         ray = self._init()
         import pyarrow.dataset as pads
         from datasets import Dataset
@@ -384,6 +412,9 @@ class RayRunner:
         if not expanded:
             shards += self._record_lost(dataset, shards, folder)
             self._collect_metrics(shards)
+            if self.steps_span[0] <= self.steps_span[1]:
+                self.timeline["before the first step (Ray start, workers, models)"] = self.steps_span[0] - started_at
+                self.timeline["after the last step (shards written)"] = time.time() - self.steps_span[1]
         wall = time.perf_counter() - began
         self.timings["ray wall"] = self.timings.get("ray wall", 0.0) + wall
         if expanded:  # the filter and expansion run in the same tasks: their wall time goes to the expansion
@@ -396,6 +427,13 @@ class RayRunner:
             return Dataset.from_dict({name: [] for name in features}, features=features)
         return Dataset.from_parquet(shards, features=features, columns=columns, cache_dir=str(folder / "arrow"),
                                     keep_in_memory=False)
+
+    def summary(self) -> dict:
+        """What ``stats.json`` shows of the Ray run besides the timings: the Ray worker processes that ran each
+        step (up to ``PROCESSES_COUNTED``) and the wall seconds before the first and after the last per-video
+        step."""
+        return {"ray_worker_processes": {name: len(found) for name, found in sorted(self.processes.items())},
+                "ray_timeline_s": {name: round(value, 3) for name, value in self.timeline.items()}}
 
     def _record_lost(self, dataset, shards: list[str], folder: Path) -> list[str]:
         """Videos missing from the output (their block failed past its retries) come back as dropped rows."""
@@ -440,6 +478,12 @@ class RayRunner:
                 for counter in ("cache_hits", "computed"):
                     self.worker_counters[counter].update(metrics[counter])
                 self.nodes.update(node for node in metrics.get("nodes", {}).values() if node)
+                for name, process in metrics.get("processes", {}).items():
+                    found = self.processes.setdefault(name, set())
+                    if len(found) < PROCESSES_COUNTED:  # the driver's memory stays flat in the number of videos
+                        found.add(process)
+                for began, ended in metrics.get("spans", {}).values():
+                    self.steps_span = [min(self.steps_span[0], began), max(self.steps_span[1], ended)]
 
     def cleanup(self) -> None:
         """Remove the staging folder (input/output shards and their arrow copies)."""

@@ -107,10 +107,22 @@ class IsolatedWorker:
         self._process = None
 
     def call(self, function: Callable, *args, timeout: float, **kwargs) -> Any:
-        """Run ``function(*args, **kwargs)`` in the worker; raise WorkerTimeout / WorkerCrashed / WorkerError."""
+        """Run ``function(*args, **kwargs)`` in the worker; raise WorkerTimeout / WorkerCrashed / WorkerError.
+
+        A call interrupted midway (e.g. Ray cancelling the task that runs it: KeyboardInterrupt) ends the
+        worker process, so its answer is never read by the next call."""
         if self._process is None or self._process.poll() is not None:
             self._kill()
             self._start()
+        try:
+            return self._exchange(function, args, kwargs, timeout)
+        except (WorkerTimeout, WorkerCrashed, WorkerError):
+            raise
+        except BaseException:  # interrupted with the request in flight: the pipe is no longer in step
+            self._kill()
+            raise
+
+    def _exchange(self, function: Callable, args: tuple, kwargs: dict, timeout: float) -> Any:
         try:
             _write_message(self._process.stdin, (function, args, kwargs))
         except (BrokenPipeError, OSError) as error:

@@ -35,6 +35,17 @@ class FakeTranscriber:
         return [self.transcribe(a) for a in audios]
 
 
+class SlowTranscriber(FakeTranscriber):
+    """FakeTranscriber that takes ``seconds`` per video, like a real Whisper that paces the steps after it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def transcribe(self, audio: np.ndarray) -> FakeTranscript:
+        time.sleep(self.seconds)
+        return super().transcribe(audio)
+
+
 def frames_or_hang(path, folder, options, duration):
     """The real frame stage, except that files named *hang* never return (a decoder deadlock)."""
     from quilt_hf.curation.frames import extract_to_folder

@@ -16,6 +16,7 @@ from _curation_helpers import (
     BatchingTranscriber,
     FakeTranscriber,
     KillingTranscriber,
+    SlowTranscriber,
     UnloadableTranscriber,
     frames_or_hang,
     frames_recording_pids,
@@ -192,6 +193,117 @@ def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
         decoders.setdefault(parent, set()).add(child)
     assert len(decoders) < 4, "the Ray tasks ran in fewer processes than videos (else this test proves nothing)"
     assert all(len(children) == 1 for children in decoders.values()), decoders
+
+
+def test_stats_show_the_worker_processes_of_each_step_and_the_idle_ends(local_ray, videos, tmp_path):
+    stats = curate(videos, tmp_path / "ray", SlowTranscriber(0.5), **RAY)
+    processes = stats["ray_worker_processes"]
+    assert processes["asr"] == 1, processes  # one actor
+    assert 1 <= processes["align"] <= 3 and set(processes) >= {"probe", "frames (isolated decoding)", "rows"}
+    timeline = stats["ray_timeline_s"]
+    assert set(timeline) == {"before the first step (Ray start, workers, models)", "after the last step (shards written)"}
+    assert all(0 <= seconds < stats["total_s"] for seconds in timeline.values()), timeline
+
+
+def test_only_a_histology_classifier_with_a_model_gets_an_actor_pool(tmp_path):
+    """The heuristic classifier has no model to load once: an actor pool cost a process (Python, Ray and the
+    pipeline imported again) and a hand-off per video; it runs in the CPU task after decoding."""
+    from quilt_hf.curation.histology import HeuristicHistologyClassifier, TransformersHistologyClassifier
+    from quilt_hf.curation.pipeline import Curation
+
+    def pools(histology) -> dict:
+        steps, _ = Curation(tmp_path / "cache", FakeTranscriber(), histology).steps()
+        return {step.name: step.pool for step in steps}
+
+    assert pools(HeuristicHistologyClassifier())["histology"] == ""
+    assert pools(TransformersHistologyClassifier(model="some/model"))["histology"] == "histology"
+    assert pools(HeuristicHistologyClassifier())["asr"] == "asr"
+
+
+def test_the_local_ray_keeps_its_cpu_task_workers_between_bursts():
+    """With fractional task CPUs a node runs more task workers than it has CPUs; Ray's default limit (its CPU
+    count) killed every worker past it after a second idle, so each burst of tasks (e.g. the videos
+    Whisper releases) started new Python processes (~1.5 CPU-s each, plus a new decoding process). The
+    local Ray the runner starts keeps one worker per task slot and actor."""
+    pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    script = """
+import os, time
+from quilt_hf.curation.ray_runner import RayOptions, RayRunner
+ray = RayRunner(RayOptions(num_cpus=2, task_cpus=0.5))._init()
+@ray.remote(num_cpus=0.5)
+def pid(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+ray.get([pid.remote(2.0) for _ in range(4)])  # four workers started (slow to start on a loaded machine)
+bursts = []
+for burst in range(3):
+    bursts.append(sorted(set(ray.get([pid.remote(0.5) for _ in range(4)]))))
+    time.sleep(1.6)  # idle past Ray's 1 s threshold
+print("BURSTS", bursts)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bursts = json.loads(done.stdout.split("BURSTS", 1)[1])
+    # every burst on the same four processes; before, two of them were killed after each burst: the next
+    # burst ran on new processes or two tasks at a time
+    assert bursts == [bursts[0]] * 3 and len(bursts[0]) == 4, bursts
+
+
+def test_the_driver_counts_at_most_a_thousand_worker_processes_per_step(tmp_path):
+    """The driver's memory stays flat however many videos (and, with restarts, worker processes) a run has."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quilt_hf.curation.ray_runner import METRICS, PROCESSES_COUNTED, RayRunner
+
+    rows = [json.dumps({"seconds": {"align": 0.1}, "cache_hits": {}, "computed": {}, "spans": {"align": [k, k + 1]},
+                        "processes": {"align": f"node:{k}"}}) for k in range(1500)]
+    pq.write_table(pa.table({METRICS: rows}), tmp_path / "shard.parquet")
+    runner = RayRunner()
+    runner._collect_metrics([str(tmp_path / "shard.parquet")])
+    assert PROCESSES_COUNTED == 1000 and runner.summary()["ray_worker_processes"] == {"align": 1000}
+    assert runner.steps_span == [0, 1500] and runner.timings["align"] == pytest.approx(150.0)
+
+
+def test_the_local_ray_keeps_a_worker_process_per_task_slot_and_actor():
+    from quilt_hf.curation.ray_runner import RAY_DATA_ACTORS, RayOptions, RayRunner
+
+    runner = RayRunner(RayOptions(num_cpus=4, task_cpus=0.5, asr_actors=2, histology_actors=1, text_actors=1))
+    assert runner.worker_processes() == 8 + 4 + RAY_DATA_ACTORS
+    assert RayRunner(RayOptions(task_cpus=1)).worker_processes(cpus=64) == 64 + 3 + RAY_DATA_ACTORS
+
+
+def test_a_call_interrupted_midway_never_leaves_its_answer_to_the_next_call():
+    """A Ray worker process keeps one decoding process for all its tasks. A task interrupted during its call
+    (Ray's default, non-forced ``ray.cancel`` raises KeyboardInterrupt in it) left its answer in the pipe,
+    and the process's next task read it as its own: another video's frames (then histology_error) or a pipe
+    out of step (frames_error). An interrupted call now ends the decoding process."""
+    import signal
+    import time
+
+    from _curation_helpers import add
+
+    from quilt_hf.curation.runners import IsolatedWorker
+
+    class Cancelled(BaseException):
+        pass
+
+    def cancel(signum, frame):
+        raise Cancelled
+
+    worker = IsolatedWorker()
+    previous = signal.signal(signal.SIGALRM, cancel)
+    try:
+        assert worker.call(add, 1, 1, timeout=30) == 2  # started
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Cancelled):
+            worker.call(time.sleep, 1.0, timeout=30)  # interrupted while waiting for the answer (None)
+        time.sleep(1.2)  # the interrupted call's answer is written by now
+        assert worker.call(add, 2, 3, timeout=30) == 5  # not None, the interrupted call's answer
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        worker.close()
 
 
 def test_the_tables_are_written_a_few_megabytes_of_images_at_a_time(tmp_path):
