@@ -230,15 +230,6 @@ def legacy_main() -> None:
     parser.add_argument("--gguf-file", default=None)
     parser.add_argument("--url", default=None)
     parser.add_argument("--throughput-repeats", type=int, default=5)
-    parser.add_argument(
-        "--rescore", action="store_true",
-        help="also the acoustic rescoring rows (`quilt curate --asr_rescore`: Whisper scores the lexicon's candidates "
-        "for its unsure words on the audio; about 35 s per video on one CPU thread, cached)",
-    )
-    parser.add_argument(
-        "--rescore-margin", type=float, default=None,
-        help="the rescorer's margin in nats (default: quilt curate's); to choose it on the tuning set",
-    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -653,6 +644,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--cached-only", action="store_true", help="score only the videos whose Whisper transcripts are cached"
+    )
+    parser.add_argument(
+        "--rescore-margin", type=float, default=None,
+        help="the rescorer's margin in nats (default: quilt curate's); to choose it on the tuning set",
     )
     parser.add_argument(
         "--rescore", action="store_true",

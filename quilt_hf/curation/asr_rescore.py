@@ -44,15 +44,16 @@ class RescoreOptions:
 
     Args:
         unsure_prob (`float`): a word holding a token Whisper gave less than this probability is rescored.
-        margin (`float`): nats a variant must gain over the heard text to replace it (1.0: e times as
-            probable).
+        margin (`float`): nats a variant must gain over the heard text to replace it (0: Whisper finds it
+            more probable; chosen on the demo corpus, where 0, 0.5 and 1 all gave no false correction and 0
+            the highest recall).
         candidates (`int`): lexicon candidates per word window.
         pad_seconds (`float`): audio kept around a segment's timestamps (they are approximate).
         batch_size (`int`): variants scored per decoder pass.
     """
 
     unsure_prob: float = 0.5
-    margin: float = 1.0
+    margin: float = 0.0
     candidates: int = 3
     pad_seconds: float = 0.5
     batch_size: int = 8

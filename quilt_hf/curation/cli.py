@@ -41,7 +41,7 @@ class CurateConfig(TextStageOptions):
         metadata={
             "help": "Acoustic rescoring (transformers backend): for the words Whisper was unsure of, the lexicon's "
             "nearest terms by spelling and sound are scored by Whisper on the segment's audio, and a term replaces "
-            "the heard words only when Whisper finds it more probable than what it wrote (by 1 nat). About as "
+            "the heard words only when Whisper finds it more probable than what it wrote. About as "
             "slow again as recognition on CPU."
         },
     )

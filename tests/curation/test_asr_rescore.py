@@ -62,8 +62,11 @@ def test_a_term_heard_as_english_is_replaced_when_whisper_prefers_it(lexicon):
 
 
 def test_a_candidate_whisper_does_not_prefer_by_the_margin_is_left_alone(lexicon):
-    text, report, _ = rescore(lexicon, "and the my topic activity is brisk", {"my", "topic"}, {"mitotic activity": 0.5})
+    text, report, _ = rescore(lexicon, "and the my topic activity is brisk", {"my", "topic"}, {"mitotic activity": 0.5},
+                              margin=1.0)
     assert text == "and the my topic activity is brisk" and report.edits == []
+    text, _, _ = rescore(lexicon, "and the my topic activity is brisk", {"my", "topic"}, {"mitotic activity": -0.5})
+    assert text == "and the my topic activity is brisk"  # the default margin (0): less probable, never taken
 
 
 def test_words_whisper_was_sure_of_are_never_offered_candidates(lexicon):
@@ -197,7 +200,7 @@ def test_curate_with_asr_rescore_rescores_and_caches_the_transcript(tmp_path, ti
         if index not in edited:  # a segment without an edit is left exactly as recognised
             assert after == before
     for edit in report["edits"]:
-        assert edit["gain"] > 1.0 and edit["replacement"] in rescored[0]["segments"][edit["segment"]]["text"]
+        assert edit["gain"] > 0.0 and edit["replacement"] in rescored[0]["segments"][edit["segment"]]["text"]
 
 
 def test_a_rescoring_failure_keeps_the_recognised_transcript(tmp_path, caplog):
