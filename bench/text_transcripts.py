@@ -25,6 +25,11 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _key(parts: list) -> str:
+    """A cache file's key: the JSON of what made it, hashed."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
 def _tokenizer_hash(model_dir: Path) -> str:
     path = model_dir / "tokenizer.json"
     return _file_hash(path) if path.is_file() else ""
@@ -52,7 +57,7 @@ def cached_transcripts(
         parts = [_file_hash(corpus / video["file"]), model_dir.name, dtype, prompt]
         if prompt:
             parts.append(_tokenizer_hash(model_dir))
-        key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+        key = _key(parts)
         path = CACHE / f"{video['video_id']}-{key}.json"
         if path.is_file():
             out[video["video_id"]] = json.loads(path.read_text())["segments"]
@@ -106,10 +111,8 @@ def rescored_transcripts(
         segments = transcripts.get(video["video_id"])
         if segments is None:
             continue
-        key = hashlib.sha256(json.dumps(
-            [_file_hash(corpus / video["file"]), model_dir.name, _tokenizer_hash(model_dir), segments,
-             options.cache_key(), lexicon.name]
-        ).encode()).hexdigest()[:20]
+        key = _key([_file_hash(corpus / video["file"]), model_dir.name, _tokenizer_hash(model_dir), segments,
+                    options.cache_key(), lexicon.name])
         cache.mkdir(parents=True, exist_ok=True)
         path = cache / f"{video['video_id']}-rescored-{key}.json"
         if path.is_file():

@@ -93,6 +93,7 @@ class WhisperSegmentScorer:
             raise ValueError(f"the Whisper tokenizer lacks one of {prefix}")
         self.eos = tokenizer.eos_token_id
         self._token_bytes: dict[bytes, int] | None = None
+        self._longest_token = 0
         # transformers 5 names the decoder cache argument `cache`, 4.x `past_key_values`
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.max_positions = int(getattr(model.config, "max_target_positions", 448))
@@ -135,7 +136,6 @@ class WhisperSegmentScorer:
                 out.append((values, spans))
         return out
 
-
     def fits(self, text: str, room: int = 8) -> bool:
         """Whether ``text`` and the prefix fit in the decoder's context, with ``room`` tokens to spare for a
         candidate longer than the words it replaces."""
@@ -153,6 +153,7 @@ class WhisperSegmentScorer:
             for token, index in vocab.items():
                 if index < self.eos and all(c in decode for c in token):
                     self._token_bytes.setdefault(bytes(decode[c] for c in token), index)
+            self._longest_token = max(len(piece) for piece in self._token_bytes)
         return self._token_bytes
 
     def own_log_probs(self, states, text: str) -> tuple[list[float], list[tuple[int, int]]] | None:
@@ -164,7 +165,7 @@ class WhisperSegmentScorer:
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
         tokens = self._text_tokens()
-        longest = max(len(b) for b in tokens)
+        longest = self._longest_token
         target = (" " + text.strip()).encode("utf-8")
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         inputs = torch.tensor([self.prefix], device=states.device)
@@ -182,12 +183,12 @@ class WhisperSegmentScorer:
                     values.append(float(log_probs[self.eos]))
                     spans.append((len(text.strip()),) * 2)
                     return values, spans
-                options = [tokens[target[position : position + n]] for n in range(1, min(longest, len(target) - position) + 1)
-                           if target[position : position + n] in tokens]
+                options = [(tokens[piece], len(piece)) for piece in
+                           (target[position : position + n] for n in range(1, min(longest, len(target) - position) + 1))
+                           if piece in tokens]
                 if not options:
                     return None
-                best = max(options, key=lambda i: float(log_probs[i]))
-                size = next(n for n in range(1, longest + 1) if tokens.get(target[position : position + n]) == best)
+                best, size = max(options, key=lambda option: float(log_probs[option[0]]))
                 start = len(target[:position].decode("utf-8", errors="ignore")) - 1
                 values.append(float(log_probs[best]))
                 position += size

@@ -253,46 +253,53 @@ class LexiconCorrector:
 
         tokens = tokenize(text or "")
         mask = self.protected(tokens)
-        breaks = [bool(_BOUNDARY.search(text[a.end : b.start])) for a, b in zip(tokens, tokens[1:])]
         out: list[tuple[int, int, str, float]] = []
+        for i, n, window, keys, squashed in self._windows(text or "", tokens, mask):
+            if focus is not None and not any(focus(k) for k in range(i, i + n)):
+                continue
+            strings, entries, codes = self._pool(len(squashed))
+            if not strings:
+                continue
+            phon = self._ph(squashed)
+            found = {j for _, _, j in process.extract(squashed, strings, scorer=fuzz.ratio, limit=limit)}
+            if phon:
+                found |= {j for _, _, j in process.extract(phon, codes, scorer=fuzz.ratio, limit=limit)}
+            scored = []
+            for j in found:
+                char_score = fuzz.ratio(squashed, strings[j])
+                similarity = 0.6 * char_score + 0.4 * (fuzz.ratio(phon, codes[j]) if phon else 0.0)
+                if similarity < floor or entries[j][1] == " ".join(keys):
+                    continue
+                if n > 1 and self._holds_extra_word(keys, strings[j], char_score):
+                    continue  # "mimic hyperchromasia" is the term and a word before it, not pieces of it
+                scored.append((similarity, entries[j][3]))
+            kept = [k for k, m in zip(keys, mask[i : i + n]) if m]  # words already spelling a term
+            for similarity, surface in sorted(scored, reverse=True)[:limit]:
+                surface = _keep_inflection(keys, surface)
+                # a candidate may not drop or change a word that is already part of a lexicon term
+                if normalize(surface) != " ".join(keys) and all(k in surface.lower().split() for k in kept):
+                    out.append((window[0].start, window[-1].end, surface, similarity))
+        return out
+
+    def _windows(self, text: str, tokens: list[Token], mask: list[bool]):
+        """Windows of 1-``max_window`` words that may hold a misheard term: ``(i, n, window, keys, squashed)``.
+        A window never spans a sentence or clause boundary (". , ; : ? !" between two of its words), never
+        ends on a function word or a single letter, never starts on a function word of two letters or more,
+        is never wholly made of exact terms, holds no number, and spells at least ``min_term_chars`` letters."""
+        breaks = [bool(_BOUNDARY.search(text[a.end : b.start])) for a, b in zip(tokens, tokens[1:])]
         for i in range(len(tokens)):
             for n in range(1, self.max_window + 1):
                 window = tokens[i : i + n]
                 if len(window) < n or (n > 1 and breaks[i + n - 2]):
                     break
                 keys = [t.key for t in window]
-                if keys[-1] in STOPWORDS or (keys[0] in STOPWORDS and len(keys[0]) > 1) or len(keys[-1]) == 1:
+                if keys[-1] in STOPWORDS or len(keys[-1]) == 1 or (keys[0] in STOPWORDS and len(keys[0]) > 1):
                     continue
                 if all(mask[i : i + n]) or any(k.isdigit() for k in keys):
                     continue
-                if focus is not None and not any(focus(k) for k in range(i, i + n)):
-                    continue
                 squashed = "".join(keys)
-                if len(squashed) < self.min_term_chars:
-                    continue
-                strings, entries, codes = self._pool(len(squashed))
-                if not strings:
-                    continue
-                phon = self._ph(squashed)
-                found = {j for _, _, j in process.extract(squashed, strings, scorer=fuzz.ratio, limit=limit)}
-                if phon:
-                    found |= {j for _, _, j in process.extract(phon, codes, scorer=fuzz.ratio, limit=limit)}
-                scored = []
-                for j in found:
-                    char_score = fuzz.ratio(squashed, strings[j])
-                    similarity = 0.6 * char_score + 0.4 * (fuzz.ratio(phon, codes[j]) if phon else 0.0)
-                    if similarity < floor or entries[j][1] == " ".join(keys):
-                        continue
-                    if n > 1 and self._holds_extra_word(keys, strings[j], char_score):
-                        continue  # "mimic hyperchromasia" is the term and a word before it, not pieces of it
-                    scored.append((similarity, entries[j][3]))
-                kept = [k for k, m in zip(keys, mask[i : i + n]) if m]  # words already spelling a term
-                for similarity, surface in sorted(scored, reverse=True)[:limit]:
-                    surface = _keep_inflection(keys, surface)
-                    # a candidate may not drop or change a word that is already part of a lexicon term
-                    if normalize(surface) != " ".join(keys) and all(k in surface.lower().split() for k in kept):
-                        out.append((window[0].start, window[-1].end, surface, similarity))
-        return out
+                if len(squashed) >= self.min_term_chars:
+                    yield i, n, window, keys, squashed
 
     def _window_labels(self, tokens: list[Token], mask: list[bool]) -> set[str]:
         """Sub-pathology labels of the exact lexicon terms of the text (its topic)."""
@@ -320,44 +327,28 @@ class LexiconCorrector:
         mask = self.protected(tokens)
         topic = self._window_labels(tokens, mask)
         common = self.lexicon.common_words
-        # A window never spans a sentence or clause boundary (". , ; : ? !" between two of its words).
-        breaks = [bool(_BOUNDARY.search(text[a.end : b.start])) for a, b in zip(tokens, tokens[1:])]
         candidates: list[tuple[float, int, int, str, str]] = []
-        for i in range(len(tokens)):
-            for n in range(1, self.max_window + 1):
-                window = tokens[i : i + n]
-                if len(window) < n or (n > 1 and breaks[i + n - 2]):
-                    break
-                keys = [t.key for t in window]
-                if keys[-1] in STOPWORDS or len(keys[-1]) == 1:
-                    continue
-                if len(keys[0]) == 1 and (n == 1 or keys[0] not in STOPWORDS):
-                    continue  # only the article "a" may be absorbed into a term ("a canthosis")
-                if keys[0] in STOPWORDS and len(keys[0]) > 1:
-                    continue
-                if all(mask[i : i + n]) or any(k.isdigit() for k in keys):
-                    continue
-                squashed = "".join(keys)
-                if len(squashed) < self.min_term_chars:
-                    continue
-                scored = self._best(squashed)
-                if scored is None:
-                    continue
-                combined, char_score, (target_sq, target_key, concept_id, surface) = scored
-                if target_sq == squashed and " ".join(keys) == target_key:
-                    continue  # already exact
-                judged = self._judge(keys, mask[i : i + n], target_key, combined, char_score, common)
-                if judged is None:
-                    continue
-                confidence, needs_context = judged
-                context = self._context(mask, i, i + n)
-                if needs_context and not context:
-                    continue  # ordinary English with no medical term nearby stays as it is
-                # Context ranks candidates: exact terms nearby, and the same sub-pathology as the text's terms.
-                on_topic = bool(topic.intersection(self.lexicon.concepts[concept_id].sub_pathology))
-                confidence = min(0.99, confidence + 0.02 * context + 0.02 * on_topic)
-                if confidence >= threshold:
-                    candidates.append((confidence, i, i + n, surface, concept_id))
+        for i, n, _, keys, squashed in self._windows(text, tokens, mask):
+            if len(keys[0]) == 1 and (n == 1 or keys[0] not in STOPWORDS):
+                continue  # only the article "a" may be absorbed into a term ("a canthosis")
+            scored = self._best(squashed)
+            if scored is None:
+                continue
+            combined, char_score, (target_sq, target_key, concept_id, surface) = scored
+            if target_sq == squashed and " ".join(keys) == target_key:
+                continue  # already exact
+            judged = self._judge(keys, mask[i : i + n], target_key, combined, char_score, common)
+            if judged is None:
+                continue
+            confidence, needs_context = judged
+            context = self._context(mask, i, i + n)
+            if needs_context and not context:
+                continue  # ordinary English with no medical term nearby stays as it is
+            # Context ranks candidates: exact terms nearby, and the same sub-pathology as the text's terms.
+            on_topic = bool(topic.intersection(self.lexicon.concepts[concept_id].sub_pathology))
+            confidence = min(0.99, confidence + 0.02 * context + 0.02 * on_topic)
+            if confidence >= threshold:
+                candidates.append((confidence, i, i + n, surface, concept_id))
         return tokens, candidates
 
     def _judge(self, keys, window_mask, target_key, combined, char_score, common) -> tuple[float, bool] | None:
