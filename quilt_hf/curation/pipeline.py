@@ -181,6 +181,7 @@ class Curation:
         self.computed: Counter = Counter()
         self._asr_digest: str | None = None
         self._histology_digest: str | None = None
+        self._rescorer = None  # the acoustic rescorer (--asr_rescore), built on first use
         self._prefetched: dict[tuple[str, str], Any] = {}  # (path, prompt) -> transcript, from transcribe_batch
 
     # -- shared helpers -------------------------------------------------------------------------------
@@ -528,10 +529,11 @@ class Curation:
             with limits.time_limit(seconds, "acoustic rescoring"):
                 from quilt_hf.curation.asr import load_audio
 
-                model, processor = self.transcriber._load()
+                if self._rescorer is None:  # once per run: its token table and the corrector's pools are reused
+                    model, processor = self.transcriber._load()
+                    self._rescorer = AcousticTermRescorer(WhisperSegmentScorer(model, processor, "en"), lexicon, options)
                 audio = (self._load_audio or load_audio)(row["path"])
-                scorer = WhisperSegmentScorer(model, processor, transcript.get("language") or "en")
-                segments, report = AcousticTermRescorer(scorer, lexicon, options).rescore(audio, transcript["segments"])
+                segments, report = self._rescorer.rescore(audio, transcript["segments"])
                 limits.check()
         except limits.StepTimeout:
             logger.warning("%s: acoustic rescoring did not finish in %.0f s; the transcript is kept as recognised",
