@@ -6,7 +6,7 @@
    ``--runner ray`` on a local Ray (``--ray_num_cpus`` logical CPUs); each run has its own fresh step cache, each
    in its own process. Like with like: both runs are pinned to the same ``--cores`` CPU cores (default 1, so
    Ray's overlap of stages cannot hide its overhead) and run Whisper on one thread (``OMP_NUM_THREADS=1``
-   for the local run; Ray gives its actor one). Printed: both walls, the ratio (goal under 1.15 on a run of
+   for the local run, `--ray_actor_threads 1` for Ray; `--threads default`: each runner's own default). Printed: both walls, the ratio (goal under 1.15 on a run of
    several minutes), CPU-seconds of each run (the driver and every process it started, Ray's included), and Ray's fixed
    start (``ray.init`` in the driver) with the ratio without it. Where the time goes: CPU-seconds per kind of
    process (driver, Ray daemons, Ray Data's own actors, model actors, CPU task workers, decoding processes),
@@ -27,7 +27,8 @@ heuristic classifier; no text stage.
 
     python bench/bench_ray.py                  # 3 lectures x 2 min (6 min of video), whisper-base, 1 core each
     python bench/bench_ray.py --videos 3 --minutes 5   # 15 min of video, a run of several minutes
-    python bench/bench_ray.py --videos 2 --minutes 5 --cores 2
+    python bench/bench_ray.py --videos 3 --minutes 5 --cores 2   # both cores, Ray's stages overlap
+    python bench/bench_ray.py --videos 3 --minutes 5 --cores 2 --threads default   # as a user runs them
     python bench/bench_ray.py --smoke          # 1 lecture x 0.25 min, tiny random Whisper, all cores, no 10x run
                                                # (Ray start dominates; the tiny random Whisper hears no speech)
 """
@@ -115,13 +116,17 @@ sys.exit(code)
 
 
 def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: Path | None = None,
-           cores: list[int] | None = None) -> dict:
+           cores: list[int] | None = None, one_thread: bool = True) -> dict:
     """One ``quilt curate`` process (pinned to ``cores``, Whisper on one thread); returns its wall time,
     CPU-seconds, Ray's start, the driver's peak RSS and its stats.json."""
     argv = [sys.executable, "-c", DRIVER, "curate", "--videos", str(videos), "--output", str(output),
             "--asr_model", asr_model, "--text_backend", "none", "--histology", "heuristic",
             *(["--cache_dir", str(cache)] if cache else []), *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", BENCH_RAY_CORES=",".join(map(str, cores or [])))
+    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores or [])))
+    if one_thread:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    else:  # each runner's own default (torch: a thread per core; Ray: its actor's CPUs, at least one)
+        env.pop("OMP_NUM_THREADS", None), env.pop("MKL_NUM_THREADS", None)
     began = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - began
@@ -144,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=1, help="CPU cores both runs are pinned to (the same ones).")
     parser.add_argument("--ray_num_cpus", type=int, default=None, help="Logical CPUs of the local Ray (default: "
                                                                          "--cores, the cores it really has).")
+    parser.add_argument("--threads", choices=["one", "default"], default="one",
+                        help="Whisper's threads: one in both runs (like with like, the default), or each runner's "
+                             "own default, as a user runs them (the local runner: torch's, one per core; Ray: "
+                             "--ray_actor_threads 0, the node's CPUs shared among the Whisper actors)")
     parser.add_argument("--asr_model", default=None, help="Whisper folder (default: the offline whisper-base, "
                                                           "else a tiny random Whisper).")
     parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min, tiny random Whisper: checks the "
@@ -167,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         for lecture in LECTURES[: args.videos]:
             loop_video(lecture, videos / lecture.name, args.minutes)
         ray_args = ["--runner", "ray", "--ray_num_cpus", str(args.ray_num_cpus), "--ray_task_cpus", "0.5"]
-        local = curate(videos, tmp / "local", model, [], cores=cores)
-        ray = curate(videos, tmp / "ray", model, ray_args, cores=cores)
+        one_thread = args.threads == "one"
+        if one_thread:
+            ray_args += ["--ray_actor_threads", "1"]
+        local = curate(videos, tmp / "local", model, [], cores=cores, one_thread=one_thread)
+        ray = curate(videos, tmp / "ray", model, ray_args, cores=cores, one_thread=one_thread)
         ray10 = None
         if not args.smoke:  # a third Ray start would take the smoke run past a minute
             many = tmp / "many"
@@ -179,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             ray10 = curate(many, tmp / "ray10", model, ray_args, cache=tmp / "ray" / "cache")
     hours = local["stats"]["video_hours"]
     print(f"bench_ray: {args.videos} lecture(s) x {args.minutes:g} min ({hours * 60:.1f} min of video), "
-          f"ASR {model_label} on 1 thread, heuristic histology, both runs pinned to core(s) {cores}, local Ray with "
+          f"ASR {model_label} on {'1 thread' if one_thread else 'the default threads of each runner'}, heuristic histology, both runs pinned to core(s) {cores}, local Ray with "
           f"{args.ray_num_cpus} logical CPUs (wall figures are noisy on a loaded machine)")
     same = (local["stats"]["pairs"], local["stats"]["videos_kept"]) == (ray["stats"]["pairs"], ray["stats"]["videos_kept"])
     print(f"  same pairs and kept videos: {same} ({local['stats']['pairs']} pairs)")

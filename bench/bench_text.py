@@ -230,6 +230,7 @@ def legacy_main() -> None:
     parser.add_argument("--gguf-file", default=None)
     parser.add_argument("--url", default=None)
     parser.add_argument("--throughput-repeats", type=int, default=5)
+    parser.add_argument("--label", default="demo (tuning set)", help="the corpus's name in the report")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -356,7 +357,7 @@ def legacy_main() -> None:
         "stats": dict(processor.stats),
     }
     print(
-        f"Text stage on {len(videos)} demo videos ({figures['reference_words']} narrated words, "
+        f"Text stage on {len(videos)} videos of {args.label} ({figures['reference_words']} narrated words, "
         f"{total_terms} medical terms), transcripts: {figures['transcripts']}, backend: {processor.name}"
     )
     print(
@@ -793,7 +794,8 @@ def main() -> None:
                 (Path(folder) / video["file"]).symlink_to((corpus / video["file"]).resolve())
             kept = Path(folder) / "transcripts.json"
             kept.write_text(json.dumps({"model": source, "transcripts": {v["video_id"]: plain[v["video_id"]] for v in videos}}))
-            sys.argv = [sys.argv[0], "--corpus", folder, "--transcripts", str(kept), "--throughput-repeats", "1"]
+            sys.argv = [sys.argv[0], "--corpus", folder, "--transcripts", str(kept), "--throughput-repeats", "1",
+                        "--label", f"{args.corpus} ({label})"]
             legacy_main()
 
 

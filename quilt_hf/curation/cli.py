@@ -75,6 +75,11 @@ class CurateConfig(TextStageOptions):
     ray_num_cpus: int | None = field(default=None, metadata={"help": "CPUs of the local Ray (runner=ray, no address)."})
     ray_task_cpus: float = field(default=1.0, metadata={"help": "CPUs per Ray task of the CPU steps (decoding, align)."})
     ray_actor_cpus: float = field(default=0.25, metadata={"help": "CPUs reserved by each Ray model actor."})
+    ray_actor_threads: int = field(default=0, metadata={"help": "Torch threads of each Ray model actor on CPU (0: the "
+                                                                "node's CPUs shared among the actors of its pool)."})
+    ray_task_niceness: int = field(default=10, metadata={"help": "How much nicer the Ray CPU-step workers run than "
+                                                                "the model actors (0: as nice), so the actors get "
+                                                                "the CPU first."})
     ray_asr_actors: int = field(default=1, metadata={"help": "Whisper actors under Ray (each loads the model once)."})
     ray_asr_gpus: float = field(default=0.0, metadata={"help": "GPUs per Whisper actor under Ray."})
     ray_histology_actors: int = field(default=1, metadata={"help": "Histology-classifier actors under Ray."})
@@ -123,7 +128,8 @@ def build_ray_runner(config: CurateConfig):
 
     return RayRunner(options=RayOptions(
         address=config.ray_address, num_cpus=config.ray_num_cpus, task_cpus=config.ray_task_cpus,
-        actor_cpus=config.ray_actor_cpus, asr_actors=config.ray_asr_actors, asr_gpus=config.ray_asr_gpus,
+        actor_cpus=config.ray_actor_cpus, actor_threads=config.ray_actor_threads,
+        task_niceness=config.ray_task_niceness, asr_actors=config.ray_asr_actors, asr_gpus=config.ray_asr_gpus,
         histology_actors=config.ray_histology_actors, histology_gpus=config.ray_histology_gpus,
         text_actors=config.ray_text_actors, text_gpus=config.ray_text_gpus, max_retries=config.ray_max_retries,
         model_batch_size=config.ray_model_batch_size or config.asr_batch_size,

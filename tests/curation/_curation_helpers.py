@@ -135,3 +135,29 @@ def frames_recording_pids(marker_dir: str, path, folder, options, duration):
 
     Path(marker_dir, f"{os.getppid()}-{os.getpid()}-{os.path.basename(path)}").touch()
     return extract_to_folder(path, folder, options, duration)
+
+
+def frames_recording_niceness(marker_dir: str, path, folder, options, duration):
+    """The real frame stage; notes the niceness of the decoding process that ran it in ``marker_dir``."""
+    from pathlib import Path
+
+    from quilt_hf.curation.frames import extract_to_folder
+
+    Path(marker_dir, f"{os.nice(0)}-{os.path.basename(path)}").touch()
+    return extract_to_folder(path, folder, options, duration)
+
+
+class ThreadsRecordingTranscriber(FakeTranscriber):
+    """FakeTranscriber that notes the torch threads and the niceness of the process it runs in (the Ray ASR
+    actor)."""
+
+    def __init__(self, marker_dir: str):
+        self.marker_dir = marker_dir
+
+    def transcribe(self, audio: np.ndarray) -> FakeTranscript:
+        from pathlib import Path
+
+        import torch
+
+        Path(self.marker_dir, f"{torch.get_num_threads()}-{os.nice(0)}-{os.getpid()}").touch()
+        return super().transcribe(audio)

@@ -17,8 +17,10 @@ from _curation_helpers import (
     FakeTranscriber,
     KillingTranscriber,
     SlowTranscriber,
+    ThreadsRecordingTranscriber,
     UnloadableTranscriber,
     frames_or_hang,
+    frames_recording_niceness,
     frames_recording_pids,
 )
 from factories import tone, write_video
@@ -193,6 +195,32 @@ def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
         decoders.setdefault(parent, set()).add(child)
     assert len(decoders) < 4, "the Ray tasks ran in fewer processes than videos (else this test proves nothing)"
     assert all(len(children) == 1 for children in decoders.values()), decoders
+
+
+def test_whisper_on_cpu_gets_the_cores_and_the_cpu_steps_yield_to_it(local_ray, videos, tmp_path):
+    """Ray starts an actor with OMP_NUM_THREADS = its reserved CPUs (1 for 0.25): Whisper on CPU used one core
+    of two where the local runner used both. Its actor now sets torch's threads to the node's CPUs (shared
+    among the pool's actors), and the CPU steps' workers run nicer than the actor (Ray starts its workers at
+    niceness 15; the steps go 10 above, at most 19) so decoding does not stall Whisper's threads."""
+    import os
+
+    from quilt_hf.curation.ray_runner import cpu_actor_threads
+
+    assert cpu_actor_threads(0, 1, 8) == 8 and cpu_actor_threads(0, 3, 8) == 2 and cpu_actor_threads(0, 4, 2) == 1
+    assert cpu_actor_threads(3, 1, 8) == 3  # --ray_actor_threads
+    cores = min(2, len(os.sched_getaffinity(0)))
+    for requested, expected in ((0, cores), (1, 1)):
+        threads, nice = tmp_path / f"threads{requested}", tmp_path / f"nice{requested}"
+        threads.mkdir(), nice.mkdir()
+        frames_fn = functools.partial(frames_recording_niceness, str(nice))
+        stats = curate(videos, tmp_path / f"out{requested}", ThreadsRecordingTranscriber(str(threads)),
+                       frames_fn=frames_fn, ray_actor_threads=requested, **RAY)
+        assert stats["computed"]["asr"] == 3
+        actor = {tuple(int(x) for x in marker.name.split("-")[:2]) for marker in threads.iterdir()}
+        assert {t for t, _ in actor} == {expected}
+        (actor_nice,) = {n for _, n in actor}
+        assert {int(marker.name.split("-")[0]) for marker in nice.iterdir()} == {min(19, actor_nice + 10)}
+        assert actor_nice < 19  # else the check above proves nothing
 
 
 def test_stats_show_the_worker_processes_of_each_step_and_the_idle_ends(local_ray, videos, tmp_path):
