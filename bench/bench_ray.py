@@ -6,13 +6,13 @@
    ``--runner ray`` on a local Ray (``--ray_num_cpus`` logical CPUs); each run has its own fresh step cache, each
    in its own process. Like with like: both runs are pinned to the same ``--cores`` CPU cores (default 1, so
    Ray's overlap of stages cannot hide its overhead) and run Whisper on one thread (``OMP_NUM_THREADS=1``
-   for the local run, `--ray_actor_threads 1` for Ray; `--threads default`: each runner's own default). Printed: both walls, the ratio (goal under 1.15 on a run of
-   several minutes), CPU-seconds of each run (the driver and every process it started, Ray's included), and Ray's fixed
-   start (``ray.init`` in the driver) with the ratio without it. Where the time goes: CPU-seconds per kind of
-   process (driver, Ray daemons, Ray Data's own actors, model actors, CPU task workers, decoding processes),
-   each process sampled every 0.5 s while it lives (Ray ends workers and actors before the run ends: summing
-   the processes still up at the end missed their CPU and read as idle time), the idle core-seconds (wall x
-   cores - CPU), and from the Ray run's ``stats.json`` the wall seconds before the first and after the last
+   for the local run, ``--ray_actor_threads 1`` for Ray; ``--threads default``: each runner's own default).
+   Printed: both walls, the ratio (goal under 1.15 on a run of several minutes), CPU-seconds of each run (the
+   driver and every process it started, Ray's included), and Ray's fixed start (``ray.init`` in the driver)
+   with the ratio without it. Where the time goes: CPU-seconds per kind of process (driver, Ray daemons, Ray
+   Data's own actors, model actors, CPU task workers, decoding processes), each process sampled every 0.5 s
+   while it lives (Ray ends workers and actors before the run ends: summing the processes still up at the end
+   missed their CPU and read as idle time), the idle core-seconds (wall x cores - CPU), and from the Ray run's ``stats.json`` the wall seconds before the first and after the last
    step and the worker processes per step.
 2. Driver memory: the Ray driver's peak RSS (``ru_maxrss`` of the driver process alone; Ray's own daemons and
    workers are separate processes) with the videos above, then with 10x as many videos (hard links of the
@@ -117,7 +117,8 @@ sys.exit(code)
 
 def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: Path | None = None,
            cores: list[int] | None = None, one_thread: bool = True) -> dict:
-    """One ``quilt curate`` process (pinned to ``cores``, Whisper on one thread); returns its wall time,
+    """One ``quilt curate`` process (pinned to ``cores``; Whisper on one thread with ``one_thread``, else on the
+    runner's default threads); returns its wall time,
     CPU-seconds, Ray's start, the driver's peak RSS and its stats.json."""
     argv = [sys.executable, "-c", DRIVER, "curate", "--videos", str(videos), "--output", str(output),
             "--asr_model", asr_model, "--text_backend", "none", "--histology", "heuristic",
@@ -126,7 +127,8 @@ def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: 
     if one_thread:
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     else:  # each runner's own default (torch: a thread per core; Ray: its actor's CPUs, at least one)
-        env.pop("OMP_NUM_THREADS", None), env.pop("MKL_NUM_THREADS", None)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name, None)
     began = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - began
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             ray10 = curate(many, tmp / "ray10", model, ray_args, cache=tmp / "ray" / "cache")
     hours = local["stats"]["video_hours"]
     print(f"bench_ray: {args.videos} lecture(s) x {args.minutes:g} min ({hours * 60:.1f} min of video), "
-          f"ASR {model_label} on {'1 thread' if one_thread else 'the default threads of each runner'}, heuristic histology, both runs pinned to core(s) {cores}, local Ray with "
+          f"ASR {model_label} on {'1 thread' if one_thread else 'the default threads of each runner'}, "
+          f"heuristic histology, both runs pinned to core(s) {cores}, local Ray with "
           f"{args.ray_num_cpus} logical CPUs (wall figures are noisy on a loaded machine)")
     same = (local["stats"]["pairs"], local["stats"]["videos_kept"]) == (ray["stats"]["pairs"], ray["stats"]["videos_kept"])
     print(f"  same pairs and kept videos: {same} ({local['stats']['pairs']} pairs)")

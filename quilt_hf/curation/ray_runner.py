@@ -67,11 +67,13 @@ class RayOptions:
     histology_gpus: float = field(default=0.0, metadata={"help": "GPUs per histology actor."})
     text_actors: int = field(default=1, metadata={"help": "Text-stage (LLM) actors."})
     text_gpus: float = field(default=0.0, metadata={"help": "GPUs per text-stage actor."})
-    actor_threads: int = field(default=0, metadata={"help": "Torch threads of each model actor that runs on CPU (0: "
-                                                           "its node's CPUs shared among the actors of its pool)."})
-    task_niceness: int = field(default=10, metadata={"help": "How much nicer the CPU-step workers run than the model "
-                                                            "actors (0: as nice): the actors, the bottleneck, get "
-                                                            "the CPU first."})
+    actor_threads: int = field(default=0, metadata={"help": "Torch threads of each model actor on CPU (0: Whisper "
+                                                           "actors share their node's CPUs, counted over the whole "
+                                                           "run; other actors keep Ray's one)."})
+    task_niceness: int = field(default=10, metadata={"help": "Niceness added to the CPU-step workers when Whisper runs "
+                                                            "on CPU (Ray starts workers at 15; capped at 19); 0: off. "
+                                                            "Turn it off where the CPU steps are the bottleneck or the "
+                                                            "nodes run other work."})
     model_batch_size: int = field(default=1, metadata={"help": "Videos per call of a model actor (the Whisper actor "
                                                                "transcribes them together)."})
     videos_per_block: int = field(default=1, metadata={"help": "Videos per Ray block (the unit of retry)."})
@@ -220,19 +222,24 @@ def _parts_datasource(paths: list[str]):
     return PartsDatasource()
 
 
-_NICED = False  # whether this Ray worker process has already lowered its priority
+_NICED_BY = 0  # how much this Ray worker process has already lowered its priority (it is reused across runs)
 
 
 def _lower_priority(niceness: int) -> None:
-    """Lower this worker process's CPU priority once, by ``niceness`` (its decoding process inherits it). Ray
-    starts its workers, actors included, at niceness 15 (its ``worker_niceness``): 10 more gives 19."""
-    global _NICED
-    if niceness > 0 and not _NICED and hasattr(os, "nice"):
+    """Lower this worker process's CPU priority to ``niceness`` above where it started (its decoding process
+    inherits it); a process niced before by less (an earlier run on the same Ray) goes the rest of the way.
+    Ray starts its workers, actors included, at niceness 15 (its ``worker_niceness``): 10 more gives 19."""
+    global _NICED_BY
+    if niceness > _NICED_BY and hasattr(os, "nice"):
         try:
-            os.nice(niceness)
-        except OSError:  # not allowed here: the run goes on at normal priority
+            os.nice(niceness - _NICED_BY)
+        except OSError:  # not allowed here: the run goes on at this priority
             pass
-        _NICED = True
+        else:
+            from quilt_hf.curation.runners import end_process_worker
+
+            end_process_worker()  # a decoding process started before keeps its old priority: the next call starts one
+        _NICED_BY = niceness
 
 
 class _CpuStage:
@@ -240,8 +247,9 @@ class _CpuStage:
 
     ``step.after`` is not called per task: the decoding worker process it would close is shared by the
     tasks of the Ray worker process (``runners.process_worker``) and ends with it. With ``niceness`` the
-    task's process yields the CPU to the model actors: Whisper, the bottleneck, runs several threads that wait
-    on each other, and a decoding process on one of their cores slowed all of them."""
+    task's process runs at a lower priority than the model actors, so Whisper on CPU, the bottleneck, gets the
+    cores first (measured: Ray's wall went 1.23x -> 1.14x the local runner's on 2 cores; that a decoding process
+    stalls Whisper's threads is the presumed cause, not measured)."""
 
     def __init__(self, step: Step, ledger: _Ledger, niceness: int = 0):
         self.step, self.ledger, self.niceness = step, ledger, niceness
@@ -257,6 +265,8 @@ def _node_cpus() -> int:
     try:
         import ray
 
+        if not ray.is_initialized():  # get_runtime_context() would start a Ray
+            return cores
         node = ray.get_runtime_context().get_node_id()
         logical = next((n["Resources"].get("CPU") for n in ray.nodes() if n.get("NodeID") == node), None)
     except Exception:  # not in a Ray worker
@@ -265,19 +275,19 @@ def _node_cpus() -> int:
 
 
 def cpu_actor_threads(requested: int, pool_actors: int, node_cpus: int) -> int:
-    """Torch threads of a model actor on CPU: ``requested``, or (0) the node's CPUs shared among the actors of
-    its pool (the pools work on different steps; the local runner gives every model all the cores). Ray
-    starts an actor with ``OMP_NUM_THREADS`` set to its reserved CPUs, one for the default 0.25: Whisper on
-    CPU then used one core of two where the local runner used both (1.30x the local runner's wall, measured)."""
+    """Torch threads of a Whisper actor on CPU: ``requested``, or (0) the node's CPUs shared among the Whisper
+    actors (their count over the whole run: on a cluster that spreads them over nodes, set ``requested``).
+    Ray starts an actor with ``OMP_NUM_THREADS`` set to its reserved CPUs, one for the default 0.25: Whisper
+    on CPU then used one core of two where the local runner used both (1.30x the local runner's wall,
+    measured)."""
     if requested > 0:
         return requested
     return max(1, node_cpus // max(1, pool_actors))
 
 
 class _ModelStage:
-    """A model step as an actor: the model is loaded once, when the actor starts. ``threads``: None (a GPU
-    actor) keeps Ray's thread setting; (requested, actors of the pool) sets torch's threads on CPU
-    (:func:`cpu_actor_threads`)."""
+    """A model step as an actor: the model is loaded once, when the actor starts. ``threads``: None keeps
+    Ray's thread setting; (requested, Whisper actors) sets torch's threads (:func:`cpu_actor_threads`)."""
 
     def __init__(self, step: Step, ledger: _Ledger, threads: tuple[int, int] | None = None):
         self.step, self.ledger = step, ledger
@@ -416,12 +426,21 @@ class RayRunner:
                 "num_cpus": o.actor_cpus, "batch_size": max(1, o.model_batch_size)}
 
     def _actor_threads(self, step: Step) -> tuple[int, int] | None:
-        """How ``step``'s actors set their torch threads: None on a GPU (Ray's setting), else (requested
-        threads, actors of the pool), resolved in each actor against its own node's CPUs."""
+        """How ``step``'s actors set their torch threads: None keeps Ray's setting (a GPU actor; a CPU actor of
+        another pool than Whisper's unless ``--ray_actor_threads`` is given: they run beside Whisper, the
+        bottleneck, and were not measured with more threads), else (requested threads, Whisper actors),
+        resolved in each actor against its own node's CPUs."""
         o = self.options
         actors, gpus = {"asr": (o.asr_actors, o.asr_gpus), "histology": (o.histology_actors, o.histology_gpus),
                         "text": (o.text_actors, o.text_gpus)}[step.pool]
-        return None if gpus > 0 else (o.actor_threads, max(1, actors))
+        if gpus > 0 or (step.pool != "asr" and o.actor_threads <= 0):
+            return None
+        return o.actor_threads, max(1, actors)
+
+    def _task_niceness(self) -> int:
+        """The CPU steps' niceness increment: only when Whisper runs on CPU (where it was measured to help);
+        with GPU Whisper the CPU steps are more likely the bottleneck."""
+        return self.options.task_niceness if self.options.asr_gpus <= 0 else 0
 
     def run(self, dataset, steps: Sequence[Step]):
         started_at = time.time()
@@ -450,8 +469,8 @@ class RayRunner:
                                         max_restarts=-1,
                                         max_task_retries=-1, **self._pool(step), **common)
             elif step.kind == "map":
-                data = data.map_batches(_CpuStage(step, ledger, self.options.task_niceness), batch_size=1, num_cpus=self.options.task_cpus,
-                                        **retries, **common)
+                data = data.map_batches(_CpuStage(step, ledger, self._task_niceness()), batch_size=1,
+                                        num_cpus=self.options.task_cpus, **retries, **common)
             elif step.kind == "filter":
                 data = data.map_batches(_Filter(step), batch_size=1, num_cpus=self.options.task_cpus, **retries, **common)
             else:

@@ -174,6 +174,13 @@ def process_worker() -> IsolatedWorker:
     return _PROCESS_WORKER
 
 
+def end_process_worker() -> None:
+    """End this process's shared decoding process, if any (the next call starts a new one, e.g. at this
+    process's new priority)."""
+    if _PROCESS_WORKER is not None:
+        _PROCESS_WORKER.close()
+
+
 @dataclass
 class Step:
     """One step of the pipeline over the videos table.
