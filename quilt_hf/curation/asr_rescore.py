@@ -97,6 +97,7 @@ class WhisperSegmentScorer:
         # transformers 5 names the decoder cache argument `cache`, 4.x `past_key_values`
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.max_positions = int(getattr(model.config, "max_target_positions", 448))
+        self._cross = None  # (encoder states, per-layer cross-attention keys and values) of the last clip
 
     def encode(self, audio: np.ndarray):
         """Encoder states of one clip of at most 30 s (16 kHz mono)."""
@@ -125,7 +126,8 @@ class WhisperSegmentScorer:
             device = states.device
             with torch.inference_mode():
                 logits = self.model(
-                    encoder_outputs=(states.expand(len(ids), -1, -1),), decoder_input_ids=inputs.to(device)
+                    encoder_outputs=(states.expand(len(ids), -1, -1),), decoder_input_ids=inputs.to(device),
+                    use_cache=True, **{self._cache_arg: self._cross_attention_cache(states, len(ids))},
                 ).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1)
             for row, (seq, enc) in enumerate(zip(ids, encoded)):
@@ -135,6 +137,31 @@ class WhisperSegmentScorer:
                 spans = [(max(0, a - 1), max(0, b - 1)) for a, b in enc.offset_mapping] + [(len(chunk[row].strip()),) * 2]
                 out.append((values, spans))
         return out
+
+    def _cross_attention_cache(self, states, batch: int):
+        """A decoder cache holding the cross-attention keys and values of ``states`` for ``batch`` rows, computed
+        once per clip: every variant of a segment attends to the same audio, and projecting the 1,500 encoder
+        frames per row and per layer was most of a scoring pass's cost."""
+        import torch
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        if self._cross is None or self._cross[0] is not states:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            with torch.inference_mode():
+                first = torch.tensor([self.prefix[:1]], device=states.device)
+                out = self.model(encoder_outputs=(states,), decoder_input_ids=first, use_cache=True,
+                                 **{self._cache_arg: cache})
+            filled = (getattr(out, "cache", None) or out.past_key_values).cross_attention_cache
+            self._cross = (states, [(layer.keys, layer.values) for layer in filled.layers])
+        cross = DynamicCache()
+        for index, (keys, values) in enumerate(self._cross[1]):
+            cross.update(keys, values, index)  # lazily creates the layer (one copy of a single row)
+            layer = cross.layers[index]
+            layer.keys, layer.values = keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)
+        cache = EncoderDecoderCache(DynamicCache(), cross)
+        for index in range(len(self._cross[1])):
+            cache.is_updated[index] = True  # the decoder reads the cross-attention keys and values from the cache
+        return cache
 
     def fits(self, text: str, room: int = 8) -> bool:
         """Whether ``text`` and the prefix fit in the decoder's context, with ``room`` tokens to spare for a

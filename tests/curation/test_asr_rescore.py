@@ -271,3 +271,22 @@ def test_whisper_scorer_own_split_spells_the_text_and_is_what_the_model_prefers(
     # split's first differing token
     (canonical, _), = scorer.token_log_probs(states, [text])
     assert values[0] >= canonical[0] - 1e-5
+
+
+def test_whisper_scorer_projects_the_audio_for_cross_attention_once_per_clip(tiny_whisper_dir):
+    """Every variant of a segment attends to the same audio: its cross-attention keys and values are computed
+    once per clip and shared by every batch (projecting the encoder frames per row was most of the cost)."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).eval()
+    scorer = WhisperSegmentScorer(model, WhisperProcessor.from_pretrained(tiny_whisper_dir), "en")
+    rows = []
+    model.model.decoder.layers[0].encoder_attn.k_proj.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    states = scorer.encode(np.random.default_rng(2).standard_normal(16000 * 2).astype(np.float32) * 0.1)
+    texts = ["the nuclei are pleomorphic", "mitotic activity is brisk", "the stroma is loose", "no necrosis"]
+    first = scorer.token_log_probs(states, texts, batch_size=2)  # two batches of two
+    assert rows == [1]  # one projection of one row, for the clip
+    assert scorer.token_log_probs(states, texts[:1]) == first[:1]  # the shared cache changes no score
+    other = scorer.encode(np.random.default_rng(3).standard_normal(16000 * 2).astype(np.float32) * 0.1)
+    scorer.token_log_probs(other, texts[:1])
+    assert rows == [1, 1]  # a new clip: projected again
