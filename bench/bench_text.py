@@ -653,7 +653,7 @@ def main() -> None:
     parser.add_argument(
         "--rescore", action="store_true",
         help="also the acoustic rescoring rows (`quilt curate --asr_rescore`: Whisper scores the lexicon's candidates "
-        "for its unsure words on the audio; about 35 s per video on one CPU thread, cached)",
+        "for its unsure words on the audio; 10-35 s per demo video on 2 CPU cores, cached)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(

@@ -125,9 +125,10 @@ class WhisperSegmentScorer:
                 inputs[row, : len(self.prefix) + len(seq) - 1] = torch.tensor(self.prefix + seq[:-1])
             device = states.device
             with torch.inference_mode():
+                shared = self._cross_attention_cache(states, len(ids))
                 logits = self.model(
                     encoder_outputs=(states.expand(len(ids), -1, -1),), decoder_input_ids=inputs.to(device),
-                    use_cache=True, **{self._cache_arg: self._cross_attention_cache(states, len(ids))},
+                    **({"use_cache": True, self._cache_arg: shared} if shared is not None else {}),
                 ).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1)
             for row, (seq, enc) in enumerate(zip(ids, encoded)):
@@ -152,16 +153,22 @@ class WhisperSegmentScorer:
                 out = self.model(encoder_outputs=(states,), decoder_input_ids=first, use_cache=True,
                                  **{self._cache_arg: cache})
             filled = (getattr(out, "cache", None) or out.past_key_values).cross_attention_cache
+            if not hasattr(filled, "layers"):  # transformers before the per-layer cache API: no sharing
+                return None
             self._cross = (states, [(layer.keys, layer.values) for layer in filled.layers])
         cross = DynamicCache()
         for index, (keys, values) in enumerate(self._cross[1]):
-            cross.update(keys, values, index)  # lazily creates the layer (one copy of a single row)
+            cross.update(keys[:, :, :0], values[:, :, :0], index)  # creates the layer, copies nothing
             layer = cross.layers[index]
             layer.keys, layer.values = keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)
         cache = EncoderDecoderCache(DynamicCache(), cross)
         for index in range(len(self._cross[1])):
             cache.is_updated[index] = True  # the decoder reads the cross-attention keys and values from the cache
         return cache
+
+    def release(self) -> None:
+        """Forget the last clip's cross-attention keys and values (their memory: tens of MB, more on a GPU)."""
+        self._cross = None
 
     def fits(self, text: str, room: int = 8) -> bool:
         """Whether ``text`` and the prefix fit in the decoder's context, with ``room`` tokens to spare for a
@@ -255,12 +262,16 @@ class AcousticTermRescorer:
         """Rescored copies of ``segments`` (``start``, ``end``, ``text``) of ``audio`` (16 kHz mono)."""
         report = RescoreReport()
         out = []
-        for index, segment in enumerate(segments):
-            text = (segment.get("text") or "").strip()
-            new = dict(segment)
-            if text:
-                new["text"] = self._segment(audio, segment, text, index, report)
-            out.append(new)
+        try:
+            for index, segment in enumerate(segments):
+                text = (segment.get("text") or "").strip()
+                new = dict(segment)
+                if text:
+                    new["text"] = self._segment(audio, segment, text, index, report)
+                out.append(new)
+        finally:
+            if hasattr(self.scorer, "release"):
+                self.scorer.release()
         return out, report
 
     def _segment(self, audio: np.ndarray, segment: dict, text: str, index: int, report: RescoreReport) -> str:

@@ -230,6 +230,9 @@ def _lower_priority(niceness: int) -> None:
     inherits it); a process niced before by less (an earlier run on the same Ray) goes the rest of the way.
     Ray starts its workers, actors included, at niceness 15 (its ``worker_niceness``): 10 more gives 19."""
     global _NICED_BY
+    if niceness < _NICED_BY:
+        logger.warning("this Ray worker was niced by %d in an earlier run on the same Ray; a priority cannot be "
+                       "raised back without privilege, so it stays there (asked: %d)", _NICED_BY, niceness)
     if niceness > _NICED_BY and hasattr(os, "nice"):
         try:
             os.nice(niceness - _NICED_BY)

@@ -286,7 +286,19 @@ def test_whisper_scorer_projects_the_audio_for_cross_attention_once_per_clip(tin
     texts = ["the nuclei are pleomorphic", "mitotic activity is brisk", "the stroma is loose", "no necrosis"]
     first = scorer.token_log_probs(states, texts, batch_size=2)  # two batches of two
     assert rows == [1]  # one projection of one row, for the clip
-    assert scorer.token_log_probs(states, texts[:1]) == first[:1]  # the shared cache changes no score
+    import torch
+
+    (alone, _), = scorer.token_log_probs(states, texts[:1])
+    assert np.allclose(alone, first[0][0], atol=1e-5)
+    ids = scorer.processor.tokenizer(" " + texts[0], add_special_tokens=False).input_ids + [scorer.eos]
+    with torch.no_grad():  # the model's own forward, no cache at all
+        logits = model(encoder_outputs=(states,), decoder_input_ids=torch.tensor([scorer.prefix + ids[:-1]])).logits[0]
+    plain = torch.log_softmax(logits, -1)[torch.arange(len(scorer.prefix) - 1, len(scorer.prefix) - 1 + len(ids)), ids]
+    assert np.allclose(alone, plain.tolist(), atol=1e-5)
+    assert rows == [1, 1]  # the memo served the second call; the plain forward projected once
+    scorer.release()  # the rescorer does so after each video
+    scorer.token_log_probs(states, texts[:1])
+    assert rows == [1, 1, 1]
     other = scorer.encode(np.random.default_rng(3).standard_normal(16000 * 2).astype(np.float32) * 0.1)
     scorer.token_log_probs(other, texts[:1])
-    assert rows == [1, 1]  # a new clip: projected again
+    assert rows == [1, 1, 1, 1]  # a new clip: projected again

@@ -418,3 +418,18 @@ def test_a_local_ray_of_one_cpu_finishes(tiny_whisper_dir, tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["videos"] == 1
+
+
+def test_a_worker_is_niced_up_to_the_setting_once_and_never_back(monkeypatch, caplog):
+    """Ray reuses worker processes across runs on the same Ray: a worker niced by 2 goes the rest of the way
+    to 10 (and its decoding process, started at the old priority, is ended); a smaller setting cannot undo it."""
+    from quilt_hf.curation import ray_runner, runners
+
+    calls, ended = [], []
+    monkeypatch.setattr(ray_runner, "_NICED_BY", 0)
+    monkeypatch.setattr(ray_runner.os, "nice", lambda n: calls.append(n) or 0)
+    monkeypatch.setattr(runners, "end_process_worker", lambda: ended.append(True))
+    for niceness in (2, 2, 10, 10, 2, 0):
+        ray_runner._lower_priority(niceness)
+    assert calls == [2, 8] and len(ended) == 2
+    assert "cannot be raised back" in caplog.text
