@@ -35,6 +35,18 @@ def _tokenizer_hash(model_dir: Path) -> str:
     return _file_hash(path) if path.is_file() else ""
 
 
+def _cached_segments(path: Path) -> list[dict] | None:
+    """The segments of a cached pass, or None when it is not cached."""
+    return json.loads(path.read_text())["segments"] if path.is_file() else None
+
+
+def _write_cached(path: Path, record: dict) -> None:
+    """Write a pass's record (its ``segments`` and what made them) whole or not at all."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
 def cached_transcripts(
     corpus: Path,
     videos: list[dict],
@@ -59,10 +71,10 @@ def cached_transcripts(
             parts.append(_tokenizer_hash(model_dir))
         key = _key(parts)
         path = CACHE / f"{video['video_id']}-{key}.json"
-        if path.is_file():
-            out[video["video_id"]] = json.loads(path.read_text())["segments"]
-            continue
-        if cached_only:
+        cached = _cached_segments(path)
+        if cached is not None or cached_only:
+            if cached is not None:
+                out[video["video_id"]] = cached
             continue
         if transcriber is None:
             if not (model_dir / "config.json").is_file():
@@ -71,9 +83,7 @@ def cached_transcripts(
         t0 = time.perf_counter()
         result = transcriber.transcribe(load_audio(corpus / video["file"]), prompt=prompt or None)
         segments = [{"start": s["start"], "end": s["end"], "text": s["text"].strip()} for s in result.segments]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"video": video["file"], "prompt": prompt, "segments": segments}, indent=1))
-        tmp.replace(path)
+        _write_cached(path, {"video": video["file"], "prompt": prompt, "segments": segments})
         out[video["video_id"]] = segments
         label = "prompted" if prompt else "plain"
         print(f"  transcribed {video['video_id']} ({label}) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
@@ -107,27 +117,26 @@ def rescored_transcripts(
         options.margin = margin
     rescorer = None
     out = {}
+    tokenizer = _tokenizer_hash(model_dir)
+    cache.mkdir(parents=True, exist_ok=True)
     for video in videos:
         segments = transcripts.get(video["video_id"])
         if segments is None:
             continue
-        key = _key([_file_hash(corpus / video["file"]), model_dir.name, _tokenizer_hash(model_dir), segments,
+        key = _key([_file_hash(corpus / video["file"]), model_dir.name, tokenizer, segments,
                     options.cache_key(), lexicon.name])
-        cache.mkdir(parents=True, exist_ok=True)
         path = cache / f"{video['video_id']}-rescored-{key}.json"
-        if path.is_file():
-            out[video["video_id"]] = json.loads(path.read_text())["segments"]
-            continue
-        if cached_only:
+        cached = _cached_segments(path)
+        if cached is not None or cached_only:
+            if cached is not None:
+                out[video["video_id"]] = cached
             continue
         if rescorer is None:
             model, processor = WhisperTranscriber(model=str(model_dir), language="en")._load()
             rescorer = AcousticTermRescorer(WhisperSegmentScorer(model, processor, "en"), lexicon, options)
         t0 = time.perf_counter()
         result, report = rescorer.rescore(load_audio(corpus / video["file"]), segments)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"video": video["file"], "segments": result, "rescore": report.to_dict()}, indent=1))
-        tmp.replace(path)
+        _write_cached(path, {"video": video["file"], "segments": result, "rescore": report.to_dict()})
         out[video["video_id"]] = result
         print(f"  rescored {video['video_id']} in {time.perf_counter() - t0:.1f}s ({len(report.edits)} edits)",
               file=sys.stderr)

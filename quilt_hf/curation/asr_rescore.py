@@ -156,13 +156,11 @@ class WhisperSegmentScorer:
             if not hasattr(filled, "layers"):  # transformers before the per-layer cache API: no sharing
                 return None
             self._cross = (states, [(layer.keys, layer.values) for layer in filled.layers])
-        cross = DynamicCache()
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         for index, (keys, values) in enumerate(self._cross[1]):
-            cross.update(keys[:, :, :0], values[:, :, :0], index)  # creates the layer, copies nothing
-            layer = cross.layers[index]
+            cache.cross_attention_cache.update(keys[:, :, :0], values[:, :, :0], index)  # the layer, no copy
+            layer = cache.cross_attention_cache.layers[index]
             layer.keys, layer.values = keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)
-        cache = EncoderDecoderCache(DynamicCache(), cross)
-        for index in range(len(self._cross[1])):
             cache.is_updated[index] = True  # the decoder reads the cross-attention keys and values from the cache
         return cache
 

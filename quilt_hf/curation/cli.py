@@ -126,16 +126,15 @@ def build_text_stage(config: CurateConfig):
 
 def build_ray_runner(config: CurateConfig):
     """The Ray Data runner with the stage resources of ``config`` (imports Ray's runner module only here)."""
+    import dataclasses
+
     from quilt_hf.curation.ray_runner import RayOptions, RayRunner
 
-    return RayRunner(options=RayOptions(
-        address=config.ray_address, num_cpus=config.ray_num_cpus, task_cpus=config.ray_task_cpus,
-        actor_cpus=config.ray_actor_cpus, actor_threads=config.ray_actor_threads,
-        task_niceness=config.ray_task_niceness, asr_actors=config.ray_asr_actors, asr_gpus=config.ray_asr_gpus,
-        histology_actors=config.ray_histology_actors, histology_gpus=config.ray_histology_gpus,
-        text_actors=config.ray_text_actors, text_gpus=config.ray_text_gpus, max_retries=config.ray_max_retries,
-        model_batch_size=config.ray_model_batch_size or config.asr_batch_size,
-    ))
+    # every RayOptions field NAME that has a `--ray_NAME` option takes it
+    given = {f.name: getattr(config, f"ray_{f.name}") for f in dataclasses.fields(RayOptions)
+             if hasattr(config, f"ray_{f.name}")}
+    given["model_batch_size"] = config.ray_model_batch_size or config.asr_batch_size
+    return RayRunner(options=RayOptions(**given))
 
 
 def run_curate(

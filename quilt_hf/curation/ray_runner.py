@@ -419,10 +419,15 @@ class RayRunner:
             files += 1
         return files
 
+    def _pool_resources(self, pool: str) -> tuple[int, float]:
+        """(actors, GPUs per actor) of a model pool ("asr", "histology" or "text")."""
+        o = self.options
+        return {"asr": (o.asr_actors, o.asr_gpus), "histology": (o.histology_actors, o.histology_gpus),
+                "text": (o.text_actors, o.text_gpus)}[pool]
+
     def _pool(self, step: Step) -> dict[str, Any]:
         o = self.options
-        actors, gpus = {"asr": (o.asr_actors, o.asr_gpus), "histology": (o.histology_actors, o.histology_gpus),
-                        "text": (o.text_actors, o.text_gpus)}[step.pool]
+        actors, gpus = self._pool_resources(step.pool)
         import ray.data
 
         return {"compute": ray.data.ActorPoolStrategy(size=max(1, actors)), "num_gpus": gpus or None,
@@ -433,17 +438,15 @@ class RayRunner:
         another pool than Whisper's unless ``--ray_actor_threads`` is given: they run beside Whisper, the
         bottleneck, and were not measured with more threads), else (requested threads, Whisper actors),
         resolved in each actor against its own node's CPUs."""
-        o = self.options
-        actors, gpus = {"asr": (o.asr_actors, o.asr_gpus), "histology": (o.histology_actors, o.histology_gpus),
-                        "text": (o.text_actors, o.text_gpus)}[step.pool]
-        if gpus > 0 or (step.pool != "asr" and o.actor_threads <= 0):
+        actors, gpus = self._pool_resources(step.pool)
+        if gpus > 0 or (step.pool != "asr" and self.options.actor_threads <= 0):
             return None
-        return o.actor_threads, max(1, actors)
+        return self.options.actor_threads, max(1, actors)
 
     def _task_niceness(self) -> int:
         """The CPU steps' niceness increment: only when Whisper runs on CPU (where it was measured to help);
         with GPU Whisper the CPU steps are more likely the bottleneck."""
-        return self.options.task_niceness if self.options.asr_gpus <= 0 else 0
+        return self.options.task_niceness if self._pool_resources("asr")[1] <= 0 else 0
 
     def run(self, dataset, steps: Sequence[Step]):
         started_at = time.time()
@@ -469,8 +472,7 @@ class RayRunner:
             common = {"batch_format": "pyarrow", "zero_copy_batch": False}
             if step.kind == "map" and step.pool:
                 data = data.map_batches(_ModelStage, fn_constructor_args=(step, ledger, self._actor_threads(step)),
-                                        max_restarts=-1,
-                                        max_task_retries=-1, **self._pool(step), **common)
+                                        max_restarts=-1, max_task_retries=-1, **self._pool(step), **common)
             elif step.kind == "map":
                 data = data.map_batches(_CpuStage(step, ledger, self._task_niceness()), batch_size=1,
                                         num_cpus=self.options.task_cpus, **retries, **common)
