@@ -1,10 +1,13 @@
 """Which sentences of a transcript window are medical (a caption's text) and which are talk.
 
 A pair's caption is what QuiltNet learns, so it holds the window's medical sentences only. A sentence is
-**talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), or speaks of
-the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"); a sentence that
-names no term is talk too when it navigates ("let's move on", "let's zoom back out"), speaks about the
-lecture itself ("a short tour of ...") or opens with an invitation ("let's look at the slide first"). A
+**talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), speaks of
+the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"), or has the
+lecture itself as its subject ("this is a short tour of ...", "this recording is about ..."): such a
+sentence names the topic, it does not describe what is shown ("in this video we compare two stains" does,
+and stays). A sentence that names no term
+is talk too when it navigates ("let's move on", "let's zoom back out"), mentions the lecture ("this video is
+part of a series") or opens with an invitation ("let's look at the slide first"). A
 sentence is **medical** by the first signal that holds, in this order:
 
 1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
@@ -55,14 +58,26 @@ ASIDES = (
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather"
 )
-TALK = re.compile(rf"\b(?:{GREETING}|{LOGISTICS}|{ASIDES})\b", re.IGNORECASE)
-#: Navigation, talk about the lecture itself, and a sentence opened by an invitation ("Let's look at the
-#: slide first"): talk only in a sentence that names no term ("Let's move on to the koilocytes" and "a short
-#: tour of the epidermis" name what is shown; "In this video we learn to read an immunostain" teaches).
+#: The lecture itself as what a sentence is about ("This recording is about ...", "this is a short tour of ..."):
+#: it names the topic, it does not describe what is shown. "In this video we compare two stains" says what is
+#: done with the tissue: not this.
+_MEDIUM = r"(?:video|lecture|recording|talk|tour|tutorial|webinar|podcast|episode|session|presentation|module)"
+LECTURE_ITSELF = (
+    rf"(?:this|today'?s|the|our|my) (?:[\w-]+,? ){{0,2}}{_MEDIUM}s? (?:is|was|will be|covers|focuses|is going to be)|"
+    rf"(?:is|to|here'?s) (?:a|an|our|my|this|the) (?:[\w-]+,? ){{0,3}}{_MEDIUM} (?:of|on|about|for|through|covering)"
+)
+#: Matches where a sentence speaks of the lecture itself; the clauses up to the match's end go with it.
+ABOUT_THE_LECTURE = re.compile(rf"\b(?:{LECTURE_ITSELF})", re.IGNORECASE)
+TALK = re.compile(rf"\b(?:{GREETING}|{LOGISTICS}|{ASIDES}|{LECTURE_ITSELF})\b", re.IGNORECASE)
+#: Navigation, mentions of the lecture, and a sentence opened by an invitation ("Let's look at the slide
+#: first"): talk only in a sentence that names no term ("Let's move on to the koilocytes" names what is shown).
 SOFT_TALK = re.compile(
     rf"\b(?:{NAVIGATION})\b|"
     r"\b(?:tour|lecture|video|episode|webinar|tutorial|podcast|teaching series|channel|session)\b|"
-    r"^(?:(?:now|so|okay|ok|alright|and|then|first),? )*(?:let'?s|let us)\b",
+    r"^(?:(?:now|so|okay|ok|alright|and|then|first),? )*(?:let'?s|let us)\b|"
+    # a sentence that only announces the next item ("And now the last case.", "Next slide, please.")
+    r"^(?:[\w']+,? ){0,4}(?:next|last|final|first|second|third|fourth|fifth|another) "
+    r"(?:case|slide|example|question|quiz|image|one)\b(?:,? please)?\W*$",
     re.IGNORECASE,
 )
 
@@ -80,8 +95,9 @@ _REFERS_BACK = re.compile(
 
 
 def is_talk(sentence: str, names_a_term: bool = False) -> bool:
-    """Whether ``sentence`` greets, signs off, handles logistics or speaks of the room or the speaker, or (when
-    it names no term) navigates, speaks about the lecture itself or opens with an invitation ("Let's ...")."""
+    """Whether ``sentence`` greets, signs off, handles logistics, speaks of the room or the speaker or has the
+    lecture as its subject, or (when it names no term) navigates, mentions the lecture or opens with an
+    invitation ("Let's ...")."""
     return bool(TALK.search(sentence)) or (not names_a_term and bool(SOFT_TALK.search(sentence.strip())))
 
 

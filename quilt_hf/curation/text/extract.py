@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from quilt_hf.curation.text.caption_policy import TALK, is_talk, medical_mask
+from quilt_hf.curation.text.caption_policy import ABOUT_THE_LECTURE, TALK, is_talk, medical_mask
 from quilt_hf.curation.text.correct import Edit, LexiconCorrector, _is_acronym, tokenize
 from quilt_hf.curation.text.lexicon import Lexicon
 from quilt_hf.schema import MAGNIFICATION_UNKNOWN
@@ -234,11 +234,14 @@ class RuleExtractor:
         for (start, end, sentence), inside, keep in zip(spans, inside_of, is_medical):
             if inside and TALK.search(sentence):
                 # A sentence that mixes talk and tissue ("Thanks for watching, and remember the koilocytes"):
-                # keep its clauses that name a term and hold no talk.
+                # keep its clauses that name a term and hold no talk. Where it speaks of the lecture itself
+                # ("this is a short, high-power tour of the skin"), the clauses up to that phrase's end go too.
+                lecture = ABOUT_THE_LECTURE.search(text, start, end)
+                after = lecture.end() if lecture else start
                 kept = [
                     clause
                     for a, b, clause in split_clauses(text, start, end)
-                    if any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
+                    if a >= after and any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
                 ]
                 if kept:
                     trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)

@@ -31,10 +31,17 @@ def extractor(lexicon):
         "Can you all hear me at the back?",  # the room and the equipment
         "When I was a resident we used to argue about this.",  # the speaker's life
         "Try to guess before I tell you.",  # quiz talk
+        "Okay, and now the final example.",  # announcing the next item
     ],
 )
 def test_each_kind_of_talk_is_talk(talk):
     assert is_talk(talk)
+
+
+def test_announcing_an_item_is_talk_only_when_the_sentence_says_nothing_else():
+    assert is_talk("Next slide, please.")
+    assert not is_talk("The next case shows crowded glands with mucin.")
+    assert not is_talk("The last example is a melanoma.", True)
 
 
 @pytest.mark.parametrize(
@@ -63,10 +70,46 @@ def test_navigation_that_names_what_is_shown_is_kept_and_logistics_never(extract
     ]
 
 
-def test_a_sentence_about_the_lecture_that_names_a_term_is_kept(extractor):
+@pytest.mark.parametrize(
+    "about_the_lecture",
+    [
+        "This video is about koilocytes.",
+        "Hello, this is a short tour of the gastric mucosa.",
+        "Welcome to a quick tutorial on grading dysplasia.",
+    ],
+)
+def test_a_sentence_about_the_lecture_is_talk_even_when_it_names_a_term(extractor, about_the_lecture):
+    # It names the lecture's topic; it does not describe what is shown.
+    assert is_talk(about_the_lecture, True)
+    text = f"{about_the_lecture} The glands are crowded and the nuclei are hyperchromatic."
+    assert extractor.extract(text).medical_sentences == ["The glands are crowded and the nuclei are hyperchromatic."]
+
+
+def test_the_clauses_after_the_lecture_is_named_are_kept_when_they_describe(extractor):
+    # The greeting and the lecture's description go, whatever commas the recogniser put in; a clause after
+    # it that names what is shown stays.
+    assert extractor.extract("Hi all, this is a short, high power tour of the epidermis.").medical_sentences == []
+    assert extractor.extract("This video is about psoriasis, and the epidermis shows parakeratosis.").medical_sentences == [
+        "The epidermis shows parakeratosis."
+    ]
+
+
+@pytest.mark.parametrize(
+    "describes",
+    [
+        "This case is a classic example of papillary carcinoma.",
+        "This slide is a section of colon with crowded glands.",
+        "In the next field we see koilocytes.",
+        "The tumor is a tubular adenoma.",
+    ],
+)
+def test_a_sentence_that_describes_the_tissue_is_not_talk_about_the_lecture(describes):
+    assert not is_talk(describes, True)
+
+
+def test_what_the_lecture_does_with_the_tissue_is_kept(extractor):
     text = "In this video we learn how to read an immunohistochemistry slide."
     assert extractor.extract(text).medical_sentences == [text]
-    assert is_talk("This video is part of a series.") and not is_talk("This video is about koilocytes.", True)
 
 
 def test_vocabulary_is_the_lexicons_head_words(lexicon):
