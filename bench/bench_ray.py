@@ -21,6 +21,12 @@
 Per-stage throughput (hours of video per hour of step time: summed worker time under Ray) comes from each
 run's ``stats.json`` and is printed too.
 
+3. ``--beside_ray`` (only this): Whisper in a plain process (niceness 0, torch's threads) on the first lecture's
+   first ``--minutes``, pinned to the same ``--cores`` as a local Ray: alone, beside an idle Ray, beside a Ray
+   streaming a Ray Data pipeline (CPU tasks, then an actor) whose work is sleep, the same with every thread of
+   Ray's processes in ``SCHED_IDLE``, and alone again; with the CPU-seconds Ray's processes used meanwhile. The
+   smoke run does it too, on a few seconds of audio.
+
 ASR is the production path with the offline whisper-base (``make models``; ``--asr_model`` names another, and
 a tiny random Whisper, real tokenizer and feature extractor, is built when there is none); histology is the
 heuristic classifier; no text stage.
@@ -29,6 +35,7 @@ heuristic classifier; no text stage.
     python bench/bench_ray.py --videos 3 --minutes 5   # 15 min of video, a run of several minutes
     python bench/bench_ray.py --videos 3 --minutes 5 --cores 2   # both cores, Ray's stages overlap
     python bench/bench_ray.py --videos 3 --minutes 5 --cores 2 --threads default   # as a user runs them
+    python bench/bench_ray.py --beside_ray --minutes 5 --cores 2   # what Ray's own processes cost Whisper
     python bench/bench_ray.py --smoke          # 1 lecture x 0.25 min, tiny random Whisper, all cores, no 10x run
                                                # (Ray start dominates; the tiny random Whisper hears no speech)
 """
@@ -115,6 +122,122 @@ sys.exit(code)
 """
 
 
+WHISPER = """
+import os, sys, time
+cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
+if cores:
+    os.sched_setaffinity(0, cores)
+from quilt_hf.curation.asr import WhisperTranscriber, load_audio
+model, video, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+transcriber = WhisperTranscriber(model=model, language="en")
+transcriber.load()
+audio = load_audio(video)[: int(16000 * seconds)]
+transcriber.transcribe(audio[:16000 * 5])  # warm-up
+began = time.perf_counter()
+transcriber.transcribe(audio)
+print("WHISPER_S", time.perf_counter() - began)
+"""
+BESIDE_RAY = """
+import os, sys, time
+cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
+if cores:
+    os.sched_setaffinity(0, cores)
+import ray
+ray.init(address="local", num_cpus=len(cores) or None, include_dashboard=False, log_to_driver=False)
+print("UP", flush=True)
+if sys.argv[1] == "busy":  # a streaming pipeline like curation's (CPU tasks, then an actor) whose work is sleep
+    import ray.data
+
+    class Actor:
+        def __call__(self, batch):
+            time.sleep(1.0)
+            return batch
+
+    def task(batch):
+        time.sleep(0.25)
+        return batch
+
+    def run():
+        data = ray.data.range(2000, override_num_blocks=2000).map_batches(task, batch_size=None, num_cpus=0.5)
+        for _ in data.map_batches(Actor, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25,
+                                  batch_size=None).iter_batches():
+            pass
+
+    import threading
+
+    threading.Thread(target=run, daemon=True).start()
+sys.stdin.readline()
+ray.shutdown()
+os._exit(0)
+"""
+
+
+def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int]) -> dict:
+    """Whisper in a plain process (niceness 0, torch's threads, one per core) on ``seconds`` of ``video``'s
+    audio, on ``cores``: alone; beside an idle local Ray; beside a local Ray running a streaming Ray Data
+    pipeline whose tasks and actor only sleep; the same with every thread of Ray's processes (driver included)
+    in ``SCHED_IDLE`` (they run only on otherwise idle cores); alone again. Returns the walls and the CPU-seconds
+    Ray's processes used during each run beside them."""
+    import psutil
+
+    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores)))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+
+    def whisper() -> float:
+        done = subprocess.run([sys.executable, "-c", WHISPER, model, str(video), str(seconds)], env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"Whisper failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return float(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("WHISPER_S")))
+
+    def ray_processes(holder: psutil.Process) -> list:
+        return [holder] + holder.children(recursive=True)
+
+    def cpu_of(processes: list) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def beside(mode: str, sched_idle: bool = False) -> tuple[float, float]:
+        holder = subprocess.Popen([sys.executable, "-c", BESIDE_RAY, mode], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            if holder.stdout.readline().strip() != "UP":
+                raise SystemExit("the local Ray did not start")
+            time.sleep(5)  # Ray's start-up work (workers, agents) is over; the pipeline is running
+            processes = ray_processes(psutil.Process(holder.pid))
+            if sched_idle:
+                for process in processes:
+                    try:
+                        for thread in process.threads():
+                            os.sched_setscheduler(thread.id, os.SCHED_IDLE, os.sched_param(0))
+                    except (psutil.Error, OSError):
+                        pass
+            before = cpu_of(processes)
+            wall = whisper()
+            return wall, cpu_of(processes) - before
+        finally:
+            holder.stdin.close()  # the holder shuts its Ray down and exits
+            try:
+                holder.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                holder.kill()
+                holder.wait()
+
+    figures = {"alone": whisper()}
+    figures["idle Ray"], figures["idle Ray CPU-s"] = beside("idle")
+    figures["busy Ray"], figures["busy Ray CPU-s"] = beside("busy")
+    figures["busy Ray, SCHED_IDLE"], figures["busy Ray, SCHED_IDLE CPU-s"] = beside("busy", sched_idle=True)
+    figures["alone again"] = whisper()
+    return figures
+
+
 def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: Path | None = None,
            cores: list[int] | None = None, one_thread: bool = True) -> dict:
     """One ``quilt curate`` process (pinned to ``cores``; Whisper on one thread with ``one_thread``, else on the
@@ -159,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                                                           "else a tiny random Whisper).")
     parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min, tiny random Whisper: checks the "
                                                              "script runs.")
+    parser.add_argument("--beside_ray", action="store_true",
+                        help="Only time Whisper (the first lecture's first --minutes, torch's threads) in a plain "
+                             "process on the same --cores as a local Ray: alone, beside an idle Ray, beside a Ray "
+                             "running a pipeline whose work is sleep (with and without SCHED_IDLE for Ray's "
+                             "threads), alone again: what slows Whisper beside Ray's own processes.")
     args = parser.parse_args(argv)
     if args.smoke:  # every core: the smoke run only checks the script, and Ray's start is faster on two
         args.videos, args.minutes, args.cores = 1, 0.25, len(os.sched_getaffinity(0))
@@ -177,6 +305,19 @@ def main(argv: list[str] | None = None) -> int:
         videos.mkdir()
         for lecture in LECTURES[: args.videos]:
             loop_video(lecture, videos / lecture.name, args.minutes)
+        if args.beside_ray or args.smoke:
+            first = videos / LECTURES[0].name
+            beside = whisper_beside_ray(model, first, args.minutes * 60, cores)
+            print(f"bench_ray --beside_ray: Whisper ({model_label}) in a plain process at niceness 0 on torch's "
+                  f"threads, {args.minutes:g} min of {first.name}, pinned to core(s) {cores} like the local Ray:")
+            for label in ("alone", "idle Ray", "busy Ray", "busy Ray, SCHED_IDLE", "alone again"):
+                ray_cpu = f"; Ray's processes used {beside[label + ' CPU-s']:.1f} CPU-s" if label + " CPU-s" in beside else ""
+                print(f"  {label:22s} {beside[label]:7.2f} s (ratio {beside[label] / beside['alone']:.2f}{ray_cpu})")
+            print("  (idle Ray: a local Ray started as the runner starts it; busy Ray: it runs a streaming Ray Data "
+                  "pipeline of CPU tasks and an actor that only sleep; SCHED_IDLE: every thread of Ray's processes, "
+                  "driver included, runs only on otherwise idle cores)")
+            if args.beside_ray:
+                return 0
         ray_args = ["--runner", "ray", "--ray_num_cpus", str(args.ray_num_cpus), "--ray_task_cpus", "0.5"]
         one_thread = args.threads == "one"
         if one_thread:
