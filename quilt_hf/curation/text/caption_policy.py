@@ -3,11 +3,12 @@
 A pair's caption is what QuiltNet learns, so it holds the window's medical sentences only. A sentence is
 **talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), speaks of
 the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"), or has the
-lecture itself as its subject ("this is a short tour of ...", "this recording is about ..."): such a
-sentence names the topic, it does not describe what is shown ("in this video we compare two stains" does,
-and stays). A sentence that names no term
+lecture itself as its subject ("this is a short tour of ...", "my lecture is about ..."): such a sentence
+names the topic, it does not describe what is shown ("in this video we compare two hematoxylin and eosin
+stains" does, and stays). A sentence that names no term
 is talk too when it navigates ("let's move on", "let's zoom back out"), mentions the lecture ("this video is
-part of a series") or opens with an invitation ("let's look at the slide first"). A
+part of a series"), opens with an invitation ("let's look at the slide first") or only announces the next
+item ("and now the last case"). A
 sentence is **medical** by the first signal that holds, in this order:
 
 1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
@@ -58,15 +59,17 @@ ASIDES = (
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather"
 )
-#: The lecture itself as what a sentence is about ("This recording is about ...", "this is a short tour of ..."):
-#: it names the topic, it does not describe what is shown. "In this video we compare two stains" says what is
-#: done with the tissue: not this.
-_MEDIUM = r"(?:video|lecture|recording|talk|tour|tutorial|webinar|podcast|episode|session|presentation|module)"
+#: The lecture itself as what a sentence is about ("My lecture is about ...", "this is a short tour of ..."): it
+#: names the topic, it does not describe what is shown. Its subject is the speaker's own lecture ("this", "our",
+#: "today's"); words with a medical sense ("presentation", "session", "episode") are not lecture nouns here.
+#: "In this video we compare two hematoxylin and eosin stains" says what is done with the tissue: not this.
+_MEDIUM = r"(?:video|lecture|talk|tour|tutorial|webinar|podcast)"
 LECTURE_ITSELF = (
-    rf"(?:this|today'?s|the|our|my) (?:[\w-]+,? ){{0,2}}{_MEDIUM}s? (?:is|was|will be|covers|focuses|is going to be)|"
-    rf"(?:is|to|here'?s) (?:a|an|our|my|this|the) (?:[\w-]+,? ){{0,3}}{_MEDIUM} (?:of|on|about|for|through|covering)"
+    rf"(?:this|these|today'?s|our|my) (?:[\w-]+,? ){{0,2}}{_MEDIUM}s?,? "
+    r"(?:is|are|was|were|will|covers?|focus(?:es)?)\b|"
+    rf"(?:this|it|here)(?:'s| is) (?:a|an|our|my) (?:[\w-]+,? ){{0,3}}{_MEDIUM} (?:of|on|about|through|covering)\b"
 )
-#: Matches where a sentence speaks of the lecture itself; the clauses up to the match's end go with it.
+#: Where a sentence speaks of the lecture itself; the clauses these spans touch go with it.
 ABOUT_THE_LECTURE = re.compile(rf"\b(?:{LECTURE_ITSELF})", re.IGNORECASE)
 TALK = re.compile(rf"\b(?:{GREETING}|{LOGISTICS}|{ASIDES}|{LECTURE_ITSELF})\b", re.IGNORECASE)
 #: Navigation, mentions of the lecture, and a sentence opened by an invitation ("Let's look at the slide
@@ -76,7 +79,7 @@ SOFT_TALK = re.compile(
     r"\b(?:tour|lecture|video|episode|webinar|tutorial|podcast|teaching series|channel|session)\b|"
     r"^(?:(?:now|so|okay|ok|alright|and|then|first),? )*(?:let'?s|let us)\b|"
     # a sentence that only announces the next item ("And now the last case.", "Next slide, please.")
-    r"^(?:[\w']+,? ){0,4}(?:next|last|final|first|second|third|fourth|fifth|another) "
+    r"^(?:[\w']{1,5},? ){0,4}(?:next|last|final|first|second|third|fourth|fifth|another) "
     r"(?:case|slide|example|question|quiz|image|one)\b(?:,? please)?\W*$",
     re.IGNORECASE,
 )

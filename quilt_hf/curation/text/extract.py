@@ -234,14 +234,16 @@ class RuleExtractor:
         for (start, end, sentence), inside, keep in zip(spans, inside_of, is_medical):
             if inside and TALK.search(sentence):
                 # A sentence that mixes talk and tissue ("Thanks for watching, and remember the koilocytes"):
-                # keep its clauses that name a term and hold no talk. Where it speaks of the lecture itself
-                # ("this is a short, high-power tour of the skin"), the clauses up to that phrase's end go too.
-                lecture = ABOUT_THE_LECTURE.search(text, start, end)
-                after = lecture.end() if lecture else start
+                # keep its clauses that name a term and hold no talk. A clause that a description of the
+                # lecture runs through ("this is a short, high-power tour of the skin") goes too.
+                offset = start + len(text[start:end]) - len(text[start:end].lstrip())
+                lecture = [(offset + m.start(), offset + m.end()) for m in ABOUT_THE_LECTURE.finditer(sentence)]
                 kept = [
                     clause
                     for a, b, clause in split_clauses(text, start, end)
-                    if a >= after and any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
+                    if not any(a < m_end and b > m_start for m_start, m_end in lecture)
+                    and any(a <= e.char_start < b for e in inside)
+                    and not TALK.search(clause)
                 ]
                 if kept:
                     trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)

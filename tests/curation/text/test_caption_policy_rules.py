@@ -38,10 +38,12 @@ def test_each_kind_of_talk_is_talk(talk):
     assert is_talk(talk)
 
 
-def test_announcing_an_item_is_talk_only_when_the_sentence_says_nothing_else():
+def test_announcing_an_item_is_talk_only_when_the_sentence_says_nothing_else(extractor):
     assert is_talk("Next slide, please.")
     assert not is_talk("The next case shows crowded glands with mucin.")
     assert not is_talk("The last example is a melanoma.", True)
+    # a misheard term before the announcement keeps the sentence medical
+    assert extractor.extract("Koilocitosis in the next slide.").medical_sentences == ["Koilocitosis in the next slide."]
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,8 @@ def test_navigation_that_names_what_is_shown_is_kept_and_logistics_never(extract
     [
         "This video is about koilocytes.",
         "Hello, this is a short tour of the gastric mucosa.",
-        "Welcome to a quick tutorial on grading dysplasia.",
+        "My lecture is about interface dermatitis.",
+        "This lecture will cover the grading of melanoma.",
     ],
 )
 def test_a_sentence_about_the_lecture_is_talk_even_when_it_names_a_term(extractor, about_the_lecture):
@@ -85,13 +88,20 @@ def test_a_sentence_about_the_lecture_is_talk_even_when_it_names_a_term(extracto
     assert extractor.extract(text).medical_sentences == ["The glands are crowded and the nuclei are hyperchromatic."]
 
 
-def test_the_clauses_after_the_lecture_is_named_are_kept_when_they_describe(extractor):
-    # The greeting and the lecture's description go, whatever commas the recogniser put in; a clause after
-    # it that names what is shown stays.
-    assert extractor.extract("Hi all, this is a short, high power tour of the epidermis.").medical_sentences == []
-    assert extractor.extract("This video is about psoriasis, and the epidermis shows parakeratosis.").medical_sentences == [
-        "The epidermis shows parakeratosis."
-    ]
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        # the greeting and the lecture's description go, whatever commas the recogniser put in
+        ("Hi all, this is a short, high power tour of the epidermis.", []),
+        # a clause after or before it that names what is shown stays
+        ("This video is about psoriasis, and the epidermis shows parakeratosis.", ["The epidermis shows parakeratosis."]),
+        ("The nuclei are hyperchromatic; this lecture is on cervical dysplasia.", ["The nuclei are hyperchromatic."]),
+        # every description of the lecture in the sentence goes, not only the first
+        ("This video is about psoriasis, and this is a short, high power tour of the epidermis.", []),
+    ],
+)
+def test_the_clauses_around_the_lecture_s_description_are_kept_when_they_describe(extractor, text, kept):
+    assert extractor.extract(text).medical_sentences == kept
 
 
 @pytest.mark.parametrize(
@@ -101,10 +111,15 @@ def test_the_clauses_after_the_lecture_is_named_are_kept_when_they_describe(extr
         "This slide is a section of colon with crowded glands.",
         "In the next field we see koilocytes.",
         "The tumor is a tubular adenoma.",
+        # words with a medical sense are not lecture nouns
+        "This is a classic presentation of sarcoidosis with non-caseating granulomas.",
+        "Langerhans cells are central to the presentation of antigen to T cells.",
+        "The first episode was a bout of acute pancreatitis with fat necrosis.",
     ],
 )
-def test_a_sentence_that_describes_the_tissue_is_not_talk_about_the_lecture(describes):
+def test_a_sentence_that_describes_the_tissue_is_not_talk_about_the_lecture(extractor, describes):
     assert not is_talk(describes, True)
+    assert extractor.extract(describes).medical_sentences == [describes]
 
 
 def test_what_the_lecture_does_with_the_tissue_is_kept(extractor):
