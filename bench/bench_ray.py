@@ -25,7 +25,7 @@ run's ``stats.json`` and is printed too.
    first ``--minutes``, pinned to the same ``--cores`` as a local Ray: alone, beside an idle Ray, beside a Ray
    streaming a Ray Data pipeline (CPU tasks, then an actor) whose work is sleep, the same with every thread of
    Ray's processes in ``SCHED_IDLE``, and alone again; with the CPU-seconds Ray's processes used meanwhile. The
-   smoke run does it too, on a few seconds of audio.
+   smoke run does it too, on a few seconds of audio, beside the busy Ray only.
 
 ASR is the production path with the offline whisper-base (``make models``; ``--asr_model`` names another, and
 a tiny random Whisper, real tokenizer and feature extractor, is built when there is none); histology is the
@@ -158,10 +158,11 @@ if sys.argv[1] == "busy":  # a streaming pipeline like curation's (CPU tasks, th
         return batch
 
     def run():
-        data = ray.data.range(2000, override_num_blocks=2000).map_batches(task, batch_size=None, num_cpus=0.5)
-        for _ in data.map_batches(Actor, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25,
-                                  batch_size=None).iter_batches():
-            pass
+        while True:  # for as long as the measurement lasts
+            data = ray.data.range(2000, override_num_blocks=2000).map_batches(task, batch_size=None, num_cpus=0.5)
+            for _ in data.map_batches(Actor, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25,
+                                      batch_size=None).iter_batches():
+                pass
 
     import threading
 
@@ -172,12 +173,16 @@ os._exit(0)
 """
 
 
-def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int]) -> dict:
+def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int],
+                       modes: tuple[str, ...] = ("idle", "busy", "busy, SCHED_IDLE")) -> dict:
     """Whisper in a plain process (niceness 0, torch's threads, one per core) on ``seconds`` of ``video``'s
-    audio, on ``cores``: alone; beside an idle local Ray; beside a local Ray running a streaming Ray Data
-    pipeline whose tasks and actor only sleep; the same with every thread of Ray's processes (driver included)
-    in ``SCHED_IDLE`` (they run only on otherwise idle cores); alone again. Returns the walls and the CPU-seconds
-    Ray's processes used during each run beside them."""
+    audio, on ``cores``: alone; then beside a local Ray per ``mode``: idle; running a streaming Ray Data pipeline
+    whose tasks and actor only sleep ("busy"); the same with every thread of Ray's processes (driver included)
+    in ``SCHED_IDLE`` (they run only on otherwise idle cores); then alone again. Returns the walls, the
+    CPU-seconds Ray's processes used during each run beside them (every process sampled every 0.5 s while it
+    lives) and, for SCHED_IDLE, how many of their threads were switched."""
+    import threading
+
     import psutil
 
     env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores)))
@@ -191,37 +196,67 @@ def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int]
             raise SystemExit(f"Whisper failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return float(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("WHISPER_S")))
 
-    def ray_processes(holder: psutil.Process) -> list:
-        return [holder] + holder.children(recursive=True)
+    def processes(holder: psutil.Process) -> list:
+        try:
+            return [holder] + holder.children(recursive=True)
+        except psutil.Error:
+            return []
 
-    def cpu_of(processes: list) -> float:
-        total = 0.0
-        for process in processes:
+    def cpu(process) -> float | None:
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return None
+
+    def to_sched_idle(found: list) -> tuple[int, int]:
+        switched = total = 0
+        for process in found:
             try:
-                times = process.cpu_times()
-                total += times.user + times.system
+                threads = process.threads()
             except psutil.Error:
-                pass
-        return total
+                continue
+            for thread in threads:
+                total += 1
+                try:
+                    os.sched_setscheduler(thread.id, os.SCHED_IDLE, os.sched_param(0))
+                    switched += 1
+                except OSError:  # the thread ended meanwhile
+                    pass
+        return switched, total
 
-    def beside(mode: str, sched_idle: bool = False) -> tuple[float, float]:
-        holder = subprocess.Popen([sys.executable, "-c", BESIDE_RAY, mode], env=env, stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    def beside(mode: str) -> dict:
+        started = time.time()
+        holder = subprocess.Popen([sys.executable, "-c", BESIDE_RAY, mode.split(",")[0]], env=env,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        seen: list = []
         try:
             if holder.stdout.readline().strip() != "UP":
                 raise SystemExit("the local Ray did not start")
             time.sleep(5)  # Ray's start-up work (workers, agents) is over; the pipeline is running
-            processes = ray_processes(psutil.Process(holder.pid))
-            if sched_idle:
-                for process in processes:
-                    try:
-                        for thread in process.threads():
-                            os.sched_setscheduler(thread.id, os.SCHED_IDLE, os.sched_param(0))
-                    except (psutil.Error, OSError):
-                        pass
-            before = cpu_of(processes)
-            wall = whisper()
-            return wall, cpu_of(processes) - before
+            root = psutil.Process(holder.pid)
+            figures = {}
+            if "SCHED_IDLE" in mode:
+                figures["switched"] = to_sched_idle(processes(root))
+            start = {p.pid: cpu(p) or 0.0 for p in processes(root)}
+            last = dict(start)
+            stop = threading.Event()
+
+            def sample():
+                while not stop.wait(0.5):
+                    for process in processes(root):
+                        value = cpu(process)
+                        if value is not None:
+                            last[process.pid] = value
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            figures["wall"] = whisper()
+            stop.set()
+            sampler.join()
+            seen = processes(root)
+            figures["ray_cpu_s"] = sum(value - start.get(pid, 0.0) for pid, value in last.items())
+            return figures
         finally:
             holder.stdin.close()  # the holder shuts its Ray down and exits
             try:
@@ -229,12 +264,22 @@ def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int]
             except subprocess.TimeoutExpired:
                 holder.kill()
                 holder.wait()
+            # Ray's agents are started detached (their parent is init) and outlive the holder for a minute or
+            # two: end the ones this holder's Ray started, with what its processes left behind
+            orphans = [p for p in psutil.process_iter(["ppid", "cmdline", "create_time"])
+                       if p.info["ppid"] == 1 and " ".join(p.info["cmdline"] or []).startswith("ray::")
+                       and (p.info["create_time"] or 0) >= started - 1]
+            _, alive = psutil.wait_procs(seen + orphans, timeout=5)
+            for process in alive:
+                try:
+                    process.kill()
+                except psutil.Error:
+                    pass
 
-    figures = {"alone": whisper()}
-    figures["idle Ray"], figures["idle Ray CPU-s"] = beside("idle")
-    figures["busy Ray"], figures["busy Ray CPU-s"] = beside("busy")
-    figures["busy Ray, SCHED_IDLE"], figures["busy Ray, SCHED_IDLE CPU-s"] = beside("busy", sched_idle=True)
-    figures["alone again"] = whisper()
+    figures = {"alone": {"wall": whisper()}}
+    for mode in modes:
+        figures[mode] = beside(mode)
+    figures["alone again"] = {"wall": whisper()}
     return figures
 
 
@@ -307,15 +352,23 @@ def main(argv: list[str] | None = None) -> int:
             loop_video(lecture, videos / lecture.name, args.minutes)
         if args.beside_ray or args.smoke:
             first = videos / LECTURES[0].name
-            beside = whisper_beside_ray(model, first, args.minutes * 60, cores)
+            # the smoke run checks one Ray beside Whisper; the measurement runs all three
+            modes = ("busy",) if args.smoke else ("idle", "busy", "busy, SCHED_IDLE")
+            beside = whisper_beside_ray(model, first, args.minutes * 60, cores, modes)
             print(f"bench_ray --beside_ray: Whisper ({model_label}) in a plain process at niceness 0 on torch's "
                   f"threads, {args.minutes:g} min of {first.name}, pinned to core(s) {cores} like the local Ray:")
-            for label in ("alone", "idle Ray", "busy Ray", "busy Ray, SCHED_IDLE", "alone again"):
-                ray_cpu = f"; Ray's processes used {beside[label + ' CPU-s']:.1f} CPU-s" if label + " CPU-s" in beside else ""
-                print(f"  {label:22s} {beside[label]:7.2f} s (ratio {beside[label] / beside['alone']:.2f}{ray_cpu})")
-            print("  (idle Ray: a local Ray started as the runner starts it; busy Ray: it runs a streaming Ray Data "
-                  "pipeline of CPU tasks and an actor that only sleep; SCHED_IDLE: every thread of Ray's processes, "
-                  "driver included, runs only on otherwise idle cores)")
+            for label, run in beside.items():
+                extra = ""
+                if "ray_cpu_s" in run:
+                    extra = f"; Ray's processes used {run['ray_cpu_s']:.1f} CPU-s"
+                if "switched" in run:
+                    extra += f"; {run['switched'][0]} of {run['switched'][1]} of their threads in SCHED_IDLE"
+                name = label if label.startswith("alone") else f"{label} Ray"
+                print(f"  {name:22s} {run['wall']:7.2f} s (ratio {run['wall'] / beside['alone']['wall']:.2f}{extra})")
+            print("  (idle Ray: a local Ray started like the runner's, without its runtime_env, worker limit and step "
+                  "niceness; busy Ray: it runs a streaming Ray Data pipeline of CPU tasks and an actor that only "
+                  "sleep; SCHED_IDLE: every thread of Ray's processes, driver included, runs only on otherwise idle "
+                  "cores)")
             if args.beside_ray:
                 return 0
         ray_args = ["--runner", "ray", "--ray_num_cpus", str(args.ray_num_cpus), "--ray_task_cpus", "0.5"]
