@@ -1,15 +1,14 @@
 """Which sentences of a transcript window are medical (a caption's text) and which are talk.
 
 A pair's caption is what QuiltNet learns, so it holds the window's medical sentences only. A sentence is
-**talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), speaks of
-the room, the equipment or the speaker's life ("can you hear me", "when I was a resident"), or has the
-lecture itself as its subject ("this is a short tour of ...", "my lecture is about ..."): such a sentence
-names the topic, it does not describe what is shown ("in this video we compare two hematoxylin and eosin
-stains" does, and stays). A sentence that names no term
-is talk too when it navigates ("let's move on", "let's zoom back out"), mentions the lecture ("this video is
-part of a series"), opens with an invitation ("let's look at the slide first") or only announces the next
-item ("and now the last case"). A
-sentence is **medical** by the first signal that holds, in this order:
+**talk** when it greets, signs off, handles logistics ("leave your answers in the comments"), speaks of the
+room, the equipment or the speaker's life ("can you hear me", "when I was a resident"), or has the speaker's
+own lecture as its subject ("this is a short tour of ...", "my lecture is about ..."): such a sentence names
+the topic, it does not describe what is shown ("in this video we compare two hematoxylin and eosin stains"
+does, and stays). A sentence that names no term is talk too when it navigates ("let's move on", "let's zoom
+back out"), mentions the lecture ("this video is part of a series"), opens with an invitation ("let's look at
+the slide first") or only announces the next item ("and now the last case"). A sentence is **medical** by the
+first signal that holds, in this order:
 
 1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
    that name a term and hold no talk: the extractor does that);
@@ -63,7 +62,7 @@ ASIDES = (
 #: names the topic, it does not describe what is shown. Its subject is the speaker's own lecture ("this", "our",
 #: "today's"); words with a medical sense ("presentation", "session", "episode") are not lecture nouns here.
 #: "In this video we compare two hematoxylin and eosin stains" says what is done with the tissue: not this.
-_MEDIUM = r"(?:video|lecture|talk|tour|tutorial|webinar|podcast)"
+_MEDIUM = r"(?:video|lecture|(?<!cross )(?<!cross-)talk|tour|tutorial|webinar|podcast)"
 LECTURE_ITSELF = (
     rf"(?:this|these|today'?s|our|my) (?:[\w-]+,? ){{0,2}}{_MEDIUM}s?,? "
     r"(?:is|are|was|were|will|covers?|focus(?:es)?)\b|"
@@ -79,7 +78,8 @@ SOFT_TALK = re.compile(
     r"\b(?:tour|lecture|video|episode|webinar|tutorial|podcast|teaching series|channel|session)\b|"
     r"^(?:(?:now|so|okay|ok|alright|and|then|first),? )*(?:let'?s|let us)\b|"
     # a sentence that only announces the next item ("And now the last case.", "Next slide, please.")
-    r"^(?:[\w']{1,5},? ){0,4}(?:next|last|final|first|second|third|fourth|fifth|another) "
+    r"^(?:(?:and|so|now|okay|ok|alright|then|the|our|on|onto|to|in|here|here'?s|this|it'?s|is|out|up),? ){0,4}"
+    r"(?:next|last|final|first|second|third|fourth|fifth|another) "
     r"(?:case|slide|example|question|quiz|image|one)\b(?:,? please)?\W*$",
     re.IGNORECASE,
 )

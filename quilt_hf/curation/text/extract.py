@@ -114,6 +114,24 @@ def split_clauses(text: str, start: int, end: int) -> list[tuple[int, int, str]]
     return out
 
 
+_JOINED = re.compile(r"\s(?:and|where|while|whereas|which)\s+", re.IGNORECASE)
+
+
+def _outside(text: str, clauses: list[tuple[int, int, str]], spans: list[tuple[int, int]]):
+    """The clauses that none of ``spans`` (descriptions of the lecture) runs through; of a clause one runs
+    through, what follows a conjunction after it ("My talk is about melanoma and the nuclei are dark")."""
+    pieces = []
+    for a, b, clause in clauses:
+        touching = [span_end for span_start, span_end in spans if a < span_end and b > span_start]
+        if not touching:
+            pieces.append((a, b, clause))
+            continue
+        joined = _JOINED.search(text, max(touching), b)
+        if joined and text[joined.end() : b].strip():
+            pieces.append((joined.end(), b, text[joined.end() : b].strip()))
+    return pieces
+
+
 def magnification_of(text: str) -> int:
     """Quilt's magnification class of the last magnification statement in ``text`` (-1 if none)."""
     found: list[tuple[int, int]] = []
@@ -240,10 +258,8 @@ class RuleExtractor:
                 lecture = [(offset + m.start(), offset + m.end()) for m in ABOUT_THE_LECTURE.finditer(sentence)]
                 kept = [
                     clause
-                    for a, b, clause in split_clauses(text, start, end)
-                    if not any(a < m_end and b > m_start for m_start, m_end in lecture)
-                    and any(a <= e.char_start < b for e in inside)
-                    and not TALK.search(clause)
+                    for a, b, clause in _outside(text, split_clauses(text, start, end), lecture)
+                    if any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
                 ]
                 if kept:
                     trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)

@@ -42,8 +42,9 @@ def test_announcing_an_item_is_talk_only_when_the_sentence_says_nothing_else(ext
     assert is_talk("Next slide, please.")
     assert not is_talk("The next case shows crowded glands with mucin.")
     assert not is_talk("The last example is a melanoma.", True)
-    # a misheard term before the announcement keeps the sentence medical
+    # a misheard term before the announcement keeps the sentence medical, however short
     assert extractor.extract("Koilocitosis in the next slide.").medical_sentences == ["Koilocitosis in the next slide."]
+    assert not is_talk("Nevis in the next slide.")
 
 
 @pytest.mark.parametrize(
@@ -98,6 +99,8 @@ def test_a_sentence_about_the_lecture_is_talk_even_when_it_names_a_term(extracto
         ("The nuclei are hyperchromatic; this lecture is on cervical dysplasia.", ["The nuclei are hyperchromatic."]),
         # every description of the lecture in the sentence goes, not only the first
         ("This video is about psoriasis, and this is a short, high power tour of the epidermis.", []),
+        # what follows a conjunction after the description stays, with no comma before it
+        ("My talk is about melanoma and the nuclei are hyperchromatic.", ["The nuclei are hyperchromatic."]),
     ],
 )
 def test_the_clauses_around_the_lecture_s_description_are_kept_when_they_describe(extractor, text, kept):
@@ -115,6 +118,7 @@ def test_the_clauses_around_the_lecture_s_description_are_kept_when_they_describ
         "This is a classic presentation of sarcoidosis with non-caseating granulomas.",
         "Langerhans cells are central to the presentation of antigen to T cells.",
         "The first episode was a bout of acute pancreatitis with fat necrosis.",
+        "This cross talk between macrophages is essential for granuloma formation.",
     ],
 )
 def test_a_sentence_that_describes_the_tissue_is_not_talk_about_the_lecture(extractor, describes):
