@@ -13,6 +13,15 @@ from quilt_hf.errors import UserFacingError
 logger = logging.getLogger(__name__)
 
 
+def _ray_option(name: str):
+    """The ``--ray_NAME`` option declared once: RayOptions' field NAME's default and help (the module does not
+    import Ray)."""
+    from quilt_hf.curation.ray_runner import RayOptions
+
+    spec = RayOptions.__dataclass_fields__[name]
+    return field(default=spec.default, metadata=dict(spec.metadata))
+
+
 @dataclass(kw_only=True)
 class CurateConfig(TextStageOptions):
     """Curate narrated histopathology videos into image-text pairs (Quilt's pipeline, resumable)."""
@@ -75,13 +84,8 @@ class CurateConfig(TextStageOptions):
     ray_num_cpus: int | None = field(default=None, metadata={"help": "CPUs of the local Ray (runner=ray, no address)."})
     ray_task_cpus: float = field(default=1.0, metadata={"help": "CPUs per Ray task of the CPU steps (decoding, align)."})
     ray_actor_cpus: float = field(default=0.25, metadata={"help": "CPUs reserved by each Ray model actor."})
-    ray_actor_threads: int = field(default=0, metadata={"help": "Torch threads of each Ray model actor on CPU (0: "
-                                                                "Whisper actors share their node's CPUs, counted over "
-                                                                "the whole run; other actors keep Ray's one)."})
-    ray_task_niceness: int = field(default=10, metadata={"help": "Niceness added to the Ray CPU-step workers when "
-                                                                "Whisper runs on CPU (Ray starts workers at 15; capped "
-                                                                "at 19); 0: off. Turn it off where the CPU steps are "
-                                                                "the bottleneck or the nodes run other work."})
+    ray_actor_threads: int = _ray_option("actor_threads")
+    ray_task_niceness: int = _ray_option("task_niceness")
     ray_asr_actors: int = field(default=1, metadata={"help": "Whisper actors under Ray (each loads the model once)."})
     ray_asr_gpus: float = field(default=0.0, metadata={"help": "GPUs per Whisper actor under Ray."})
     ray_histology_actors: int = field(default=1, metadata={"help": "Histology-classifier actors under Ray."})
