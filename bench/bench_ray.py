@@ -14,8 +14,9 @@
    while it lives (Ray ends workers and actors before the run ends: summing the processes still up at the end
    missed their CPU and read as idle time), the idle core-seconds (wall x cores - CPU), and from the Ray run's ``stats.json`` the wall seconds before the first and after the last
    step and the worker processes per step.
-2. Driver memory: the Ray driver's peak RSS (``ru_maxrss`` of the driver process alone; Ray's own daemons and
-   workers are separate processes) with the videos above, then with 10x as many videos (hard links of the
+2. Driver memory: the Ray driver's peak RSS (``VmHWM`` of the driver process alone, not ``ru_maxrss``, which
+   also holds the bench process's peak at the exec that started the driver; Ray's own daemons and workers are
+   separate processes), and its peak by kind (anonymous, file-backed, shared), with the videos above, then with 10x as many videos (hard links of the
    same files, so their steps are mostly cache hits and the pairs table grows 10x). Goal: flat (~1.1x).
 
 Per-stage throughput (hours of video per hour of step time: summed worker time under Ray) comes from each
@@ -92,6 +93,18 @@ def role(process):
     if name.startswith("ray::") and not any(k in name for k in ("Agent",)):
         return "Ray CPU task workers"
     return "Ray daemons (gcs, raylet, agents, log monitor)"
+peaks = {}  # the driver's own resident memory by kind (kB), peak of each over the samples: anonymous (its heap),
+           # file-backed (memory-mapped arrow tables and libraries: the kernel reclaims these) and shared (Ray's object
+           # store); VmHWM counts all three together
+def sample_memory():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                key = line.split(":")[0]
+                if key in ("RssAnon", "RssFile", "RssShmem", "VmHWM"):
+                    peaks[key] = max(peaks.get(key, 0), int(line.split()[1]))
+    except OSError:  # not Linux
+        pass
 def sample():
     me = psutil.Process()
     for process in [me] + me.children(recursive=True):
@@ -105,11 +118,18 @@ stop = threading.Event()
 def sampler():
     while not stop.wait(0.5):
         sample()
+def memory_sampler():
+    while not stop.wait(0.05):
+        sample_memory()
+threading.Thread(target=memory_sampler, daemon=True).start()
 if psutil is not None:
     threading.Thread(target=sampler, daemon=True).start()
 from quilt_hf.cli import main
 code = main(sys.argv[1:])
-print("DRIVER_MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sample_memory()
+# VmHWM is this process's own peak; ru_maxrss also holds the bench process's peak at the exec that started this one
+print("DRIVER_MAXRSS_KB", peaks.get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+print("DRIVER_PEAK_KINDS_KB", json.dumps(peaks), file=sys.stderr)
 if psutil is not None:
     stop.set()
     sample()
@@ -309,8 +329,11 @@ def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: 
     stats = json.loads((output / "stats.json").read_text())
     cpu = [float(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("CPU_S")]
     roles = [json.loads(line.split(None, 1)[1]) for line in done.stderr.splitlines() if line.startswith("CPU_ROLES")]
+    kinds = [json.loads(line.split(None, 1)[1]) for line in done.stderr.splitlines()
+             if line.startswith("DRIVER_PEAK_KINDS_KB")]
     return {"wall_s": wall, "cpu_s": cpu[-1] if cpu else float("nan"), "ray_init_s": sum(init), "stats": stats,
             "driver_peak_mb": rss[-1] / 1024 if rss else float("nan"), "cpu_roles": roles[-1] if roles else {},
+            "driver_peak_kinds_mb": {k: v / 1024 for k, v in (kinds[-1] if kinds else {}).items()},
             "cores": len(cores or os.sched_getaffinity(0))}
 
 
@@ -412,6 +435,15 @@ def main(argv: list[str] | None = None) -> int:
           f"video would mean Ray restarted its workers): {json.dumps(ray['stats'].get('ray_worker_processes', {}))}")
     print(f"  driver peak RSS: local runner {local['driver_peak_mb']:.0f} MB, Ray {ray['driver_peak_mb']:.0f} MB "
           f"with {args.videos} video(s)")
+    def kinds(run: dict) -> str:
+        found = run["driver_peak_kinds_mb"]
+        return ", ".join(f"{label} {found[key]:.0f}" for key, label in
+                         (("RssAnon", "anonymous"), ("RssFile", "file-backed"), ("RssShmem", "shared")) if key in found)
+
+    print(f"  Ray driver's peak resident memory by kind, MB (sampled every 0.05 s): {kinds(ray) or 'not on Linux'}"
+          f"{'' if ray10 is None else f'; with 10x the videos: {kinds(ray10)}'} (anonymous is its own heap; "
+          "file-backed pages of memory-mapped tables and libraries and Ray's shared object store are reclaimable "
+          "or shared; the peak RSS above counts them all)")
     if ray10 is None:
         print("  Ray driver with 10x the videos: skipped in --smoke")
     else:

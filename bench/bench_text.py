@@ -25,9 +25,11 @@ Run: ``.venv/bin/python bench/bench_text.py [--corpus demo_corpus] [--backend le
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import json
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -728,6 +730,7 @@ def main() -> None:
             from quilt_hf.offline import tiny_random_whisper
 
             scratch = Path(tempfile.mkdtemp(prefix="bench_text_smoke_"))
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # make test runs this: leave nothing in /tmp
             rescore_model, rescore_cache = tiny_random_whisper(scratch / "tiny-whisper"), scratch / "cache"
             videos = videos[:1]
             print("  smoke: one video; the rescoring row uses a tiny random Whisper, its figures mean nothing",
