@@ -263,7 +263,10 @@ class RuleExtractor:
                 ]
                 if kept:
                     trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)
-                    medical.append(trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + ".")
+                    trimmed = trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + "."
+                    medical.append(trimmed)
+                    if ROI_CUES.search(trimmed):  # what is left names a term: a region cue in it points at one
+                        roi.append(trimmed)
                 continue
             if keep:
                 medical.append(sentence)

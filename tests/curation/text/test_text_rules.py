@@ -93,6 +93,10 @@ def test_rule_extraction():
         "Here, under the cursor, you can see a mitotic figure.",
     ]
     assert result.roi_sentences == ["Here, under the cursor, you can see a mitotic figure."]
+    # a sentence mixing talk and tissue keeps its described clauses, and their region cue
+    mixed = extractor.extract("Thanks for watching, and under the cursor you can see a mitotic figure.")
+    assert mixed.medical_sentences == ["Under the cursor you can see a mitotic figure."]
+    assert mixed.roi_sentences == ["Under the cursor you can see a mitotic figure."]
     assert result.pathology[0] == "Breast" and len(result.pathology) <= 3
     assert result.magnification == 1
     ids = [e.concept_id for e in result.entities]
