@@ -27,6 +27,11 @@ run's ``stats.json`` and is printed too.
    streaming a Ray Data pipeline (CPU tasks, then an actor) whose work is sleep, the same with every thread of
    Ray's processes in ``SCHED_IDLE``, and alone again; with the CPU-seconds Ray's processes used meanwhile. The
    smoke run does it too, on a few seconds of audio, beside the busy Ray only.
+4. ``--in_actor`` (only this): Whisper loaded and warmed up in a constructor, as the runner's model actor does,
+   then called 3 times on the first lecture's first ``--minutes``: in a plain process (the peer), in a Ray Data
+   actor pool as Ray Data builds it by default (the call on a thread of its own), and in the runner's pool (the
+   call on the constructor's thread); median wall per call, CPU/wall and the calling thread. The smoke run does
+   it too, one call on a few seconds of audio.
 
 ASR is the production path with the offline whisper-base (``make models``; ``--asr_model`` names another, and
 a tiny random Whisper, real tokenizer and feature extractor, is built when there is none); histology is the
@@ -37,6 +42,7 @@ heuristic classifier; no text stage.
     python bench/bench_ray.py --videos 3 --minutes 5 --cores 2   # both cores, Ray's stages overlap
     python bench/bench_ray.py --videos 3 --minutes 5 --cores 2 --threads default   # as a user runs them
     python bench/bench_ray.py --beside_ray --minutes 5 --cores 2   # what Ray's own processes cost Whisper
+    python bench/bench_ray.py --in_actor --minutes 1 --cores 2     # what the actor's calling thread costs Whisper
     python bench/bench_ray.py --smoke          # 1 lecture x 0.25 min, tiny random Whisper, all cores, no 10x run
                                                # (Ray start dominates; the tiny random Whisper hears no speech)
 """
@@ -195,6 +201,77 @@ stop.set()
 ray.shutdown()
 os._exit(0)
 """
+
+IN_ACTOR = """
+import os, resource, statistics, sys, threading, time
+cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
+if cores:
+    os.sched_setaffinity(0, cores)
+os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+mode, model, video, seconds, calls = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+
+
+class Whisper:  # like the runner's model actor: the model is loaded (and warmed up) in the constructor
+    def __init__(self):
+        import torch
+
+        from quilt_hf.curation.asr import WhisperTranscriber, load_audio
+        from quilt_hf.curation.ray_runner import cpu_actor_threads
+
+        torch.set_num_threads(cpu_actor_threads(0, 1, len(cores) or os.cpu_count()))
+        self.transcriber = WhisperTranscriber(model=model, language="en")
+        self.transcriber.load()
+        self.audio = load_audio(video)[: int(16000 * seconds)]
+        self.transcriber.transcribe(self.audio[: 16000 * 5])
+
+    def __call__(self, batch):
+        walls, cpu = [], 0.0
+        for _ in range(calls):
+            before, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            self.transcriber.transcribe(self.audio)
+            walls.append(time.perf_counter() - began)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            cpu += after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        batch["figures"] = [f"{statistics.median(walls)} {cpu / sum(walls)} {threading.current_thread().name}"]
+        return batch
+
+
+if mode == "plain":
+    print("FIGURES", Whisper()({})["figures"][0])
+else:
+    import ray
+    import ray.data
+
+    from quilt_hf.curation.ray_runner import _model_pool
+
+    ray.init(address="local", num_cpus=len(cores) or None, include_dashboard=False, log_to_driver=False)
+    pool = _model_pool(ray.data, 1) if mode == "runner" else ray.data.ActorPoolStrategy(size=1)
+    rows = ray.data.range(1).map_batches(Whisper, compute=pool, num_cpus=0.25, batch_size=None).take_all()
+    print("FIGURES", rows[0]["figures"])
+    ray.shutdown()
+"""
+
+
+def whisper_in_actor(model: str, video: Path, seconds: float, cores: list[int], calls: int = 3) -> dict:
+    """Whisper on ``seconds`` of ``video``'s audio, ``calls`` times, loaded and warmed up in a constructor as
+    the runner's model actor is: in a plain process (the peer, called on the main thread), in a Ray Data actor
+    pool as Ray Data builds it by default (the call on a thread of its own), and in the runner's pool
+    (``ray_runner._model_pool``: the call on the constructor's thread). Returns per mode the median wall per call,
+    CPU-seconds per wall second during the calls (about the cores used: OpenMP workers that spin between
+    parallel regions show as busy) and the calling thread."""
+    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores)))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+    figures = {}
+    for mode in ("plain", "default", "runner"):
+        done = subprocess.run([sys.executable, "-c", IN_ACTOR, mode, model, str(video), str(seconds), str(calls)],
+                              env=env, capture_output=True, text=True, check=False)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("FIGURES")), None)
+        if done.returncode != 0 or line is None:
+            raise SystemExit(f"Whisper ({mode}) failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        wall, cpu, thread = line.split(None, 3)[1:]
+        figures[mode] = {"wall": float(wall), "cpu_per_wall": float(cpu), "thread": thread}
+    return figures
 
 
 def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int],
@@ -357,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
                              "process on the same --cores as a local Ray: alone, beside an idle Ray, beside a Ray "
                              "running a pipeline whose work is sleep (with and without SCHED_IDLE for Ray's "
                              "threads), alone again: what slows Whisper beside Ray's own processes.")
+    parser.add_argument("--in_actor", action="store_true",
+                        help="Only this: Whisper loaded in a constructor and called in a plain process, in a Ray "
+                             "Data actor pool as Ray Data builds it by default, and in the runner's pool: wall per "
+                             "call and CPU/wall (what the thread the actor is called on costs Whisper).")
     args = parser.parse_args(argv)
     if args.smoke:  # every core: the smoke run only checks the script, and Ray's start is faster on two
         args.videos, args.minutes, args.cores = 1, 0.25, len(os.sched_getaffinity(0))
@@ -375,6 +456,19 @@ def main(argv: list[str] | None = None) -> int:
         videos.mkdir()
         for lecture in LECTURES[: args.videos]:
             loop_video(lecture, videos / lecture.name, args.minutes)
+        if args.in_actor or args.smoke:
+            first = videos / LECTURES[0].name
+            found = whisper_in_actor(model, first, args.minutes * 60, cores, calls=1 if args.smoke else 3)
+            print(f"bench_ray --in_actor: Whisper ({model_label}) on {args.minutes:g} min of {first.name}, loaded in a "
+                  f"constructor, torch threads as the runner sets them, pinned to core(s) {cores}; median of "
+                  f"{1 if args.smoke else 3} call(s):")
+            labels = {"plain": "plain process (peer)", "default": "Ray Data actor, default pool",
+                      "runner": "Ray Data actor, runner's pool"}
+            for mode, run in found.items():
+                print(f"  {labels[mode]:30s} {run['wall']:7.2f} s (ratio {run['wall'] / found['plain']['wall']:.2f}), "
+                      f"CPU/wall {run['cpu_per_wall']:.2f}, called on {run['thread']}")
+            if args.in_actor:
+                return 0
         if args.beside_ray or args.smoke:
             first = videos / LECTURES[0].name
             # the smoke run checks one Ray beside Whisper; the measurement runs all three

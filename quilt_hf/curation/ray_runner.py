@@ -331,6 +331,19 @@ class _Expand:
         return pa.Table.from_pylist([{name: r[name] for name in schema.names} for r in rows], schema=schema)
 
 
+def _model_pool(data_module, actors: int):
+    """An actor pool whose actors run one call at a time on the thread that built them. By default Ray Data
+    calls an actor's UDF on a thread of its own, not the constructor's: torch then runs a second OpenMP team
+    in the process (the model's load and warm-up made the first), and with more OpenMP threads than CPUs
+    libgomp stops spinning between parallel regions. Whisper base on 2 CPU cores: CPU/wall 1.25 instead of
+    1.9 and each call 1-4% slower (``bench/bench_ray.py --in_actor``, README)."""
+    try:
+        return data_module.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=1,
+                                             enable_true_multi_threading=True)
+    except TypeError:  # a Ray Data before these options: its default (the UDF on a thread of its own)
+        return data_module.ActorPoolStrategy(size=actors)
+
+
 @dataclass
 class RayRunner:
     """Runs the pipeline's steps on Ray Data; returns a ``datasets.Dataset`` assembled from parquet shards.
@@ -430,7 +443,7 @@ class RayRunner:
         actors, gpus = self._pool_resources(step.pool)
         import ray.data
 
-        return {"compute": ray.data.ActorPoolStrategy(size=max(1, actors)), "num_gpus": gpus or None,
+        return {"compute": _model_pool(ray.data, max(1, actors)), "num_gpus": gpus or None,
                 "num_cpus": o.actor_cpus, "batch_size": max(1, o.model_batch_size)}
 
     def _actor_threads(self, step: Step) -> tuple[int, int] | None:

@@ -149,15 +149,23 @@ def frames_recording_niceness(marker_dir: str, path, folder, options, duration):
 
 class ThreadsRecordingTranscriber(FakeTranscriber):
     """FakeTranscriber that notes the torch threads and the niceness of the process it runs in (the Ray ASR
-    actor)."""
+    actor), and whether it is called on the thread that loaded it ("same") or another ("other")."""
 
     def __init__(self, marker_dir: str):
         self.marker_dir = marker_dir
+        self.loaded_on = None
+
+    def load(self) -> None:
+        import threading
+
+        self.loaded_on = threading.get_ident()
 
     def transcribe(self, audio: np.ndarray) -> FakeTranscript:
+        import threading
         from pathlib import Path
 
         import torch
 
-        Path(self.marker_dir, f"{torch.get_num_threads()}-{os.nice(0)}-{os.getpid()}").touch()
+        thread = "same" if threading.get_ident() == self.loaded_on else "other"
+        Path(self.marker_dir, f"{torch.get_num_threads()}-{os.nice(0)}-{os.getpid()}-{thread}").touch()
         return super().transcribe(audio)

@@ -216,7 +216,8 @@ def test_whisper_on_cpu_gets_the_cores_and_the_cpu_steps_yield_to_it(local_ray, 
     """Ray starts an actor with OMP_NUM_THREADS = its reserved CPUs (1 for 0.25): Whisper on CPU used one core
     of two where the local runner used both. Its actor now sets torch's threads to the node's CPUs (shared
     among the Whisper actors), and the CPU steps' workers run nicer than the actor (Ray starts its workers
-    at niceness 15; the steps go --ray_task_niceness above, at most 19)."""
+    at niceness 15; the steps go --ray_task_niceness above, at most 19). Whisper is called on the thread that
+    loaded it."""
     import os
 
     if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
@@ -231,6 +232,8 @@ def test_whisper_on_cpu_gets_the_cores_and_the_cpu_steps_yield_to_it(local_ray, 
         assert stats["computed"]["asr"] == 3
         actor = {tuple(int(x) for x in marker.name.split("-")[:2]) for marker in threads.iterdir()}
         assert {t for t, _ in actor} == {expected}
+        # called on the thread that loaded the model: one OpenMP team in the actor (see ray_runner._model_pool)
+        assert {marker.name.split("-")[3] for marker in threads.iterdir()} == {"same"}
         (actor_nice,) = {n for _, n in actor}
         if actor_nice + 2 * niceness > 19 and niceness == 2:
             pytest.skip(f"the actor already runs at niceness {actor_nice}: a second increment could not show")
