@@ -16,8 +16,7 @@ first signal that holds, in this order:
    nor a lexicon form, a near-miss of a lexicon term (a correction candidate under the applied threshold),
    or a word shaped like histology vocabulary (``-oma``, ``-itis``, ``-cyte``, ``-plasia``, ``-osis`` ...);
 3. it is not talk and holds two words of the lexicon's own histology vocabulary (the head words of its
-   curated terms: cells, glands, nuclei, stroma, stain ...), or one of them next to a medical sentence or
-   next to a sentence that is not talk and holds one of them too (the two words across a sentence end);
+   curated terms: cells, glands, nuclei, stroma, stain ...), or one of them next to a medical sentence;
 4. it is not talk and continues a medical sentence: it sits between two medical sentences of the window,
    or it follows one and opens by referring back to it ("They ...", "These ...", "Its ...").
 
@@ -181,10 +180,6 @@ def medical_mask(
         before = i > 0 and first[i - 1]
         after = i + 1 < len(sentences) and first[i + 1]
         if (before or after) and vocab_count[i] >= 1:
-            medical[i] = True
-        elif vocab_count[i] >= 1 and any(
-            0 <= j < len(sentences) and not talk[j] and vocab_count[j] >= 1 for j in (i - 1, i + 1)
-        ):  # two neighbouring sentences, a vocabulary word each: the two words of signal 3 across a sentence end
             medical[i] = True
         elif before and after:
             medical[i] = True

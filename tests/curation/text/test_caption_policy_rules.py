@@ -151,14 +151,10 @@ def test_medical_shape():
         # one vocabulary word: medical only next to a medical sentence
         (["The nuclei are dark.", "The cells pile up."], [True, False], [True, True]),
         (["I like the colour.", "The cells pile up."], [False, False], [False, False]),
-        # two neighbouring sentences, one vocabulary word each: the two words across a sentence end
-        (["Mind the cells you see.", "Check the controls first."], [False, False], [True, True]),
-        (["I like the colour.", "Mind the cells you see.", "Check the controls first."], [False] * 3,
-         [False, True, True]),
-        # ... but not next to talk, and not two apart
-        (["Sign the attendance sheet for the cells.", "Check the controls first."], [False, False], [False, False]),
-        (["Mind the cells you see.", "I like the colour.", "Check the controls first."], [False] * 3,
-         [False, False, False]),
+        # one everyday head word in each of two neighbouring sentences: not medical (a rule that read signal 3
+        # across a sentence end kept 11 of 40 invented off-topic pairs like these; it was not kept)
+        (["I left my cell phone in the car.", "It has the whole file on it."], [False, False], [False, False]),
+        (["Turn the power off at the wall.", "The system restarts on its own."], [False, False], [False, False]),
         # between two medical sentences, no talk: it continues the description
         (["Koilocytes here.", "Look how wavy it gets.", "More koilocytes."], [True, False, True], [True, True, True]),
         # after a medical sentence, referring back to it
