@@ -30,8 +30,8 @@ run's ``stats.json`` and is printed too.
 4. ``--in_actor`` (only this): Whisper loaded and warmed up in a constructor, as the runner's model actor does,
    then called 3 times on the first lecture's first ``--minutes``: in a plain process (the peer), in a Ray Data
    actor pool as Ray Data builds it by default (the call on a thread of its own), and in the runner's pool (the
-   call on the constructor's thread); median wall per call, CPU/wall and the calling thread. The smoke run does
-   it too, one call on a few seconds of audio.
+   call on the constructor's thread), in that order (rerun it to see the machine's drift); median wall per call,
+   CPU/wall and the calling thread. The smoke run does it too, one call on a few seconds of audio.
 
 ASR is the production path with the offline whisper-base (``make models``; ``--asr_model`` names another, and
 a tiny random Whisper, real tokenizer and feature extractor, is built when there is none); histology is the
@@ -264,8 +264,11 @@ def whisper_in_actor(model: str, video: Path, seconds: float, cores: list[int], 
         env.pop(name, None)
     figures = {}
     for mode in ("plain", "default", "runner"):
-        done = subprocess.run([sys.executable, "-c", IN_ACTOR, mode, model, str(video), str(seconds), str(calls)],
-                              env=env, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run([sys.executable, "-c", IN_ACTOR, mode, model, str(video), str(seconds), str(calls)],
+                                  env=env, capture_output=True, text=True, check=False, timeout=600 + 10 * seconds * calls)
+        except subprocess.TimeoutExpired as error:
+            raise SystemExit(f"Whisper ({mode}) did not finish in {error.timeout:.0f} s") from error
         line = next((x for x in done.stdout.splitlines() if x.startswith("FIGURES")), None)
         if done.returncode != 0 or line is None:
             raise SystemExit(f"Whisper ({mode}) failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -454,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         model = model or str(tiny_whisper(tmp / "tiny-whisper"))
         videos = tmp / "videos"
         videos.mkdir()
-        for lecture in LECTURES[: args.videos]:
+        # the Whisper-only modes use the first lecture alone
+        for lecture in LECTURES[: 1 if (args.in_actor or args.beside_ray) else args.videos]:
             loop_video(lecture, videos / lecture.name, args.minutes)
         if args.in_actor or args.smoke:
             first = videos / LECTURES[0].name

@@ -336,12 +336,16 @@ def _model_pool(data_module, actors: int):
     calls an actor's UDF on a thread of its own, not the constructor's: torch then runs a second OpenMP team
     in the process (the model's load and warm-up made the first), and with more OpenMP threads than CPUs
     libgomp stops spinning between parallel regions. Whisper base on 2 CPU cores: CPU/wall 1.25 instead of
-    1.9 and each call 1-4% slower (``bench/bench_ray.py --in_actor``, README)."""
-    try:
-        return data_module.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=1,
-                                             enable_true_multi_threading=True)
-    except TypeError:  # a Ray Data before these options: its default (the UDF on a thread of its own)
-        return data_module.ActorPoolStrategy(size=actors)
+    1.9, and each call 1-5% slower, within the bench's noise (``bench/bench_ray.py --in_actor``, README)."""
+    # The two options came in different Ray releases; an actor's max_concurrency is 1 by default anyway.
+    for options in ({"max_concurrent_calls_per_actor": 1, "enable_true_multi_threading": True},
+                    {"enable_true_multi_threading": True}):
+        try:
+            return data_module.ActorPoolStrategy(size=actors, **options)
+        except TypeError:
+            continue
+    logger.debug("this Ray Data has no enable_true_multi_threading: model actors are called on a thread of their own")
+    return data_module.ActorPoolStrategy(size=actors)
 
 
 @dataclass

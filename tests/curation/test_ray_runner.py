@@ -212,6 +212,28 @@ def test_whisper_threads_and_step_niceness_follow_the_options():
     assert RayRunner(RayOptions(asr_gpus=1))._task_niceness() == 0  # GPU Whisper: the CPU steps are not niced
 
 
+def test_model_pools_ask_for_the_actor_s_own_thread_with_what_the_installed_ray_data_accepts():
+    """The two options came in different Ray releases: each is asked for while this Ray Data accepts it."""
+    from types import SimpleNamespace
+
+    from quilt_hf.curation.ray_runner import _model_pool
+
+    def data_module(accepted: set[str]):
+        def strategy(*, size, **options):
+            if set(options) - accepted:
+                raise TypeError(f"unexpected keyword {sorted(set(options) - accepted)}")
+            return {"size": size, **options}
+
+        return SimpleNamespace(ActorPoolStrategy=strategy)
+
+    both = {"max_concurrent_calls_per_actor", "enable_true_multi_threading"}
+    assert _model_pool(data_module(both), 2) == {"size": 2, "max_concurrent_calls_per_actor": 1,
+                                                 "enable_true_multi_threading": True}
+    assert _model_pool(data_module({"enable_true_multi_threading"}), 2) == {"size": 2,
+                                                                           "enable_true_multi_threading": True}
+    assert _model_pool(data_module(set()), 3) == {"size": 3}
+
+
 def test_whisper_on_cpu_gets_the_cores_and_the_cpu_steps_yield_to_it(local_ray, videos, tmp_path):
     """Ray starts an actor with OMP_NUM_THREADS = its reserved CPUs (1 for 0.25): Whisper on CPU used one core
     of two where the local runner used both. Its actor now sets torch's threads to the node's CPUs (shared
