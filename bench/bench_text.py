@@ -517,6 +517,33 @@ def phrase_in(phrase: str, text: str) -> bool:
     return bool(words) and f" {words} " in " " + " ".join(normalize_text(text)) + " "
 
 
+def count_edit(by_kind: dict[str, Counter], original: str, replacement: str, around: str) -> None:
+    """Count one edit by its kind of miss: edits, words changed, words that were right before (in the narration
+    ``around`` it as heard), edits whose replacement is in that narration."""
+    words = len(normalize_text(original))
+    by_kind.setdefault(edit_kind(original, replacement), Counter()).update(
+        {"edits": 1, "words": words, "right_before": words if phrase_in(original, around) else 0,
+         "right_after": 1 if phrase_in(replacement, around) else 0}
+    )
+
+
+def rescorer_edits_by_kind(videos: list[dict], before: dict, edits: dict) -> dict[str, dict]:
+    """The acoustic rescorer's own edits (``edits``: video id -> its edits, each with the index of its segment
+    in ``before``, the transcripts it rescored) by kind of miss, judged against the narration around the
+    segment."""
+    by_kind: dict[str, Counter] = {}
+    for video in videos:
+        segments = before.get(video["video_id"], [])
+        for edit in edits.get(video["video_id"], []):
+            if not 0 <= edit["segment"] < len(segments):
+                continue
+            segment = segments[edit["segment"]]
+            around = " ".join(n["text"] for n in video["narration"]
+                              if n["end"] > segment["start"] - 5 and n["start"] < segment["end"] + 5)
+            count_edit(by_kind, edit["original"], edit["replacement"], around)
+    return {kind: dict(counts) for kind, counts in sorted(by_kind.items())}
+
+
 def score_lever(name, videos, plain, transcripts, stage, selections, reports, unchanged=None) -> dict:
     """One lever's figures. ``unchanged``: the transcripts before any change of this lever (default
     ``transcripts``); a lever that rewrites the transcript itself (acoustic rescoring) counts its changes as
@@ -546,13 +573,7 @@ def score_lever(name, videos, plain, transcripts, stage, selections, reports, un
                     if n["end"] > interval["start"] - 5 and n["start"] < interval["end"] + 5
                 )
                 for edit in o["text_edits"]:
-                    kind = edit_kind(edit["original"], edit["replacement"])
-                    words = len(normalize_text(edit["original"]))
-                    right = phrase_in(edit["original"], around)
-                    by_kind.setdefault(kind, Counter()).update(
-                        {"edits": 1, "words": words, "right_before": words if right else 0,
-                         "right_after": 1 if phrase_in(edit["replacement"], around) else 0}
-                    )
+                    count_edit(by_kind, edit["original"], edit["replacement"], around)
         reference = " ".join(n["text"] for n in video["narration"])
         refs.append(reference)
         noisy = " ".join(window_text(unchanged[vid], iv["start"], iv["end"]) for iv in video["intervals"])
@@ -736,11 +757,13 @@ def main() -> None:
             print("  smoke: one video; the rescoring row uses a tiny random Whisper, its figures mean nothing",
                   file=sys.stderr)
         guarded_now, _ = guarded_transcripts(videos, plain, prompted, selections)
+        rescorer_edits = {"plain": {}, "guarded": {}}
         rescored = {
             kind: rescored_transcripts(corpus, videos, found, rescore_model, cached_only=args.cached_only,
-                                       cache=rescore_cache, margin=args.rescore_margin)
+                                       cache=rescore_cache, margin=args.rescore_margin, edits=rescorer_edits[kind])
             for kind, found in (("plain", plain), ("guarded", guarded_now))
         }
+        rescored_from = {"plain": plain, "guarded": guarded_now}
         for kind, found in rescored.items():
             if len(found) < len(videos):  # the rows compare only on the same videos
                 print(f"  rescored {kind} transcripts of {len(found)}/{len(videos)} videos only: no {kind} rescoring row",
@@ -779,6 +802,14 @@ def main() -> None:
                 for kind, c in r["edits_by_kind"].items()
             ]
             print(f"    {r['lever']:32s} " + "; ".join(parts))
+    if rescored:
+        print("  the rescorer's own edits by kind of miss (same counts; the rows above count the corrector's only):")
+        for kind, label in (("plain", "rescoring, plain transcript"), ("guarded", "rescoring, prompted transcript")):
+            if rescored.get(kind):
+                found = rescorer_edits_by_kind(videos, rescored_from[kind], rescorer_edits[kind])
+                parts = [f"{k}: {c.get('edits', 0)}/{c.get('words', 0)}/{c.get('right_before', 0)}/"
+                         f"{c.get('right_after', 0)}" for k, c in found.items()]
+                print(f"    {label:32s} " + ("; ".join(parts) or "no edit"))
     if args.json:
         args.json.write_text(
             json.dumps(

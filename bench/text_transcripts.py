@@ -104,10 +104,12 @@ def rescored_transcripts(
     cached_only: bool = False,
     cache: Path = CACHE,
     margin: float | None = None,
+    edits: dict[str, list[dict]] | None = None,
 ) -> dict[str, list[dict]]:
     """``transcripts`` after acoustic rescoring (``quilt_hf.curation.asr_rescore``, default options but
     ``margin`` when given), cached by the transcript's text, the model, its tokenizer, the options and the
-    lexicon."""
+    lexicon. ``edits``, when given, receives each video's rescoring edits (segment index into its transcript
+    in ``transcripts``, original, replacement, gain)."""
     from quilt_hf.curation.asr import WhisperTranscriber, load_audio
     from quilt_hf.curation.asr_rescore import AcousticTermRescorer, RescoreOptions, WhisperSegmentScorer
     from quilt_hf.curation.text import load_lexicon
@@ -130,6 +132,8 @@ def rescored_transcripts(
         if cached is not None or cached_only:
             if cached is not None:
                 out[video["video_id"]] = cached
+                if edits is not None:
+                    edits[video["video_id"]] = json.loads(path.read_text()).get("rescore", {}).get("edits", [])
             continue
         if rescorer is None:
             model, processor = WhisperTranscriber(model=str(model_dir), language="en")._load()
@@ -138,6 +142,8 @@ def rescored_transcripts(
         result, report = rescorer.rescore(load_audio(corpus / video["file"]), segments)
         _write_cached(path, {"video": video["file"], "segments": result, "rescore": report.to_dict()})
         out[video["video_id"]] = result
+        if edits is not None:
+            edits[video["video_id"]] = report.to_dict()["edits"]
         print(f"  rescored {video['video_id']} in {time.perf_counter() - t0:.1f}s ({len(report.edits)} edits)",
               file=sys.stderr)
     return out
