@@ -802,19 +802,20 @@ def main() -> None:
                 for kind, c in r["edits_by_kind"].items()
             ]
             print(f"    {r['lever']:32s} " + "; ".join(parts))
+    rescorer_by_kind = {}
     if rescored:
         print("  the rescorer's own edits by kind of miss (same counts; the rows above count the corrector's only):")
-        for kind, label in (("plain", "rescoring, plain transcript"), ("guarded", "rescoring, prompted transcript")):
+        for kind, row_name in (("plain", "rescoring, plain transcript"), ("guarded", "rescoring, prompted transcript")):
             if rescored.get(kind):
-                found = rescorer_edits_by_kind(videos, rescored_from[kind], rescorer_edits[kind])
+                found = rescorer_by_kind[kind] = rescorer_edits_by_kind(videos, rescored_from[kind], rescorer_edits[kind])
                 parts = [f"{k}: {c.get('edits', 0)}/{c.get('words', 0)}/{c.get('right_before', 0)}/"
                          f"{c.get('right_after', 0)}" for k, c in found.items()]
-                print(f"    {label:32s} " + ("; ".join(parts) or "no edit"))
+                print(f"    {row_name:32s} " + ("; ".join(parts) or "no edit"))
     if args.json:
         args.json.write_text(
             json.dumps(
                 {"corpus": args.corpus, "label": label, "transcripts": source, "prompt_source": args.prompt_source,
-                 "rows": rows},
+                 "rows": rows, "rescorer_edits_by_kind": rescorer_by_kind},
                 indent=1,
             )
         )

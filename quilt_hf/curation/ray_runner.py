@@ -344,7 +344,8 @@ def _model_pool(data_module, actors: int):
             return data_module.ActorPoolStrategy(size=actors, **options)
         except TypeError:
             continue
-    logger.debug("this Ray Data has no enable_true_multi_threading: model actors are called on a thread of their own")
+    logger.warning("this Ray Data has no enable_true_multi_threading: model actors are called on a thread of their "
+                   "own (Whisper on CPU runs a little slower); a newer Ray Data avoids it")
     return data_module.ActorPoolStrategy(size=actors)
 
 
