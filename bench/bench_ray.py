@@ -64,11 +64,16 @@ from _tiny_models import tiny_whisper  # noqa: E402 - bench/ helpers
 from bench_memory import loop_video  # noqa: E402
 
 LECTURES = sorted((REPO / "demo_corpus").glob("demo0*.mp4"))
-DRIVER = """
-import os, resource, sys, time
+# Every child script starts pinned to BENCH_RAY_CORES, before anything starts (Ray's daemons and workers inherit
+# the affinity).
+PINNED = """
+import os
 cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
-if cores:  # before anything starts: Ray's daemons and workers inherit the affinity
+if cores:
     os.sched_setaffinity(0, cores)
+"""
+DRIVER = PINNED + """
+import resource, sys, time
 import ray
 init = ray.init
 def timed_init(*args, **kwargs):
@@ -148,11 +153,8 @@ sys.exit(code)
 """
 
 
-WHISPER = """
-import os, sys, time
-cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
-if cores:
-    os.sched_setaffinity(0, cores)
+WHISPER = PINNED + """
+import sys, time
 from quilt_hf.curation.asr import WhisperTranscriber, load_audio
 model, video, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 transcriber = WhisperTranscriber(model=model, language="en")
@@ -163,11 +165,8 @@ began = time.perf_counter()
 transcriber.transcribe(audio)
 print("WHISPER_S", time.perf_counter() - began)
 """
-BESIDE_RAY = """
-import os, sys, time
-cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
-if cores:
-    os.sched_setaffinity(0, cores)
+BESIDE_RAY = PINNED + """
+import sys, time
 os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # a Ray Data call after the shutdown must not start another Ray
 import ray
 ray.init(address="local", num_cpus=len(cores) or None, include_dashboard=False, log_to_driver=False)
@@ -202,11 +201,8 @@ ray.shutdown()
 os._exit(0)
 """
 
-IN_ACTOR = """
-import os, resource, statistics, sys, threading, time
-cores = [int(c) for c in os.environ.get("BENCH_RAY_CORES", "").split(",") if c]
-if cores:
-    os.sched_setaffinity(0, cores)
+IN_ACTOR = PINNED + """
+import resource, statistics, sys, threading, time
 os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
 mode, model, video, seconds, calls = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 
@@ -252,6 +248,18 @@ else:
 """
 
 
+def child_env(cores: list[int], one_thread: bool) -> dict[str, str]:
+    """A child script's environment: pinned to ``cores`` (PINNED), torch on one thread with ``one_thread``, else
+    on each runner's own default (torch: a thread per core; Ray: its actor's CPUs, at least one)."""
+    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores)))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if one_thread:
+            env[name] = "1"
+        else:
+            env.pop(name, None)
+    return env
+
+
 def whisper_in_actor(model: str, video: Path, seconds: float, cores: list[int], calls: int = 3) -> dict:
     """Whisper on ``seconds`` of ``video``'s audio, ``calls`` times, loaded and warmed up in a constructor as
     the runner's model actor is: in a plain process (the peer, called on the main thread), in a Ray Data actor
@@ -259,9 +267,7 @@ def whisper_in_actor(model: str, video: Path, seconds: float, cores: list[int], 
     (``ray_runner._model_pool``: the call on the constructor's thread). Returns per mode the median wall per call,
     CPU-seconds per wall second during the calls (about the cores used: OpenMP workers that spin between
     parallel regions show as busy) and the calling thread."""
-    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores)))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(name, None)
+    env = child_env(cores, one_thread=False)
     figures = {}
     for mode in ("plain", "default", "runner"):
         try:
@@ -289,9 +295,7 @@ def whisper_beside_ray(model: str, video: Path, seconds: float, cores: list[int]
 
     import psutil
 
-    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores)))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.pop(name, None)
+    env = child_env(cores, one_thread=False)
 
     def whisper() -> float:
         done = subprocess.run([sys.executable, "-c", WHISPER, model, str(video), str(seconds)], env=env,
@@ -393,12 +397,7 @@ def curate(videos: Path, output: Path, asr_model: str, extra: list[str], cache: 
     argv = [sys.executable, "-c", DRIVER, "curate", "--videos", str(videos), "--output", str(output),
             "--asr_model", asr_model, "--text_backend", "none", "--histology", "heuristic",
             *(["--cache_dir", str(cache)] if cache else []), *extra]
-    env = dict(os.environ, BENCH_RAY_CORES=",".join(map(str, cores or [])))
-    if one_thread:
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    else:  # each runner's own default (torch: a thread per core; Ray: its actor's CPUs, at least one)
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.pop(name, None)
+    env = child_env(cores or [], one_thread)
     began = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - began

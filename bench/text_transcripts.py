@@ -128,12 +128,12 @@ def rescored_transcripts(
         key = _key([_file_hash(corpus / video["file"]), model_dir.name, tokenizer, segments,
                     options.cache_key(), lexicon.name])
         path = cache / f"{video['video_id']}-rescored-{key}.json"
-        cached = _cached_segments(path)
-        if cached is not None or cached_only:
-            if cached is not None:
-                out[video["video_id"]] = cached
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is not None or cached_only:
+            if record is not None:
+                out[video["video_id"]] = record["segments"]
                 if edits is not None:
-                    edits[video["video_id"]] = json.loads(path.read_text()).get("rescore", {}).get("edits", [])
+                    edits[video["video_id"]] = record.get("rescore", {}).get("edits", [])
             continue
         if rescorer is None:
             model, processor = WhisperTranscriber(model=str(model_dir), language="en")._load()

@@ -754,7 +754,6 @@ def _dataset_writer(dataset) -> Callable[[Path], None]:
         # time; datasets sizes row groups at 100 MB of images, so the writer's memory grew with the table up to
         # that (about 3x the images held). Row groups of WRITER_ROW_GROUP keep it flat in the number of videos.
         import datasets
-
         import pyarrow as pa
 
         saved, datasets.config.MAX_ROW_GROUP_SIZE = datasets.config.MAX_ROW_GROUP_SIZE, WRITER_ROW_GROUP
