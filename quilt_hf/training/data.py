@@ -33,6 +33,7 @@ def load_pairs(name_or_path: str, *, split: str | None = None):
 
     Args:
         name_or_path (`str`): folder written by ``Dataset(Dict).save_to_disk`` (read with ``load_from_disk``),
+            the same on an object store (``s3://bucket/prefix/pairs``, from ``quilt curate --output s3://...``),
             a Hub-layout folder (README with ``configs`` and parquet shards), or a Hub dataset name; the
             latter two are read with ``load_dataset``.
         split (`str`, *optional*): return only this split.
@@ -42,19 +43,25 @@ def load_pairs(name_or_path: str, *, split: str | None = None):
     """
     import datasets
 
+    from quilt_hf import object_store
     from quilt_hf.atomic import read_set_ready
 
     path = Path(name_or_path).expanduser()
-    if path.parent.is_dir():
-        read_set_ready(path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first
-    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-        data = datasets.load_from_disk(str(path))
-    elif path.exists() or name_or_path.startswith((".", "/", "~")):
-        if not path.exists():
-            raise UserFacingError(f"dataset folder {name_or_path} does not exist")
-        data = datasets.load_dataset(str(path))
+    if object_store.is_url(name_or_path) and not name_or_path.startswith("hf://"):
+        # a `quilt curate` output on an object store (s3://bucket/prefix/pairs); load_from_disk downloads it
+        object_store.read_set_ready(name_or_path.rstrip("/").rsplit("/", 1)[0])
+        data = datasets.load_from_disk(name_or_path)
     else:
-        data = datasets.load_dataset(name_or_path)
+        if path.parent.is_dir():
+            read_set_ready(path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first
+        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+            data = datasets.load_from_disk(str(path))
+        elif path.exists() or name_or_path.startswith((".", "/", "~")):
+            if not path.exists():
+                raise UserFacingError(f"dataset folder {name_or_path} does not exist")
+            data = datasets.load_dataset(str(path))
+        else:
+            data = datasets.load_dataset(name_or_path)
     if split is not None:
         if not isinstance(data, datasets.DatasetDict) or split not in data:
             available = list(data) if isinstance(data, datasets.DatasetDict) else ["(a single split)"]

@@ -24,7 +24,8 @@ class TrainConfig:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "Pairs to train on: a save_to_disk folder, a Hub-layout folder (quilt publish) or a Hub dataset "
+            "help": "Pairs to train on: a save_to_disk folder (or one on an object store: s3://bucket/out/pairs), a "
+            "Hub-layout folder (quilt publish) or a Hub dataset "
             "name, with an image column and a text column."
         },
     )

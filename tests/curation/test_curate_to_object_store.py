@@ -1,0 +1,80 @@
+"""`quilt curate --output s3://...` on a local S3 server (moto, real HTTP): the tables a folder output gives,
+readable by `quilt train`'s loader, with either runner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _curation_helpers import FakeTranscriber
+from factories import tone, write_video
+from s3_server import local_s3
+from test_curation import lecture
+from test_ray_runner import RAY, curate
+
+from quilt_hf import atomic, object_store
+from quilt_hf.errors import UserFacingError
+from quilt_hf.training.data import load_pairs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    with local_s3() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    for k in range(2):
+        write_video(folder / f"v{k}.mp4", lecture(5 * k), audio=tone(24))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local(videos, tmp_path_factory):
+    """The folder output of the local runner: the reference."""
+    output = tmp_path_factory.mktemp("local")
+    return curate(videos, output, FakeTranscriber()), load_pairs(str(output / "pairs"))
+
+
+def _same_tables(url: str, stats: dict, local) -> None:
+    local_stats, local_pairs = local
+    for key in ("videos", "videos_kept", "dropped", "chunks", "images", "pairs", "computed"):
+        assert stats[key] == local_stats[key], key
+    assert stats["pairs"] >= 4
+    pairs = load_pairs(f"{url}/pairs")  # `quilt train --dataset s3://.../pairs` reads it the same way
+    assert pairs.remove_columns(["image"]).to_list() == local_pairs.remove_columns(["image"]).to_list()
+    assert all(np.array_equal(np.asarray(x["image"]), np.asarray(y["image"])) for x, y in zip(pairs, local_pairs))
+    fs, root = object_store.filesystem(url)
+    fs.invalidate_cache()
+    assert json.loads(fs.cat_file(f"{root}/stats.json"))["pairs"] == local_stats["pairs"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) == ["chunks", "pairs", "stats.json", "videos"]
+
+
+def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, local, tmp_path):
+    with pytest.raises(UserFacingError, match="--cache_dir"):
+        curate(videos, f"{bucket}/curated", FakeTranscriber())
+    stats = curate(videos, f"{bucket}/curated", FakeTranscriber(), cache_dir=str(tmp_path / "cache"))
+    _same_tables(f"{bucket}/curated", stats, local)
+    assert not list((tmp_path / "cache").glob(f"{atomic._STAGING}*")), "the local staging of the upload is removed"
+    # a rerun replaces the set from the cache (nothing computed again) and removes what a killed run left there
+    for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs"):
+        (tmp_path / "cache" / leftover).mkdir(parents=True)
+    again = curate(videos, f"{bucket}/curated", FakeTranscriber(), cache_dir=str(tmp_path / "cache"))
+    assert again["pairs"] == stats["pairs"] and not again["computed"].get("asr")
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith((".tmp-", ".staging-"))]
+
+
+def test_the_ray_runner_writes_the_same_tables_to_s3(bucket, videos, local, tmp_path):
+    ray = pytest.importorskip("ray", reason="the optional ray extra is not installed")
+    try:
+        stats = curate(videos, f"{bucket}/ray", FakeTranscriber(), cache_dir=str(tmp_path / "cache"), **RAY)
+    finally:
+        ray.shutdown()
+    _same_tables(f"{bucket}/ray", stats, local)
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith((".tmp-", ".staging-"))]
+    assert not leftovers, "the Ray shards (in the cache's folder) and the upload's staging are removed"
