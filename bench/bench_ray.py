@@ -16,7 +16,7 @@
    step and the worker processes per step.
 2. Driver memory: the Ray driver's peak RSS (``VmHWM`` of the driver process alone, not ``ru_maxrss``, which
    also holds the bench process's peak at the exec that started the driver; Ray's own daemons and workers are
-   separate processes), and its peak by kind (anonymous, file-backed, shared), with the videos above, then with 10x as many videos (hard links of the
+   separate processes), and its peak by kind (anonymous, file-backed, shared), with the videos above, then with 10x as many videos (``--scales``; hard links of the
    same files, so their steps are mostly cache hits and the pairs table grows 10x). Goal: flat (~1.1x).
 
 Per-stage throughput (hours of video per hour of step time: summed worker time under Ray) comes from each
@@ -429,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                              "--ray_actor_threads 0, the node's CPUs shared among the Whisper actors)")
     parser.add_argument("--asr_model", default=None, help="Whisper folder (default: the offline whisper-base, "
                                                           "else a tiny random Whisper).")
+    parser.add_argument("--scales", type=lambda text: [int(x) for x in text.split(",")], default=[10],
+                        help="Comma-separated multiples of the videos for the driver-memory runs (hard links; "
+                             "mostly cache hits), e.g. 10,100: a slope or a fixed step.")
     parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min, tiny random Whisper: checks the "
                                                              "script runs.")
     parser.add_argument("--beside_ray", action="store_true",
@@ -499,14 +502,14 @@ def main(argv: list[str] | None = None) -> int:
             ray_args += ["--ray_actor_threads", "1"]
         local = curate(videos, tmp / "local", model, [], cores=cores, one_thread=one_thread)
         ray = curate(videos, tmp / "ray", model, ray_args, cores=cores, one_thread=one_thread)
-        ray10 = None
-        if not args.smoke:  # the smoke run only checks the script: one Ray run is enough
-            many = tmp / "many"
+        scaled = {}  # times as many videos -> that Ray run
+        for scale in ([] if args.smoke else args.scales):  # the smoke run only checks the script: one Ray run
+            many = tmp / f"many{scale}"
             many.mkdir()
-            for copy in range(10):
+            for copy in range(scale):
                 for video in videos.iterdir():
                     os.link(video, many / f"c{copy}_{video.name}")
-            ray10 = curate(many, tmp / "ray10", model, ray_args, cache=tmp / "ray" / "cache")
+            scaled[scale] = curate(many, tmp / f"ray{scale}", model, ray_args, cache=tmp / "ray" / "cache")
     hours = local["stats"]["video_hours"]
     print(f"bench_ray: {args.videos} lecture(s) x {args.minutes:g} min ({hours * 60:.1f} min of video), "
           f"ASR {model_label} on {'1 thread' if one_thread else 'the default threads of each runner'}, "
@@ -537,17 +540,17 @@ def main(argv: list[str] | None = None) -> int:
         return ", ".join(f"{label} {found[key]:.0f}" for key, label in
                          (("RssAnon", "anonymous"), ("RssFile", "file-backed"), ("RssShmem", "shared")) if key in found)
 
+    with_more = "".join(f"; with {scale}x the videos: {kinds(run)}" for scale, run in scaled.items())
     print(f"  Ray driver's peak resident memory by kind, MB (sampled every 0.05 s): {kinds(ray) or 'not on Linux'}"
-          f"{'' if ray10 is None else f'; with 10x the videos: {kinds(ray10)}'} (anonymous is its own heap; "
-          "file-backed pages of memory-mapped tables and libraries and Ray's shared object store are reclaimable "
-          "or shared; the peak RSS above counts them all)")
-    if ray10 is None:
-        print("  Ray driver with 10x the videos: skipped in --smoke")
-    else:
-        print(f"  Ray driver peak RSS with {10 * args.videos} videos ({ray10['stats']['pairs']} pairs): "
-              f"{ray10['driver_peak_mb']:.0f} MB, ratio {ray10['driver_peak_mb'] / ray['driver_peak_mb']:.2f} "
+          f"{with_more} (anonymous is its own heap; file-backed pages of memory-mapped tables and libraries and "
+          "Ray's shared object store are reclaimable or shared; the peak RSS above counts them all)")
+    if not scaled:
+        print("  Ray driver with more videos: skipped in --smoke")
+    for scale, run in scaled.items():
+        print(f"  Ray driver peak RSS with {scale * args.videos} videos ({run['stats']['pairs']} pairs): "
+              f"{run['driver_peak_mb']:.0f} MB, ratio {run['driver_peak_mb'] / ray['driver_peak_mb']:.2f} "
               f"to {args.videos} video(s) ({ray['stats']['pairs']} pairs) (goal ~1, flat); that run (steps all "
-              f"cache hits, not pinned): wall {ray10['wall_s']:.1f} s, {ray10['cpu_s']:.1f} CPU-s")
+              f"cache hits, not pinned): wall {run['wall_s']:.1f} s, {run['cpu_s']:.1f} CPU-s")
     print("  throughput, hours of video per hour of step time (local wall | Ray summed worker time):")
     for name in local["stats"]["throughput_video_h_per_h"]:
         ray_value = ray["stats"]["throughput_video_h_per_h"].get(name)

@@ -8,10 +8,8 @@ import json
 import numpy as np
 import pytest
 from _curation_helpers import FakeTranscriber
-from factories import tone, write_video
 from s3_server import local_s3
-from test_curation import lecture
-from test_ray_runner import RAY, curate
+from test_ray_runner import RAY, curate, write_lectures
 
 from quilt_hf import atomic, object_store
 from quilt_hf.errors import UserFacingError
@@ -28,10 +26,7 @@ def bucket():
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("videos")
-    for k in range(2):
-        write_video(folder / f"v{k}.mp4", lecture(5 * k), audio=tone(24))
-    return folder
+    return write_lectures(tmp_path_factory.mktemp("videos"), 2)
 
 
 @pytest.fixture(scope="module")

@@ -39,12 +39,16 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("videos")
-    for k in range(3):
+def write_lectures(folder: Path, count: int = 3) -> Path:
+    """``count`` short synthetic lectures (v0.mp4, v1.mp4, ...) in ``folder``."""
+    for k in range(count):
         write_video(folder / f"v{k}.mp4", lecture(5 * k), audio=tone(24))
     return folder
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return write_lectures(tmp_path_factory.mktemp("videos"))
 
 
 def curate(videos: Path, output: Path, transcriber, frames_fn=frames_or_hang, **overrides) -> dict:
