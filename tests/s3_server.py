@@ -17,7 +17,7 @@ _VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", 
 @contextlib.contextmanager
 def local_s3() -> Iterator[str]:
     """Start the server, point the AWS variables at it and create a bucket; yields ``s3://BUCKET``."""
-    moto_server = pytest.importorskip("moto.server", reason="the test extra (moto[server]) is not installed")
+    moto_server = pytest.importorskip("moto.server", reason="the test extra (moto[s3], flask, flask-cors) is not installed")
     s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
