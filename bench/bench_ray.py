@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                              "--ray_actor_threads 0, the node's CPUs shared among the Whisper actors)")
     parser.add_argument("--asr_model", default=None, help="Whisper folder (default: the offline whisper-base, "
                                                           "else a tiny random Whisper).")
-    parser.add_argument("--scales", type=lambda text: [int(x) for x in text.split(",")], default=[10],
+    parser.add_argument("--scales", type=lambda text: sorted({int(x) for x in text.split(",")}), default=[10],
                         help="Comma-separated multiples of the videos for the driver-memory runs (hard links; "
                              "mostly cache hits), e.g. 10,100: a slope or a fixed step.")
     parser.add_argument("--smoke", action="store_true", help="1 lecture x 0.25 min, tiny random Whisper: checks the "

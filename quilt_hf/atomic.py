@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -241,9 +242,26 @@ def roll_forward(folder: str | Path) -> bool:
     return True
 
 
-def clean_leftovers(folder: str | Path, patterns: Iterable[str] = (f"{_TMP}*", f"{_OLD}*", f"{_STAGING}*")) -> list[Path]:
+def _last_touched(path: Path) -> float:
+    """The newest modification time of ``path`` and its direct entries (a writer adds files as it goes)."""
+    try:
+        stamps = [path.lstat().st_mtime]
+        if path.is_dir() and not path.is_symlink():
+            stamps += [entry.lstat().st_mtime for entry in path.iterdir()]
+    except FileNotFoundError:  # removed meanwhile
+        return time.time()
+    return max(stamps)
+
+
+def clean_leftovers(folder: str | Path, patterns: Iterable[str] = (f"{_TMP}*", f"{_OLD}*", f"{_STAGING}*"), *,
+                    older_than_s: float | None = None) -> list[Path]:
     """Remove what killed writers left in ``folder`` (temporary, old and staging entries), unless a journal
-    still needs them (then roll it forward first). Returns the removed paths."""
+    still needs them (then roll it forward first). Returns the removed paths.
+
+    Args:
+        older_than_s (`float`, *optional*): only entries untouched for that long (a folder other live runs
+            share, such as the step cache); default: all.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -252,6 +270,8 @@ def clean_leftovers(folder: str | Path, patterns: Iterable[str] = (f"{_TMP}*", f
     removed = []
     for pattern in patterns:
         for leftover in folder.glob(pattern):
+            if older_than_s is not None and time.time() - _last_touched(leftover) < older_than_s:
+                continue
             _remove(leftover)
             removed.append(leftover)
     return removed

@@ -1,16 +1,19 @@
 """Outputs on an object store (``s3://``, ``gs://``, ... through fsspec), committed as one set.
 
-An object store has no rename, so :mod:`quilt_hf.atomic`'s swap becomes copies under the same journal:
+An object store has no rename and a multi-object copy is not atomic, so a set is never replaced in place. Each
+commit writes a new, complete set under its own prefix and then switches one pointer object:
 
-1. every entry is written into a local folder, then uploaded under ``URL/.staging-<id>/`` (a crash here leaves
-   the old set untouched);
-2. ``URL/.commit.json`` is written (one PUT, atomic): from this instant the new set is the committed one;
-3. each entry's old objects are removed and the staged ones copied in (server-side copies); then the journal
-   and the staging prefix are removed.
+1. every entry is written into a local folder, then uploaded under ``URL/sets/<id>/`` (``<id>`` starts with the
+   UTC time; a crash here leaves the old set current and an orphan prefix);
+2. ``URL/latest.json`` is written (one PUT, atomic) naming ``<id>``: from this instant the new set is the current
+   one;
+3. sets that are neither current nor written to within :data:`RETENTION_S` are deleted (a killed writer's
+   orphan; a replaced set, whose ``replaced_at`` object was written just before the switch, once readers that
+   resolved it have had that long to read it).
 
-A crash during step 3 leaves the journal: :func:`roll_forward` (called by the next writer, and by
-:func:`read_set_ready` for readers) redoes step 3 from the start, which is idempotent, so a reader that calls
-:func:`read_set_ready` first reads the whole old set or the whole new one.
+Readers resolve ``URL/pairs`` to ``URL/sets/<id>/pairs`` through the pointer (:func:`resolve`) and never write:
+concurrent readers, a reader during a commit and two writers on one URL each see a whole set (the last pointer
+written wins), and a reader needs no write rights.
 
 Where the store is and who may write to it comes from fsspec's and the store's own configuration (for S3:
 ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` / ``AWS_PROFILE``, ... or fsspec's ``FSSPEC_S3_*`` variables); no
@@ -23,17 +26,25 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from quilt_hf import atomic
-from quilt_hf.atomic import _STAGING, JOURNAL, _unique
+from quilt_hf.atomic import _STAGING, _unique
 from quilt_hf.errors import MissingDependencyError, UserFacingError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["clean_leftovers", "commit_set", "filesystem", "is_url", "join", "read_set_ready", "roll_forward"]
+__all__ = ["POINTER", "RETENTION_S", "SETS", "check_writable", "commit_set", "current_set", "filesystem", "is_url",
+           "join", "local_path", "remove_old_sets", "resolve"]
+
+POINTER = "latest.json"  # names the current set
+SETS = "sets"  # URL/sets/<id>/<entry>
+RETENTION_S = 3600.0  # a set that is not current is kept this long after its last write (readers, writers)
+REPLACED = "replaced_at"  # written into a set when another one replaces it (restarts its retention)
 
 # the fsspec protocol -> the package that implements it (named in the error when it is missing)
 _PACKAGES = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", None), "gcs": ("gcsfs", None),
@@ -44,6 +55,11 @@ def is_url(path: str | Path) -> bool:
     """True for a URL with a scheme other than ``file://`` (an object store or another fsspec filesystem)."""
     text = str(path)
     return "://" in text and not text.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    """``path`` without a ``file://`` scheme (a local folder given as a URL)."""
+    return path[len("file://"):] if path.startswith("file://") else path
 
 
 def join(url: str, *names: str) -> str:
@@ -71,8 +87,25 @@ def filesystem(url: str):
 
 
 def _exists(fs, path: str) -> bool:
-    fs.invalidate_cache(path)  # another process (a killed writer, a worker) may have changed it
+    fs.invalidate_cache(path)  # another process (a writer, a worker) may have changed it
     return fs.exists(path)
+
+
+def check_writable(url: str) -> None:
+    """Write and delete a small object under ``url`` before any work, so that a missing bucket or missing
+    rights fail the run at its start, not after hours of curation.
+
+    Raises:
+        UserFacingError: the store refused (its reason included).
+    """
+    fs, root = filesystem(url)
+    probe = f"{root}/.probe-{_unique()}"
+    try:
+        fs.pipe_file(probe, b"quilt_hf write check")
+        fs.rm_file(probe)
+    except (OSError, ValueError) as error:
+        raise UserFacingError(f"--output {url}: cannot write there ({type(error).__name__}: {error}); check that "
+                              "the bucket exists and the credentials allow writing and deleting") from error
 
 
 def _upload(fs, local: Path, remote: str) -> None:
@@ -83,86 +116,99 @@ def _upload(fs, local: Path, remote: str) -> None:
         fs.put_file(str(local), remote)
 
 
-def _copy(fs, source: str, target: str) -> None:
-    if fs.isdir(source):
-        files = fs.find(source)
-        fs.copy(files, [f"{target}/{f[len(source) + 1:]}" for f in files])
-    else:
-        fs.copy(source, target)
-
-
-def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir: str | Path | None = None) -> None:
-    """Replace several entries under ``url`` as one set (local staging, upload, journal, copies; see the
-    module doc).
+def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir: str | Path | None = None) -> str:
+    """Write several entries under ``url`` as one new set and make it the current one (see the module doc).
 
     Args:
-        url (`str`): where the entries live (``s3://bucket/prefix``).
+        url (`str`): where the sets live (``s3://bucket/prefix``).
         writers (`dict[str, Callable[[Path], Any]]`): entry name -> a function that writes that entry (a file
             or a folder) at the local path it is given. All run before anything under ``url`` changes.
         local_dir (`str` or `Path`, *optional*): where the entries are written before the upload (default: the
             system's temporary folder); it needs room for the whole set.
+
+    Returns:
+        `str`: the new set's URL (``url/sets/<id>``).
     """
     fs, root = filesystem(url)
-    roll_forward(url)
+    set_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{_unique()}"
+    prefix = f"{root}/{SETS}/{set_id}"
     local = Path(tempfile.mkdtemp(prefix=_STAGING, dir=local_dir))
-    staging = f"{_STAGING}{_unique()}"
     try:
         for name, write in writers.items():
             write(local / name)
             atomic._on_step("staged", local / name)
         for name in writers:
-            _upload(fs, local / name, f"{root}/{staging}/{name}")
-        atomic._on_step("uploaded", Path(staging))
+            _upload(fs, local / name, f"{prefix}/{name}")
+        atomic._on_step("uploaded", Path(set_id))
     except BaseException:
-        if _exists(fs, f"{root}/{staging}"):
-            fs.rm(f"{root}/{staging}", recursive=True)
+        try:
+            if _exists(fs, prefix):
+                fs.rm(prefix, recursive=True)
+        except Exception as error:  # the store is gone too: a later commit removes the orphan
+            logger.warning("%s: the partly uploaded set %s could not be removed (%s)", url, set_id, error)
         raise
     finally:
         shutil.rmtree(local, ignore_errors=True)
-    fs.pipe_file(f"{root}/{JOURNAL}", json.dumps({"staging": staging, "entries": list(writers)}).encode())
-    atomic._on_step("journaled", Path(JOURNAL))
-    roll_forward(url)
+    now = datetime.now(timezone.utc).isoformat()
+    previous = current_set(url)
+    if previous is not None:  # its retention counts from now: a reader may have resolved it a moment ago
+        fs.pipe_file(f"{filesystem(previous)[1]}/{REPLACED}", now.encode())
+    fs.pipe_file(f"{root}/{POINTER}", json.dumps({"set": set_id, "entries": list(writers), "committed": now}).encode())
+    atomic._on_step("committed", Path(POINTER))
+    remove_old_sets(url)
+    return join(url, SETS, set_id)
 
 
-def roll_forward(url: str) -> bool:
-    """Finish a set replacement that a journal under ``url`` records (idempotent); True when there was one."""
+def current_set(url: str) -> str | None:
+    """The URL of the current set under ``url`` (``url/sets/<id>``), or None when nothing was committed there."""
     fs, root = filesystem(url)
-    journal = f"{root}/{JOURNAL}"
-    if not _exists(fs, journal):
-        return False
-    record = json.loads(fs.cat_file(journal))
-    staging = f"{root}/{record['staging']}"
-    for name in record["entries"]:  # every entry again: a copy cut short looks like a finished one
-        target = f"{root}/{name}"
-        if _exists(fs, target):
-            fs.rm(target, recursive=True)
-        _copy(fs, f"{staging}/{name}", target)
-        atomic._on_step("swapped", Path(name))
-    fs.rm_file(journal)
-    clean_leftovers(url)
-    return True
+    pointer = f"{root}/{POINTER}"
+    if not _exists(fs, pointer):
+        return None
+    return join(url, SETS, json.loads(fs.cat_file(pointer))["set"])
 
 
-def clean_leftovers(url: str) -> list[str]:
-    """Remove the staging prefixes killed writers left under ``url`` (after finishing a journal's commit).
-    Returns the removed paths."""
+def resolve(url: str) -> str:
+    """An entry of a committed set (``s3://bucket/out/pairs``) as the current set's copy
+    (``s3://bucket/out/sets/<id>/pairs``); any other URL as it is."""
+    parent, _, name = url.rstrip("/").rpartition("/")
+    current = current_set(parent) if "://" in parent and not parent.endswith(":/") else None
+    return join(current, name) if current else url
+
+
+def _last_written(fs, prefix: str) -> float | None:
+    """The newest modification time of the objects under ``prefix`` (seconds since the epoch)."""
+    newest = None
+    for path, info in fs.find(prefix, detail=True).items():
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("updated")
+        if stamp is None:
+            stamp = fs.modified(path)
+        if isinstance(stamp, str):
+            stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        seconds = stamp.timestamp() if isinstance(stamp, datetime) else float(stamp)
+        newest = seconds if newest is None else max(newest, seconds)
+    return newest
+
+
+def remove_old_sets(url: str, retention_s: float | None = None) -> list[str]:
+    """Delete the sets under ``url`` that are not current and were last written more than ``retention_s`` ago
+    (default :data:`RETENTION_S`): killed writers' orphans and replaced sets. Another writer's upload in
+    progress and a set a reader resolved less than that ago stay. Returns the removed set URLs."""
+    retention_s = RETENTION_S if retention_s is None else retention_s
     fs, root = filesystem(url)
-    if _exists(fs, f"{root}/{JOURNAL}"):
-        roll_forward(url)
-    if not _exists(fs, root):
+    current = current_set(url)
+    current_id = current.rsplit("/", 1)[-1] if current else None
+    if not _exists(fs, f"{root}/{SETS}"):
         return []
     removed = []
-    for entry in fs.ls(root, detail=False):
-        if entry.rstrip("/").rsplit("/", 1)[-1].startswith(_STAGING):
-            fs.rm(entry, recursive=True)
-            removed.append(entry)
+    for prefix in fs.ls(f"{root}/{SETS}", detail=False):
+        set_id = prefix.rstrip("/").rsplit("/", 1)[-1]
+        if set_id == current_id:
+            continue
+        written = _last_written(fs, prefix)
+        if written is None or time.time() - written > retention_s:
+            fs.rm(prefix, recursive=True)
+            removed.append(join(url, SETS, set_id))
+    if removed:
+        logger.info("%s: removed %d old or orphaned set(s)", url, len(removed))
     return removed
-
-
-def read_set_ready(url: str) -> str:
-    """Before reading a committed set: finish any interrupted replacement so the set read is a whole one."""
-    try:
-        roll_forward(url)
-    except (OSError, PermissionError) as error:  # read-only credentials: the journal stays for the next writer
-        logger.warning("%s: an interrupted commit could not be finished (%s)", url, error)
-    return url

@@ -11,6 +11,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray's usage statistics probe the cloud metadata address
 
 from collections.abc import Callable, Sequence
 from pathlib import Path

@@ -169,7 +169,7 @@ def run_curate(
         raise UserFacingError(
             f"--output {config.output} is an object store: give --cache_dir, a folder every worker can write (the "
             "step cache holds frames and pair images; on a cluster, a filesystem all nodes mount)")
-    output = config.output if remote else Path(config.output)
+    output = config.output if remote else Path(object_store.local_path(config.output))
     asr_name = None
     if transcriber is None:
         transcriber, asr_name = build_transcriber_factory(config)

@@ -794,19 +794,21 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         videos (`datasets.Dataset`): the videos table (``VIDEO_FEATURES``), e.g. from :func:`.sources.load_videos`.
         curation (`Curation`): the steps and what they share.
         output_dir (`str` or `Path`): where the tables go: a folder (the set is written to a staging folder, then
-            renamed in), or an fsspec URL such as ``s3://bucket/prefix`` (written in the cache's folder, uploaded,
-            then copied in; :mod:`quilt_hf.object_store`).
+            renamed in), or an fsspec URL such as ``s3://bucket/prefix`` (written in the cache's folder, uploaded
+            as a new set, then made current; :mod:`quilt_hf.object_store`).
         runner: a :class:`~.runners.LocalRunner` (default) or :class:`~.runners.RayRunner`.
     """
     from datasets import Features, Value
 
     remote = object_store.is_url(output_dir)
-    if remote:  # an object store: the set is staged in the cache's folder, uploaded, then copied into place
+    if remote:  # an object store: the set is written in the cache's folder, uploaded, then made current
         output_dir = str(output_dir).rstrip("/")
-        object_store.clean_leftovers(output_dir)
+        object_store.check_writable(output_dir)  # a missing bucket or missing rights fail here, not at the end
         shards_next_to = curation.cache.root
         shards_next_to.mkdir(parents=True, exist_ok=True)
-        atomic.clean_leftovers(shards_next_to, (f"{atomic._TMP}ray-*", f"{atomic._STAGING}*"))
+        # killed runs' shards and upload staging; other runs sharing this cache may be writing theirs
+        atomic.clean_leftovers(shards_next_to, (f"{atomic._TMP}ray-*", f"{atomic._STAGING}*"),
+                               older_than_s=object_store.RETENTION_S)
     else:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -875,12 +877,13 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         "stats.json": lambda path: path.write_text(json.dumps(stats, indent=2, sort_keys=True)),
     }
     if remote:
-        object_store.commit_set(output_dir, writers, local_dir=curation.cache.root)
+        written_to = object_store.commit_set(output_dir, writers, local_dir=curation.cache.root)
     else:
         atomic.commit_set(output_dir, writers)
+        written_to = str(output_dir)
     cleanup = getattr(runner, "cleanup", None)
     if callable(cleanup):
         cleanup()
     logger.info("curation: %d pairs from %d/%d videos (dropped: %s) -> %s", stats["pairs"], stats["videos_kept"],
-                stats["videos"], stats["dropped"] or "none", output_dir)
+                stats["videos"], stats["dropped"] or "none", written_to)
     return stats

@@ -381,6 +381,8 @@ class RayRunner:
             if self.options.address is None:
                 # workers import the steps (and anything they reference) from the driver's import path
                 path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+                # Ray's usage statistics probe the cloud metadata address and report home: off unless the user asks
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 ray.init(  # address="local": a new Ray here, never a cluster another process started
                     address="local", num_cpus=self.options.num_cpus, include_dashboard=False, log_to_driver=False,
                     object_store_memory=self.options.object_store_mb * 2**20 if self.options.object_store_mb else None,

@@ -245,8 +245,9 @@ def run_publish(config: PublishConfig) -> Path:
     for path in inputs:
         if object_store.is_url(path):
             raise UserFacingError(
-                f"--dataset {path}: quilt publish reads local folders; copy the table from the object store first "
-                f"(e.g. `aws s3 sync {path} ./pairs`). `quilt train --dataset` reads it where it is.")
+                f"--dataset {path}: quilt publish reads local folders; copy the current set's table from the object "
+                f"store first (`aws s3 sync OUTPUT/sets/ID/pairs ./pairs`, ID as named in OUTPUT/"
+                f"{object_store.POINTER}). `quilt train --dataset` reads it where it is.")
         source = Path(path)
         if not source.exists():
             raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")

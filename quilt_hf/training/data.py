@@ -48,9 +48,13 @@ def load_pairs(name_or_path: str, *, split: str | None = None):
 
     path = Path(name_or_path).expanduser()
     if object_store.is_url(name_or_path) and not name_or_path.startswith("hf://"):
-        # a `quilt curate` output on an object store (s3://bucket/prefix/pairs); load_from_disk downloads it
-        object_store.read_set_ready(name_or_path.rstrip("/").rsplit("/", 1)[0])
-        data = datasets.load_from_disk(name_or_path)
+        # a `quilt curate` output on an object store: s3://bucket/prefix/pairs is the current set's pairs table
+        resolved = object_store.resolve(name_or_path)
+        try:
+            data = datasets.load_from_disk(resolved)  # downloads the table to a local temporary folder
+        except FileNotFoundError as error:
+            raise UserFacingError(f"{name_or_path}: no table there (expected the output of `quilt curate --output "
+                                  f"URL`, as URL/pairs; resolved to {resolved})") from error
     else:
         if path.parent.is_dir():
             read_set_ready(path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first

@@ -4,6 +4,8 @@ readable by `quilt train`'s loader, with either runner."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -46,22 +48,34 @@ def _same_tables(url: str, stats: dict, local) -> None:
     assert all(np.array_equal(np.asarray(x["image"]), np.asarray(y["image"])) for x, y in zip(pairs, local_pairs))
     fs, root = object_store.filesystem(url)
     fs.invalidate_cache()
-    assert json.loads(fs.cat_file(f"{root}/stats.json"))["pairs"] == local_stats["pairs"]
-    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) == ["chunks", "pairs", "stats.json", "videos"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) == [object_store.POINTER, "sets"]
+    current = object_store.filesystem(object_store.current_set(url))[1]
+    assert json.loads(fs.cat_file(f"{current}/stats.json"))["pairs"] == local_stats["pairs"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(current, detail=False)) == ["chunks", "pairs", "stats.json",
+                                                                                  "videos"]
 
 
 def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, local, tmp_path):
     with pytest.raises(UserFacingError, match="--cache_dir"):
         curate(videos, f"{bucket}/curated", FakeTranscriber())
+    with pytest.raises(UserFacingError, match="no table there"):
+        load_pairs(f"{bucket}/curated/pairs")  # nothing committed yet
     stats = curate(videos, f"{bucket}/curated", FakeTranscriber(), cache_dir=str(tmp_path / "cache"))
     _same_tables(f"{bucket}/curated", stats, local)
     assert not list((tmp_path / "cache").glob(f"{atomic._STAGING}*")), "the local staging of the upload is removed"
-    # a rerun replaces the set from the cache (nothing computed again) and removes what a killed run left there
-    for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs"):
+    # a rerun commits a new set from the cache (nothing computed again) and removes what a killed run left there
+    # long ago, but not what another run sharing the cache may be writing now
+    for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs", ".tmp-ray-789-999/outputs"):
         (tmp_path / "cache" / leftover).mkdir(parents=True)
+    hours_ago = time.time() - 2 * object_store.RETENTION_S
+    for old in (".tmp-ray-123-456", ".tmp-ray-123-456/outputs", ".staging-123-abc", ".staging-123-abc/pairs"):
+        os.utime(tmp_path / "cache" / old, (hours_ago, hours_ago))
+    first_set = object_store.current_set(f"{bucket}/curated")
     again = curate(videos, f"{bucket}/curated", FakeTranscriber(), cache_dir=str(tmp_path / "cache"))
     assert again["pairs"] == stats["pairs"] and not again["computed"].get("asr")
-    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith((".tmp-", ".staging-"))]
+    assert object_store.current_set(f"{bucket}/curated") != first_set
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith((".tmp-", ".staging-"))] == [
+        ".tmp-ray-789-999"]
 
 
 def test_the_ray_runner_writes_the_same_tables_to_s3(bucket, videos, local, tmp_path):
