@@ -18,10 +18,12 @@ new one. :func:`clean_leftovers` removes what a killed writer left before its jo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -34,6 +36,7 @@ __all__ = [
     "JOURNAL",
     "clean_leftovers",
     "commit_set",
+    "keep_alive",
     "read_set_ready",
     "recover_dir",
     "replace_dir",
@@ -242,12 +245,48 @@ def roll_forward(folder: str | Path) -> bool:
     return True
 
 
-def _last_touched(path: Path) -> float:
-    """The newest modification time of ``path`` and its direct entries (a writer adds files as it goes)."""
+ALIVE = ".alive"  # touched every HEARTBEAT_S by the run that owns a working folder (:func:`keep_alive`)
+HEARTBEAT_S = 60.0
+
+
+@contextlib.contextmanager
+def keep_alive(folder: str | Path, every_s: float = HEARTBEAT_S):
+    """Touch ``folder/.alive`` every ``every_s`` seconds while the block runs, so that an age-based
+    :func:`clean_leftovers` by another run never takes a live run's working folder (its files may sit unchanged
+    for hours, e.g. during a long upload). Creates ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / ALIVE
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                marker.touch()
+            except OSError:  # the folder was removed (the run's own cleanup): nothing left to keep
+                return
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=beat, name=f"keep-alive {folder.name}", daemon=True)
+    thread.start()
     try:
+        yield folder
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _last_touched(path: Path) -> float:
+    """When a working folder was last shown alive: its heartbeat (:func:`keep_alive`), else the newest
+    modification time in its tree."""
+    try:
+        if (path / ALIVE).is_file():
+            return (path / ALIVE).stat().st_mtime
         stamps = [path.lstat().st_mtime]
         if path.is_dir() and not path.is_symlink():
-            stamps += [entry.lstat().st_mtime for entry in path.iterdir()]
+            for root, folders, files in os.walk(path):
+                stamps += [os.lstat(os.path.join(root, name)).st_mtime for name in folders + files]
     except FileNotFoundError:  # removed meanwhile
         return time.time()
     return max(stamps)

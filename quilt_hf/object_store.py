@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -45,6 +46,8 @@ POINTER = "latest.json"  # names the current set
 SETS = "sets"  # URL/sets/<id>/<entry>
 RETENTION_S = 3600.0  # a set that is not current is kept this long after its last write (readers, writers)
 REPLACED = "replaced_at"  # written into a set when another one replaces it (restarts its retention)
+COMMITTED = "committed_at"  # written into a set just before the pointer names it
+_SET_ID = re.compile(r"^\d{8}T\d{6}Z-")  # what commit_set names a set (a folder placeholder never matches)
 
 # the fsspec protocol -> the package that implements it (named in the error when it is missing)
 _PACKAGES = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", None), "gcs": ("gcsfs", None),
@@ -103,7 +106,7 @@ def check_writable(url: str) -> None:
     try:
         fs.pipe_file(probe, b"quilt_hf write check")
         fs.rm_file(probe)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # OSError, botocore's EndpointConnectionError, ...
         raise UserFacingError(f"--output {url}: cannot write there ({type(error).__name__}: {error}); check that "
                               "the bucket exists and the credentials allow writing and deleting") from error
 
@@ -134,12 +137,13 @@ def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir
     prefix = f"{root}/{SETS}/{set_id}"
     local = Path(tempfile.mkdtemp(prefix=_STAGING, dir=local_dir))
     try:
-        for name, write in writers.items():
-            write(local / name)
-            atomic._on_step("staged", local / name)
-        for name in writers:
-            _upload(fs, local / name, f"{prefix}/{name}")
-        atomic._on_step("uploaded", Path(set_id))
+        with atomic.keep_alive(local):  # an upload may outlast the age at which other runs remove leftovers
+            for name, write in writers.items():
+                write(local / name)
+                atomic._on_step("staged", local / name)
+            for name in writers:
+                _upload(fs, local / name, f"{prefix}/{name}")
+            atomic._on_step("uploaded", Path(set_id))
     except BaseException:
         try:
             if _exists(fs, prefix):
@@ -150,12 +154,18 @@ def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir
     finally:
         shutil.rmtree(local, ignore_errors=True)
     now = datetime.now(timezone.utc).isoformat()
+    fs.pipe_file(f"{prefix}/{COMMITTED}", now.encode())  # its age restarts: a stalled writer's set is not taken
     previous = current_set(url)
     if previous is not None:  # its retention counts from now: a reader may have resolved it a moment ago
         fs.pipe_file(f"{filesystem(previous)[1]}/{REPLACED}", now.encode())
     fs.pipe_file(f"{root}/{POINTER}", json.dumps({"set": set_id, "entries": list(writers), "committed": now}).encode())
     atomic._on_step("committed", Path(POINTER))
-    remove_old_sets(url)
+    if not _exists(fs, f"{prefix}/{COMMITTED}"):  # removed by another writer's cleanup while this one stalled
+        raise UserFacingError(f"{url}: the set {set_id} was removed before it became current; run again")
+    try:
+        remove_old_sets(url)
+    except Exception as error:  # the new set is current: cleanup is left to the next commit
+        logger.warning("%s: old sets not removed (%s: %s)", url, type(error).__name__, error)
     return join(url, SETS, set_id)
 
 
@@ -180,9 +190,12 @@ def _last_written(fs, prefix: str) -> float | None:
     """The newest modification time of the objects under ``prefix`` (seconds since the epoch)."""
     newest = None
     for path, info in fs.find(prefix, detail=True).items():
-        stamp = info.get("LastModified") or info.get("mtime") or info.get("updated")
+        stamp = info.get("LastModified") or info.get("last_modified") or info.get("mtime") or info.get("updated")
         if stamp is None:
-            stamp = fs.modified(path)
+            try:
+                stamp = fs.modified(path)
+            except (NotImplementedError, OSError):
+                return None
         if isinstance(stamp, str):
             stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         seconds = stamp.timestamp() if isinstance(stamp, datetime) else float(stamp)
@@ -203,12 +216,15 @@ def remove_old_sets(url: str, retention_s: float | None = None) -> list[str]:
     removed = []
     for prefix in fs.ls(f"{root}/{SETS}", detail=False):
         set_id = prefix.rstrip("/").rsplit("/", 1)[-1]
-        if set_id == current_id:
+        if set_id == current_id or not _SET_ID.match(set_id):  # the current set; a placeholder, a stranger
             continue
-        written = _last_written(fs, prefix)
-        if written is None or time.time() - written > retention_s:
-            fs.rm(prefix, recursive=True)
-            removed.append(join(url, SETS, set_id))
+        try:
+            written = _last_written(fs, prefix)
+            if written is not None and time.time() - written > retention_s:  # an unknown age: kept
+                fs.rm(prefix, recursive=True)
+                removed.append(join(url, SETS, set_id))
+        except FileNotFoundError:  # another writer's cleanup took it first
+            continue
     if removed:
         logger.info("%s: removed %d old or orphaned set(s)", url, len(removed))
     return removed

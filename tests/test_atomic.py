@@ -77,3 +77,29 @@ def test_replace_dir_keeps_an_existing_content_addressed_entry(tmp_path):
     (second / "x").write_text("2")
     atomic.replace_dir(second, tmp_path / "key", keep_existing=True)
     assert (tmp_path / "key" / "x").read_text() == "1" and not second.exists()
+
+
+def test_age_based_cleanup_keeps_a_live_run_s_folder_and_takes_a_dead_one(tmp_path):
+    import os
+    import time
+
+    hours_ago = time.time() - 7200
+    dead = tmp_path / ".tmp-ray-1-1"
+    (dead / "run-a" / "output").mkdir(parents=True)
+    (dead / "run-a" / "output" / "shard.parquet").write_text("old")
+    nested_live = tmp_path / ".tmp-ray-2-2"  # started long ago, a shard written now, deep in its tree
+    (nested_live / "run-b" / "output").mkdir(parents=True)
+    for folder in (dead, dead / "run-a", dead / "run-a" / "output", dead / "run-a" / "output" / "shard.parquet",
+                   nested_live, nested_live / "run-b", nested_live / "run-b" / "output"):
+        os.utime(folder, (hours_ago, hours_ago))
+    (nested_live / "run-b" / "output" / "shard.parquet").write_text("new")
+    with atomic.keep_alive(tmp_path / ".staging-3-3", every_s=0.05) as beating:  # an upload: nothing written
+        (beating / "pairs").mkdir()
+        os.utime(beating / "pairs", (hours_ago, hours_ago))
+        time.sleep(0.2)
+        os.utime(beating, (hours_ago, hours_ago))
+        removed = atomic.clean_leftovers(tmp_path, (".tmp-ray-*", ".staging-*"), older_than_s=3600)
+    assert removed == [dead]
+    assert nested_live.exists() and beating.exists()
+    os.utime(beating / atomic.ALIVE, (hours_ago, hours_ago))  # its run is gone: the heartbeat stopped long ago
+    assert atomic.clean_leftovers(tmp_path, (".staging-*",), older_than_s=3600) == [beating]

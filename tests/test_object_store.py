@@ -10,7 +10,7 @@ import pytest
 from s3_server import local_s3
 from test_atomic import Crash, crash_at
 
-from quilt_hf import object_store
+from quilt_hf import atomic, object_store
 from quilt_hf.errors import MissingDependencyError, UserFacingError
 
 
@@ -117,3 +117,30 @@ def test_urls_and_folders_are_told_apart():
     assert not object_store.is_url("/data/out") and not object_store.is_url("file:///data/out")
     assert not object_store.is_url(Path("relative/out"))
     assert object_store.local_path("file:///data/out") == "/data/out" and object_store.local_path("out") == "out"
+
+
+def test_cleanup_never_takes_the_current_set_a_folder_placeholder_or_a_stranger(bucket, monkeypatch):
+    url = f"{bucket}/placeholders"
+    fs, root = object_store.filesystem(url)
+    fs.pipe_file(f"{root}/sets/", b"")  # what a console's "Create folder" leaves
+    fs.pipe_file(f"{root}/sets/notes/readme.txt", b"a user's file")
+    current = write_set(url, 1)
+    monkeypatch.setattr(object_store, "RETENTION_S", 0.0)
+    assert object_store.remove_old_sets(url) == []
+    assert read_set(url) == ("rows v1", 1) and object_store.current_set(url) == current
+    assert fs.cat_file(f"{root}/sets/notes/readme.txt") == b"a user's file"
+
+
+def test_a_set_removed_before_its_pointer_is_written_fails_the_commit(bucket, monkeypatch):
+    url = f"{bucket}/stalled"
+    write_set(url, 1)
+
+    def another_writer_cleans_up(stage, path):  # this writer stalled past the retention after its upload
+        if stage == "committed":
+            fs, root = object_store.filesystem(url)
+            current = object_store.filesystem(object_store.current_set(url))[1]
+            fs.rm(current, recursive=True)
+
+    monkeypatch.setattr(atomic, "_on_step", another_writer_cleans_up)
+    with pytest.raises(UserFacingError, match="removed before it became current"):
+        write_set(url, 2)

@@ -24,6 +24,7 @@ Needs ``pip install 'quilt_hf[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quilt_hf import atomic
 from quilt_hf.curation.runners import Step
 from quilt_hf.errors import UserFacingError, require
 
@@ -374,6 +376,7 @@ class RayRunner:
     steps_span: list[float] = field(default_factory=lambda: [math.inf, -math.inf])  # first step began, last ended
     timeline: dict[str, float] = field(default_factory=dict)  # wall seconds before the first / after the last step
     loads_models_in_workers = True  # the pipeline skips loading models in the driver
+    _heartbeat: contextlib.ExitStack | None = field(default=None, repr=False)
 
     def _init(self):
         ray = require("ray", package="ray[data]", extra="ray", purpose="the Ray Data runner")
@@ -419,6 +422,9 @@ class RayRunner:
             import tempfile
 
             self.staging_dir = tempfile.mkdtemp(prefix="quilt-ray-")
+        if self._heartbeat is None:  # another run sharing the folder (the step cache) must not take it as a leftover
+            self._heartbeat = contextlib.ExitStack()
+            self._heartbeat.enter_context(atomic.keep_alive(self.staging_dir))
         folder = Path(self.staging_dir) / f"{name}-{uuid.uuid4().hex[:8]}"
         folder.mkdir(parents=True)
         return folder
@@ -592,5 +598,8 @@ class RayRunner:
 
     def cleanup(self) -> None:
         """Remove the staging folder (input/output shards and their arrow copies)."""
+        if self._heartbeat is not None:
+            self._heartbeat.close()
+            self._heartbeat = None
         if self.staging_dir is not None:
             shutil.rmtree(self.staging_dir, ignore_errors=True)

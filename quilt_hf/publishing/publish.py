@@ -248,7 +248,7 @@ def run_publish(config: PublishConfig) -> Path:
                 f"--dataset {path}: quilt publish reads local folders; copy the current set's table from the object "
                 f"store first (`aws s3 sync OUTPUT/sets/ID/pairs ./pairs`, ID as named in OUTPUT/"
                 f"{object_store.POINTER}). `quilt train --dataset` reads it where it is.")
-        source = Path(path)
+        source = Path(object_store.local_path(path))
         if not source.exists():
             raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")
         name = source.name if source.name != "pairs" else source.parent.name or "pairs"

@@ -46,16 +46,19 @@ def load_pairs(name_or_path: str, *, split: str | None = None):
     from quilt_hf import object_store
     from quilt_hf.atomic import read_set_ready
 
-    path = Path(name_or_path).expanduser()
     if object_store.is_url(name_or_path) and not name_or_path.startswith("hf://"):
         # a `quilt curate` output on an object store: s3://bucket/prefix/pairs is the current set's pairs table
         resolved = object_store.resolve(name_or_path)
         try:
             data = datasets.load_from_disk(resolved)  # downloads the table to a local temporary folder
         except FileNotFoundError as error:
-            raise UserFacingError(f"{name_or_path}: no table there (expected the output of `quilt curate --output "
-                                  f"URL`, as URL/pairs; resolved to {resolved})") from error
+            raise UserFacingError(
+                f"{name_or_path}: no table there (expected the output of `quilt curate --output URL`, as URL/pairs; "
+                f"resolved to {resolved}), or the set was replaced and removed while it was read (sets are kept "
+                f"{object_store.RETENTION_S / 3600:g} h after they are replaced): run again") from error
     else:
+        name_or_path = object_store.local_path(name_or_path)
+        path = Path(name_or_path).expanduser()
         if path.parent.is_dir():
             read_set_ready(path.parent)  # a `quilt curate` output whose commit was interrupted: finish it first
         if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):

@@ -35,7 +35,10 @@ def videos(tmp_path_factory):
 def local(videos, tmp_path_factory):
     """The folder output of the local runner: the reference."""
     output = tmp_path_factory.mktemp("local")
-    return curate(videos, output, FakeTranscriber()), load_pairs(str(output / "pairs"))
+    stats = curate(videos, output, FakeTranscriber())
+    pairs = load_pairs(str(output / "pairs"))
+    assert load_pairs(f"file://{output / 'pairs'}").to_list() == pairs.to_list()  # a folder given as a URL
+    return stats, pairs
 
 
 def _same_tables(url: str, stats: dict, local) -> None:
@@ -51,8 +54,8 @@ def _same_tables(url: str, stats: dict, local) -> None:
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) == [object_store.POINTER, "sets"]
     current = object_store.filesystem(object_store.current_set(url))[1]
     assert json.loads(fs.cat_file(f"{current}/stats.json"))["pairs"] == local_stats["pairs"]
-    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(current, detail=False)) == ["chunks", "pairs", "stats.json",
-                                                                                  "videos"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(current, detail=False)) == [
+        "chunks", object_store.COMMITTED, "pairs", "stats.json", "videos"]
 
 
 def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, local, tmp_path):
