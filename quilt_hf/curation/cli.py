@@ -30,7 +30,9 @@ class CurateConfig(TextStageOptions):
     videos: str = field(metadata={"help": "A folder of videos, or a manifest (.csv/.tsv/.jsonl with path or url per row)."})
     output: str = field(metadata={"help": (
         "Output folder: pairs/ and chunks/ and videos/ (datasets on disk) and stats.json; or an object-store URL "
-        "(s3://bucket/prefix; needs quilt_hf[s3] and --cache_dir; the store's own settings, e.g. AWS_ENDPOINT_URL).")})
+        "(s3://bucket/prefix; needs quilt_hf[s3] and --cache_dir; the store's own settings, e.g. AWS_ENDPOINT_URL): "
+        "each run writes a new set under URL/sets/<id>/ and URL/latest.json names the current one "
+        "(`quilt train --dataset URL/pairs` follows it).")})
     asr_model: str | None = field(
         default=None,
         metadata={"help": "Whisper model: Hub name or local folder. Default: the Hub default, else the offline model."},
