@@ -119,12 +119,13 @@ class StepCache:
         _on_cache_write(step, key)
         return final
 
-    def clean_tmp(self) -> None:
-        """Remove what a killed run left half-written."""
+    def clean_tmp(self, older_than_s: float | None = None) -> None:
+        """Remove what a killed run left half-written (only what is untouched for ``older_than_s`` seconds, when
+        given: a cache other live runs share)."""
         if self.root.is_dir():
             for folder in self.root.iterdir():
                 if folder.is_dir():
-                    atomic.clean_leftovers(folder)
+                    atomic.clean_leftovers(folder, older_than_s=older_than_s)
 
 
 def _audio_silent(audio: np.ndarray, dbfs: float) -> bool:
@@ -746,6 +747,7 @@ class Curation:
         self.worker.close()
 
 
+SHARED_LEFTOVER_AGE_S = 3600.0  # a working folder in a shared cache untouched this long is a killed run's
 WRITER_ROW_GROUP = "4MB"  # image bytes a table's writer holds at a time (datasets' default: 100MB)
 
 
@@ -829,13 +831,16 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
         shards_next_to.mkdir(parents=True, exist_ok=True)
         # killed runs' shards and upload staging; other runs sharing this cache may be writing theirs
         atomic.clean_leftovers(shards_next_to, (f"{atomic._TMP}ray-*", f"{atomic._STAGING}*"),
-                               older_than_s=object_store.RETENTION_S)
+                               older_than_s=SHARED_LEFTOVER_AGE_S)
+        shared_cache = True
     else:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
         shards_next_to = output_dir
-    curation.cache.clean_tmp()
+        shared_cache = not curation.cache.root.resolve().is_relative_to(output_dir.resolve())  # --cache_dir given
+    # a cache outside the output may be another live run's too: only what is untouched for a while is a leftover
+    curation.cache.clean_tmp(older_than_s=SHARED_LEFTOVER_AGE_S if shared_cache else None)
     runner = runner or LocalRunner()
     if hasattr(runner, "staging_dir") and runner.staging_dir is None:  # Ray: shards next to the outputs
         runner.staging_dir = str(shards_next_to / f"{atomic._TMP}ray-{os.getpid()}-{int(time.time())}")

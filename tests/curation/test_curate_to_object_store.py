@@ -14,6 +14,7 @@ from s3_server import local_s3
 from test_ray_runner import RAY, curate, write_lectures
 
 from quilt_hf import atomic, object_store
+from quilt_hf.curation.pipeline import SHARED_LEFTOVER_AGE_S
 from quilt_hf.errors import UserFacingError
 from quilt_hf.training.data import load_pairs
 
@@ -68,10 +69,12 @@ def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, loc
     assert not list((tmp_path / "cache").glob(f"{atomic._STAGING}*")), "the local staging of the upload is removed"
     # a rerun commits a new set from the cache (nothing computed again) and removes what a killed run left there
     # long ago, but not what another run sharing the cache may be writing now
-    for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs", ".tmp-ray-789-999/outputs"):
+    for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs", ".tmp-ray-789-999/outputs",
+                     "asr/.tmp-old-entry", "asr/.tmp-live-entry"):
         (tmp_path / "cache" / leftover).mkdir(parents=True)
-    hours_ago = time.time() - 2 * object_store.RETENTION_S
-    for old in (".tmp-ray-123-456", ".tmp-ray-123-456/outputs", ".staging-123-abc", ".staging-123-abc/pairs"):
+    hours_ago = time.time() - 2 * SHARED_LEFTOVER_AGE_S
+    for old in (".tmp-ray-123-456", ".tmp-ray-123-456/outputs", ".staging-123-abc", ".staging-123-abc/pairs",
+                "asr/.tmp-old-entry"):
         os.utime(tmp_path / "cache" / old, (hours_ago, hours_ago))
     first_set = object_store.current_set(f"{bucket}/curated")
     again = curate(videos, f"{bucket}/curated", FakeTranscriber(), cache_dir=str(tmp_path / "cache"))
@@ -79,6 +82,7 @@ def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, loc
     assert object_store.current_set(f"{bucket}/curated") != first_set
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith((".tmp-", ".staging-"))] == [
         ".tmp-ray-789-999"]
+    assert [p.name for p in (tmp_path / "cache" / "asr").glob(".tmp-*")] == [".tmp-live-entry"]
 
 
 def test_the_ray_runner_writes_the_same_tables_to_s3(bucket, videos, local, tmp_path):
