@@ -278,12 +278,10 @@ def keep_alive(folder: str | Path, every_s: float = HEARTBEAT_S):
 
 
 def _last_touched(path: Path) -> float:
-    """When a working folder was last shown alive: its heartbeat (:func:`keep_alive`), else the newest
-    modification time in its tree."""
+    """When a working folder was last shown alive: the newest modification time in its tree, its heartbeat
+    (:func:`keep_alive`) included."""
     try:
-        if (path / ALIVE).is_file():
-            return (path / ALIVE).stat().st_mtime
-        stamps = [path.lstat().st_mtime]
+        stamps = [path.lstat().st_mtime]  # the heartbeat file is one of the tree's entries
         if path.is_dir() and not path.is_symlink():
             for root, folders, files in os.walk(path):
                 stamps += [os.lstat(os.path.join(root, name)).st_mtime for name in folders + files]

@@ -7,9 +7,11 @@ commit writes a new, complete set under its own prefix and then switches one poi
    UTC time; a crash here leaves the old set current and an orphan prefix);
 2. ``URL/latest.json`` is written (one PUT, atomic) naming ``<id>``: from this instant the new set is the current
    one;
-3. sets that are neither current nor written to within :data:`RETENTION_S` are deleted (a killed writer's
-   orphan; a replaced set, whose ``replaced_at`` object was written just before the switch, once readers that
-   resolved it have had that long to read it).
+3. sets that are neither current nor written to within :data:`RETENTION_S` are deleted: a replaced set (its
+   ``replaced_at`` object was written just before the switch) once readers that resolved it have had that long
+   to read it; a set never marked replaced (a killed writer's orphan) only once its commit began more than
+   :data:`ORPHAN_RETENTION_S` ago, so that a writer that stalled after its upload does not lose its set (it also
+   checks its set is whole before the switch).
 
 Readers resolve ``URL/pairs`` to ``URL/sets/<id>/pairs`` through the pointer (:func:`resolve`) and never write:
 concurrent readers, a reader during a commit and two writers on one URL each see a whole set (the last pointer
@@ -39,12 +41,13 @@ from quilt_hf.errors import MissingDependencyError, UserFacingError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["POINTER", "RETENTION_S", "SETS", "check_writable", "commit_set", "current_set", "filesystem", "is_url",
+__all__ = ["ORPHAN_RETENTION_S", "POINTER", "RETENTION_S", "SETS", "check_writable", "commit_set", "current_set", "filesystem", "is_url",
            "join", "local_path", "remove_old_sets", "resolve"]
 
 POINTER = "latest.json"  # names the current set
 SETS = "sets"  # URL/sets/<id>/<entry>
-RETENTION_S = 3600.0  # a set that is not current is kept this long after its last write (readers, writers)
+RETENTION_S = 3600.0  # a replaced set is kept this long after its last write (readers that resolved it)
+ORPHAN_RETENTION_S = 86400.0  # a set never marked replaced (a killed or stalled writer's) is kept this long
 REPLACED = "replaced_at"  # written into a set when another one replaces it (restarts its retention)
 COMMITTED = "committed_at"  # written into a set just before the pointer names it
 _SET_ID = re.compile(r"^\d{8}T\d{6}Z-")  # what commit_set names a set (a folder placeholder never matches)
@@ -141,9 +144,18 @@ def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir
             for name, write in writers.items():
                 write(local / name)
                 atomic._on_step("staged", local / name)
+            uploaded = {f"{prefix}/{p.relative_to(local).as_posix()}" for p in local.rglob("*")
+                        if p.is_file() and p.name != atomic.ALIVE}
             for name in writers:
                 _upload(fs, local / name, f"{prefix}/{name}")
             atomic._on_step("uploaded", Path(set_id))
+            now = datetime.now(timezone.utc).isoformat()
+            fs.pipe_file(f"{prefix}/{COMMITTED}", now.encode())  # its age restarts
+            fs.invalidate_cache(prefix)
+            missing = uploaded - set(fs.find(prefix))
+            if missing:  # another run's cleanup took it while this one stalled: never name a broken set
+                raise UserFacingError(f"{url}: {len(missing)} file(s) of the new set {set_id} were removed before "
+                                      "it became current (this run stalled for longer than the retention); run again")
     except BaseException:
         try:
             if _exists(fs, prefix):
@@ -153,15 +165,11 @@ def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir
         raise
     finally:
         shutil.rmtree(local, ignore_errors=True)
-    now = datetime.now(timezone.utc).isoformat()
-    fs.pipe_file(f"{prefix}/{COMMITTED}", now.encode())  # its age restarts: a stalled writer's set is not taken
     previous = current_set(url)
     if previous is not None:  # its retention counts from now: a reader may have resolved it a moment ago
         fs.pipe_file(f"{filesystem(previous)[1]}/{REPLACED}", now.encode())
     fs.pipe_file(f"{root}/{POINTER}", json.dumps({"set": set_id, "entries": list(writers), "committed": now}).encode())
     atomic._on_step("committed", Path(POINTER))
-    if not _exists(fs, f"{prefix}/{COMMITTED}"):  # removed by another writer's cleanup while this one stalled
-        raise UserFacingError(f"{url}: the set {set_id} was removed before it became current; run again")
     try:
         remove_old_sets(url)
     except Exception as error:  # the new set is current: cleanup is left to the next commit
@@ -203,10 +211,20 @@ def _last_written(fs, prefix: str) -> float | None:
     return newest
 
 
+def _started(set_id: str) -> float:
+    """When the writer of ``set_id`` began its commit (the UTC time its name starts with)."""
+    try:
+        return datetime.strptime(set_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:  # not a time after all: counts as just begun (kept)
+        return time.time()
+
+
 def remove_old_sets(url: str, retention_s: float | None = None) -> list[str]:
     """Delete the sets under ``url`` that are not current and were last written more than ``retention_s`` ago
-    (default :data:`RETENTION_S`): killed writers' orphans and replaced sets. Another writer's upload in
-    progress and a set a reader resolved less than that ago stay. Returns the removed set URLs."""
+    (default :data:`RETENTION_S`): replaced sets, and sets never marked replaced (killed writers' orphans, the
+    loser of two runs' race for the pointer) once their commit began more than :data:`ORPHAN_RETENTION_S` ago.
+    Another writer's upload in progress and a set a reader resolved less than that ago stay. Returns the
+    removed set URLs."""
     retention_s = RETENTION_S if retention_s is None else retention_s
     fs, root = filesystem(url)
     current = current_set(url)
@@ -220,9 +238,12 @@ def remove_old_sets(url: str, retention_s: float | None = None) -> list[str]:
             continue
         try:
             written = _last_written(fs, prefix)
-            if written is not None and time.time() - written > retention_s:  # an unknown age: kept
-                fs.rm(prefix, recursive=True)
-                removed.append(join(url, SETS, set_id))
+            if written is None or time.time() - written <= retention_s:  # fresh, or an unknown age: kept
+                continue
+            if not _exists(fs, f"{prefix}/{REPLACED}") and time.time() - _started(set_id) <= ORPHAN_RETENTION_S:
+                continue  # never current, or lost a race for the pointer: maybe a writer that stalled, kept longer
+            fs.rm(prefix, recursive=True)
+            removed.append(join(url, SETS, set_id))
         except FileNotFoundError:  # another writer's cleanup took it first
             continue
     if removed:

@@ -4,6 +4,7 @@ pointer; readers never see a mix and never write; orphans and replaced sets go a
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -75,8 +76,11 @@ def test_a_killed_writer_s_orphan_goes_after_the_retention_and_a_live_upload_sta
     write_set(url, 1)
     assert "20200101T000000Z-1-dead" in sets(url)  # written seconds ago: it may be another writer's, live
     monkeypatch.setattr(object_store, "RETENTION_S", 0.0)
+    recent = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-2-stalled"  # began a moment ago, never current
+    fs.pipe_file(f"{root}/sets/{recent}/table/data.txt", b"whole")
     current = write_set(url, 2)
-    assert sets(url) == [current.rsplit("/", 1)[-1]]  # orphan and replaced set gone, the current one kept
+    # the old orphan and the replaced set are gone; a set never marked replaced is kept a day (a stalled writer's)
+    assert sets(url) == sorted([current.rsplit("/", 1)[-1], recent])
 
 
 def test_a_reader_keeps_the_set_it_resolved_while_another_commit_lands(bucket):
@@ -131,16 +135,16 @@ def test_cleanup_never_takes_the_current_set_a_folder_placeholder_or_a_stranger(
     assert fs.cat_file(f"{root}/sets/notes/readme.txt") == b"a user's file"
 
 
-def test_a_set_removed_before_its_pointer_is_written_fails_the_commit(bucket, monkeypatch):
+def test_a_writer_whose_set_was_removed_while_it_stalled_never_names_it(bucket, monkeypatch):
     url = f"{bucket}/stalled"
     write_set(url, 1)
 
-    def another_writer_cleans_up(stage, path):  # this writer stalled past the retention after its upload
-        if stage == "committed":
+    def another_run_cleans_up(stage, path):  # this writer stalled after its upload; another run removed its set
+        if stage == "uploaded":
             fs, root = object_store.filesystem(url)
-            current = object_store.filesystem(object_store.current_set(url))[1]
-            fs.rm(current, recursive=True)
+            fs.rm(f"{root}/{object_store.SETS}/{path.name}", recursive=True)
 
-    monkeypatch.setattr(atomic, "_on_step", another_writer_cleans_up)
+    monkeypatch.setattr(atomic, "_on_step", another_run_cleans_up)
     with pytest.raises(UserFacingError, match="removed before it became current"):
         write_set(url, 2)
+    assert read_set(url) == ("rows v1", 1)  # the pointer still names the whole old set

@@ -376,7 +376,10 @@ class RayRunner:
     steps_span: list[float] = field(default_factory=lambda: [math.inf, -math.inf])  # first step began, last ended
     timeline: dict[str, float] = field(default_factory=dict)  # wall seconds before the first / after the last step
     loads_models_in_workers = True  # the pipeline skips loading models in the driver
-    _heartbeat: contextlib.ExitStack | None = field(default=None, repr=False)
+    _heartbeat: contextlib.ExitStack | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:  # the heartbeat (a thread) stays with the process that started it
+        return {**self.__dict__, "_heartbeat": None}
 
     def _init(self):
         ray = require("ray", package="ray[data]", extra="ray", purpose="the Ray Data runner")
