@@ -41,8 +41,10 @@ from quilt_hf.errors import MissingDependencyError, UserFacingError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ORPHAN_RETENTION_S", "POINTER", "RETENTION_S", "SETS", "check_writable", "commit_set", "current_set", "filesystem", "is_url",
-           "join", "local_path", "remove_old_sets", "resolve"]
+__all__ = [
+    "ORPHAN_RETENTION_S", "POINTER", "RETENTION_S", "SETS", "check_writable", "commit_set", "current_set",
+    "filesystem", "is_url", "join", "local_path", "remove_old_sets", "resolve",
+]
 
 POINTER = "latest.json"  # names the current set
 SETS = "sets"  # URL/sets/<id>/<entry>
@@ -82,7 +84,9 @@ def filesystem(url: str):
     """
     import fsspec
 
-    protocol = url.split("://", 1)[0]
+    protocol, _, path = url.partition("://")
+    if "//" in path.rstrip("/"):  # an empty segment (an empty $PREFIX in a script): stores list such keys oddly
+        raise UserFacingError(f"{url}: the path has an empty segment ('//'); give it without")
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as error:

@@ -101,5 +101,9 @@ def test_age_based_cleanup_keeps_a_live_run_s_folder_and_takes_a_dead_one(tmp_pa
         removed = atomic.clean_leftovers(tmp_path, (".tmp-ray-*", ".staging-*"), older_than_s=3600)
     assert removed == [dead]
     assert nested_live.exists() and beating.exists()
-    os.utime(beating / atomic.ALIVE, (hours_ago, hours_ago))  # its run is gone: the heartbeat stopped long ago
+    os.utime(beating / atomic.ALIVE, (hours_ago, hours_ago))  # its heartbeat stopped long ago ...
+    (beating / "pairs" / "shard").write_text("written now")  # ... but a shard is fresh: still alive
+    assert atomic.clean_leftovers(tmp_path, (".staging-*",), older_than_s=3600) == []
+    for path in (beating / "pairs" / "shard", beating / "pairs", beating):
+        os.utime(path, (hours_ago, hours_ago))
     assert atomic.clean_leftovers(tmp_path, (".staging-*",), older_than_s=3600) == [beating]

@@ -116,6 +116,12 @@ def test_a_protocol_whose_package_is_missing_names_the_install():
         pytest.skip("gcsfs is installed")
 
 
+def test_a_url_with_an_empty_segment_fails_at_once():
+    with pytest.raises(UserFacingError, match="empty segment"):
+        object_store.filesystem("s3://bucket//out")
+    object_store.filesystem("memory://bucket/out/")  # a trailing slash is fine
+
+
 def test_urls_and_folders_are_told_apart():
     assert object_store.is_url("s3://bucket/out") and object_store.is_url("gs://b/x")
     assert not object_store.is_url("/data/out") and not object_store.is_url("file:///data/out")

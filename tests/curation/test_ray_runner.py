@@ -201,6 +201,21 @@ def test_a_ray_worker_process_keeps_one_decoding_process(local_ray, tmp_path):
     assert all(len(children) == 1 for children in decoders.values()), decoders
 
 
+def test_a_ray_runner_with_a_live_heartbeat_pickles_and_its_cleanup_stops_it(tmp_path):
+    import pickle
+    import threading
+
+    from quilt_hf.curation.ray_runner import RayRunner
+
+    runner = RayRunner(staging_dir=str(tmp_path / "staging"))
+    runner._stage_dir("run")
+    assert (tmp_path / "staging" / ".alive").is_file()
+    assert pickle.loads(pickle.dumps(runner))._heartbeat is None and runner._heartbeat is not None
+    runner.cleanup()
+    assert not (tmp_path / "staging").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("keep-alive")]
+
+
 def test_whisper_threads_and_step_niceness_follow_the_options():
     from quilt_hf.curation.ray_runner import RayOptions, RayRunner, cpu_actor_threads
     from quilt_hf.curation.runners import Step
