@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -226,28 +227,49 @@ def _flags(source: Path, config: PublishConfig) -> dict[str, set[str]]:
     return reasons
 
 
+def _download(url: str, folder: Path) -> str:
+    """The current set's table at ``url`` (``s3://bucket/out/pairs``) copied into ``folder/out/pairs`` (the
+    subset keeps the output's name)."""
+    resolved = object_store.resolve(url)
+    fs, remote = object_store.filesystem(resolved)
+    parent, _, name = url.rstrip("/").rpartition("/")
+    local = folder / parent.rpartition("/")[2] / name
+    files = fs.find(remote)
+    if not files:
+        raise UserFacingError(f"--dataset {url}: no table there (resolved to {resolved})")
+    logger.info("downloading %s (%d files) to %s", resolved, len(files), local)
+    fs.get(files, [str(local / f[len(remote) + 1:]) for f in files])
+    return str(local)
+
+
 def run_publish(config: PublishConfig) -> Path:
     """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder.
 
     The inputs are read a batch at a time, twice (:mod:`quilt_hf.publishing.merge`): memory holds a few dozen
-    bytes per row plus one batch, not the table.
+    bytes per row plus one batch, not the table. A table on an object store (the output of ``quilt curate
+    --output s3://...``) is first copied into a temporary folder beside ``--output``.
     """
+    inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
+    if not any(object_store.is_url(path) for path in inputs):
+        return _publish(config, inputs)
+    Path(config.output).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=Path(config.output).parent) as folder:
+        local = [_download(path, Path(folder) / str(i)) if object_store.is_url(path) else path
+                 for i, path in enumerate(inputs)]
+        return _publish(config, local)
+
+
+def _publish(config: PublishConfig, inputs: list[str]) -> Path:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from quilt_hf.cards import template_path
 
-    inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
     if not inputs:
         raise UserFacingError("--dataset: give at least one pairs table")
     embedder = ImageEmbedder(config.dedup_model).load() if config.dedup_model else None  # fails before any work
     sources: dict[str, PairSource] = {}
     flags: dict[str, dict[str, set[str]]] = {}
     for path in inputs:
-        if object_store.is_url(path):
-            raise UserFacingError(
-                f"--dataset {path}: quilt publish reads local folders; copy the current set's table from the object "
-                f"store first (`aws s3 sync OUTPUT/sets/ID/pairs ./pairs`, ID as named in OUTPUT/"
-                f"{object_store.POINTER}). `quilt train --dataset` reads it where it is.")
         source = Path(object_store.local_path(path))
         if not source.exists():
             raise UserFacingError(f"--dataset {source}: no such folder; point it at the output of `quilt curate`")

@@ -67,6 +67,13 @@ def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, loc
     stats = curate(videos, f"{bucket}/curated", FakeTranscriber(), cache_dir=str(tmp_path / "cache"))
     _same_tables(f"{bucket}/curated", stats, local)
     assert not list((tmp_path / "cache").glob(f"{atomic._STAGING}*")), "the local staging of the upload is removed"
+    # `quilt publish --dataset s3://.../pairs` copies the current set's table down, then publishes it
+    from quilt_hf.publishing.publish import PublishConfig, run_publish
+
+    hub = run_publish(PublishConfig(dataset=[f"{bucket}/curated/pairs"], output=str(tmp_path / "publish" / "hub")))
+    merge = json.loads((hub / "stats.json").read_text())["merge"]
+    assert merge["rows_in"] == {"curated": stats["pairs"]}, merge
+    assert [p.name for p in (tmp_path / "publish").iterdir()] == ["hub"], "the download is removed"
     # a rerun commits a new set from the cache (nothing computed again) and removes what a killed run left there
     # long ago, but not what another run sharing the cache may be writing now
     for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs", ".tmp-ray-789-999/outputs",

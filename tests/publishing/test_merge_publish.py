@@ -181,8 +181,6 @@ def test_a_crash_while_publishing_leaves_the_previous_version_whole(tmp_path, mo
 def test_publish_refuses_missing_inputs(tmp_path):
     with pytest.raises(UserFacingError, match="no such folder"):
         run_publish(PublishConfig(dataset=[str(tmp_path / "nope")], output=str(tmp_path / "hub")))
-    with pytest.raises(UserFacingError, match="reads local folders.*aws s3 sync OUTPUT/sets/ID/pairs"):
-        run_publish(PublishConfig(dataset=["s3://bucket/curated/pairs"], output=str(tmp_path / "hub")))
 
 
 def test_shards_are_bounded(tmp_path):
