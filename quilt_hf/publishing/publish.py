@@ -62,8 +62,9 @@ class PublishConfig:
     $HF_TOKEN)."""
 
     dataset: list[str] = field(
-        metadata={"help": "Pairs tables to merge: outputs of `quilt curate` (pairs/) or `quilt import`, Hub-layout "
-                  "folders or parquet files."}
+        metadata={"help": "Pairs tables to merge: outputs of `quilt curate` (pairs/, also on an object store: "
+                  "s3://bucket/prefix/pairs, copied down first) or `quilt import`, Hub-layout folders or parquet "
+                  "files."}
     )
     output: str = field(metadata={"help": "Folder to write the Hub-layout dataset to (README.md + data/*.parquet)."})
     val_fraction: float = field(default=0.1, metadata={"help": "Share of videos/images held out as validation."})
