@@ -84,7 +84,8 @@ def filesystem(url: str):
     """
     import fsspec
 
-    protocol, _, path = url.partition("://")
+    protocol = url.split("://", 1)[0]
+    path = url.rsplit("::", 1)[-1].partition("://")[2].split("?", 1)[0]  # the last filesystem's path, no query
     if "//" in path.rstrip("/"):  # an empty segment (an empty $PREFIX in a script): stores list such keys oddly
         raise UserFacingError(f"{url}: the path has an empty segment ('//'); give it without")
     try:

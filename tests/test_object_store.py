@@ -120,6 +120,7 @@ def test_a_url_with_an_empty_segment_fails_at_once():
     with pytest.raises(UserFacingError, match="empty segment"):
         object_store.filesystem("s3://bucket//out")
     object_store.filesystem("memory://bucket/out/")  # a trailing slash is fine
+    object_store.filesystem("simplecache::memory://bucket/out")
 
 
 def test_urls_and_folders_are_told_apart():

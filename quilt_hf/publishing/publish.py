@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 import re
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from datasets import Dataset, Image
 
-from quilt_hf import object_store
+from quilt_hf import atomic, object_store
 from quilt_hf.atomic import staging_dir
 from quilt_hf.errors import UserFacingError
 from quilt_hf.publishing.dedup import DEFAULT_MIN_SIMILARITY
@@ -148,6 +149,9 @@ def split_by_video(pairs: Dataset, val_fraction: float = 0.1, test_fraction: flo
     return splits
 
 
+_DOWNLOAD = ".download-"  # a table copied down from an object store, beside --output
+_DOWNLOAD_LEFTOVER_AGE_S = 3600.0  # a killed run's copy, untouched this long, is removed by the next run
+
 #: What we know of the release's sources; a subset not listed shows "see its source" on the card.
 KNOWN_SUBSETS = {
     "quilt": ("Narrated histopathology videos on YouTube (Quilt-1M video part, or `quilt curate`)",
@@ -230,7 +234,9 @@ def _flags(source: Path, config: PublishConfig) -> dict[str, set[str]]:
 
 def _download(url: str, folder: Path) -> str:
     """The current set's table at ``url`` (``s3://bucket/out/pairs``) copied into ``folder/out/pairs`` (the
-    subset keeps the output's name)."""
+    input keeps the output's name, as a local ``out/pairs`` would)."""
+    if object_store.current_set(url) is not None:
+        raise UserFacingError(f"--dataset {url} is a `quilt curate` output: give its table, {url.rstrip('/')}/pairs")
     resolved = object_store.resolve(url)
     fs, remote = object_store.filesystem(resolved)
     parent, _, name = url.rstrip("/").rpartition("/")
@@ -239,8 +245,14 @@ def _download(url: str, folder: Path) -> str:
     if not files:
         raise UserFacingError(f"--dataset {url}: no table there (resolved to {resolved})")
     logger.info("downloading %s (%d files) to %s", resolved, len(files), local)
-    fs.get(files, [str(local / f[len(remote) + 1:]) for f in files])
+    targets = [local / posixpath.relpath(f, remote.rstrip("/")) if f != remote else local / posixpath.basename(f)
+               for f in files]
+    fs.get(files, [str(t) for t in targets])
     return str(local)
+
+
+def _on_object_store(path: str) -> bool:
+    return object_store.is_url(path) and not path.startswith("hf://")
 
 
 def run_publish(config: PublishConfig) -> Path:
@@ -251,23 +263,36 @@ def run_publish(config: PublishConfig) -> Path:
     --output s3://...``) is first copied into a temporary folder beside ``--output``.
     """
     inputs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
-    if not any(object_store.is_url(path) for path in inputs):
-        return _publish(config, inputs)
-    Path(config.output).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=Path(config.output).parent) as folder:
-        local = [_download(path, Path(folder) / str(i)) if object_store.is_url(path) else path
-                 for i, path in enumerate(inputs)]
-        return _publish(config, local)
+    if not inputs:
+        raise UserFacingError("--dataset: give at least one pairs table")
+    output = Path(config.output)
+    recover_folder(output)
+    if output.exists() and not config.overwrite:
+        raise UserFacingError(f"{output} exists; choose another output or pass --overwrite")
+    if output.exists() and not _is_hub_folder(output):
+        raise UserFacingError(f"{output} exists and is not a Hub-layout dataset folder: refusing to replace it")
+    embedder = ImageEmbedder(config.dedup_model).load() if config.dedup_model else None  # fails before any work
+    if not any(_on_object_store(path) for path in inputs):
+        return _publish(config, inputs, embedder)
+    if config.drop_flagged and not config.flags:
+        from quilt_hf.flags import default_flags_path
+
+        logger.warning("--drop_flagged: a table on an object store has no flags file beside it here; only "
+                       "--flags and %s are read", default_flags_path(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic.clean_leftovers(output.parent, (f"{_DOWNLOAD}*",), older_than_s=_DOWNLOAD_LEFTOVER_AGE_S)  # killed runs'
+    with tempfile.TemporaryDirectory(prefix=_DOWNLOAD, dir=output.parent) as folder:
+        with atomic.keep_alive(folder):
+            local = [_download(path, Path(folder) / str(i)) if _on_object_store(path) else path
+                     for i, path in enumerate(inputs)]
+            return _publish(config, local, embedder)
 
 
-def _publish(config: PublishConfig, inputs: list[str]) -> Path:
+def _publish(config: PublishConfig, inputs: list[str], embedder) -> Path:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from quilt_hf.cards import template_path
 
-    if not inputs:
-        raise UserFacingError("--dataset: give at least one pairs table")
-    embedder = ImageEmbedder(config.dedup_model).load() if config.dedup_model else None  # fails before any work
     sources: dict[str, PairSource] = {}
     flags: dict[str, dict[str, set[str]]] = {}
     for path in inputs:
@@ -281,13 +306,9 @@ def _publish(config: PublishConfig, inputs: list[str]) -> Path:
         if config.drop_flagged:
             flags[name] = _flags(source, config)
     if sum(s.num_rows for s in sources.values()) == 0:
-        raise UserFacingError(f"--dataset {inputs} has no pairs to publish; see its stats.json for the drop reasons")
+        raise UserFacingError(f"--dataset {config.dataset} has no pairs to publish; see its stats.json for the drop "
+                              "reasons")
     output = Path(config.output)
-    recover_folder(output)
-    if output.exists() and not config.overwrite:
-        raise UserFacingError(f"{output} exists; choose another output or pass --overwrite")
-    if output.exists() and not _is_hub_folder(output):
-        raise UserFacingError(f"{output} exists and is not a Hub-layout dataset folder: refusing to replace it")
     started = time.perf_counter()
     features = merged_features(sources)
     report = MergeReport()

@@ -72,8 +72,16 @@ def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, loc
 
     hub = run_publish(PublishConfig(dataset=[f"{bucket}/curated/pairs"], output=str(tmp_path / "publish" / "hub")))
     merge = json.loads((hub / "stats.json").read_text())["merge"]
-    assert merge["rows_in"] == {"curated": stats["pairs"]}, merge
+    assert merge["rows_in"] == {"curated": stats["pairs"]}, merge  # the input is named after the output
+    assert (hub / "data" / "quilt").is_dir()  # the rows keep their subset
     assert [p.name for p in (tmp_path / "publish").iterdir()] == ["hub"], "the download is removed"
+    with pytest.raises(UserFacingError, match="exists; choose another output"):  # refused before any download
+        run_publish(PublishConfig(dataset=[f"{bucket}/curated/pairs"], output=str(hub)))
+    with pytest.raises(UserFacingError, match=r"is a `quilt curate` output: give its table, .*/curated/pairs"):
+        run_publish(PublishConfig(dataset=[f"{bucket}/curated"], output=str(tmp_path / "publish" / "other")))
+    with pytest.raises(UserFacingError, match="no table there"):
+        run_publish(PublishConfig(dataset=[f"{bucket}/nothing/pairs"], output=str(tmp_path / "publish" / "other")))
+    assert [p.name for p in (tmp_path / "publish").iterdir()] == ["hub"], "no download left after the refusals"
     # a rerun commits a new set from the cache (nothing computed again) and removes what a killed run left there
     # long ago, but not what another run sharing the cache may be writing now
     for leftover in (".tmp-ray-123-456/outputs", ".staging-123-abc/pairs", ".tmp-ray-789-999/outputs",
