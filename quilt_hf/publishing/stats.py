@@ -71,10 +71,14 @@ class StatsAccumulator:
         if has_video.any():
             pairs = np.unique(np.stack([videos[has_video], images[has_video]], axis=1), axis=0)
             self.video_images.append(pairs)
-        for value, count in zip(*_value_counts(pc.list_flatten(table.column("pathology")))):
-            self.pathology[value] += count
-        for value, count in zip(*_value_counts(table.column("magnification"))):
-            self.magnification[MAGNIFICATION_CLASSES.get(value, "not stated")] += count
+        if "pathology" in table.column_names:  # a bare pairs table (parquet, Hub layout) may have neither
+            for value, count in zip(*_value_counts(pc.list_flatten(table.column("pathology")))):
+                self.pathology[value] += count
+        if "magnification" in table.column_names:
+            for value, count in zip(*_value_counts(table.column("magnification"))):
+                self.magnification[MAGNIFICATION_CLASSES.get(value, "not stated")] += count
+        else:
+            self.magnification["not stated"] += len(table)
 
     def num_rows(self, split: str) -> int:
         return sum(counts.get(split, 0) for counts in self.per_subset.values())

@@ -340,3 +340,18 @@ def test_a_crash_while_writing_rows_closes_the_open_shards(tmp_path, monkeypatch
         run_publish(PublishConfig(dataset=[str(tmp_path / "pairs")], output=str(tmp_path / "hub")))
     assert aborted == [True]  # aborted with shards or rows pending
     assert not (tmp_path / "hub").exists() and not list(tmp_path.glob(".hub.*"))
+
+
+def test_a_bare_pairs_table_without_pathology_or_magnification_publishes(tmp_path):
+    release = make_release(tmp_path / "release")
+    run_import(ImportConfig(format="quilt1m", lookup=str(release["lookup"]), output=str(tmp_path / "pairs")))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for shard in sorted((tmp_path / "pairs").glob("pairs-*.parquet")):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns([c for c in ("pathology", "magnification") if c in table.column_names]),
+                       bare / shard.name)
+    out = run_publish(PublishConfig(dataset=[str(bare)], output=str(tmp_path / "hub")))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["stats"]["rows"] == sum(pq.read_metadata(p).num_rows for p in bare.glob("*.parquet")) > 0
+    assert stats["stats"]["pathology"] == {} and stats["stats"]["magnification"] == {"not stated": 5}
