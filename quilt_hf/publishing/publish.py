@@ -285,10 +285,10 @@ def run_publish(config: PublishConfig) -> Path:
         with atomic.keep_alive(folder):
             local = [_download(path, Path(folder) / str(i)) if _on_object_store(path) else path
                      for i, path in enumerate(inputs)]
-            return _publish(config, local, embedder)
+            return _publish(config, local, embedder, copied_from=dict(zip(local, inputs)))
 
 
-def _publish(config: PublishConfig, inputs: list[str], embedder) -> Path:
+def _publish(config: PublishConfig, inputs: list[str], embedder, copied_from: dict[str, str] | None = None) -> Path:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from quilt_hf.cards import template_path
@@ -302,7 +302,13 @@ def _publish(config: PublishConfig, inputs: list[str], embedder) -> Path:
         name = source.name if source.name != "pairs" else source.parent.name or "pairs"
         while name in sources:
             name += "_"
-        sources[name] = PairSource(source)
+        try:
+            sources[name] = PairSource(source)
+        except UserFacingError as error:
+            original = (copied_from or {}).get(path, path)
+            if original == path:
+                raise
+            raise UserFacingError(f"--dataset {original} (copied to a temporary folder): {error}") from error
         if config.drop_flagged:
             flags[name] = _flags(source, config)
     if sum(s.num_rows for s in sources.values()) == 0:

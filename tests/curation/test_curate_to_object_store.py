@@ -81,6 +81,10 @@ def test_quilt_curate_to_s3_gives_the_folder_output_s_tables(bucket, videos, loc
         run_publish(PublishConfig(dataset=[f"{bucket}/curated"], output=str(tmp_path / "publish" / "other")))
     with pytest.raises(UserFacingError, match="no table there"):
         run_publish(PublishConfig(dataset=[f"{bucket}/nothing/pairs"], output=str(tmp_path / "publish" / "other")))
+    fs, root = object_store.filesystem(f"{bucket}/junk/pairs")
+    fs.pipe_file(f"{root}/readme.txt", b"not a table")
+    with pytest.raises(UserFacingError, match=r"junk/pairs \(copied to a temporary folder\): .*not a pairs table"):
+        run_publish(PublishConfig(dataset=[f"{bucket}/junk/pairs"], output=str(tmp_path / "publish" / "other")))
     assert [p.name for p in (tmp_path / "publish").iterdir()] == ["hub"], "no download left after the refusals"
     # a rerun commits a new set from the cache (nothing computed again) and removes what a killed run left there
     # long ago, but not what another run sharing the cache may be writing now
