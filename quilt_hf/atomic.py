@@ -36,6 +36,7 @@ __all__ = [
     "JOURNAL",
     "clean_leftovers",
     "commit_set",
+    "LEFTOVER_AGE_S",
     "keep_alive",
     "read_set_ready",
     "recover_dir",
@@ -247,6 +248,7 @@ def roll_forward(folder: str | Path) -> bool:
 
 ALIVE = ".alive"  # touched every HEARTBEAT_S by the run that owns a working folder (:func:`keep_alive`)
 HEARTBEAT_S = 60.0
+LEFTOVER_AGE_S = 3600.0  # a working folder in a shared place untouched this long is a killed run's
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ORPHAN_RETENTION_S", "POINTER", "RETENTION_S", "SETS", "check_writable", "commit_set", "current_set",
-    "filesystem", "is_url", "join", "local_path", "remove_old_sets", "resolve",
+    "filesystem", "is_url", "join", "local_path", "on_object_store", "remove_old_sets", "resolve",
 ]
 
 POINTER = "latest.json"  # names the current set
@@ -63,6 +63,11 @@ def is_url(path: str | Path) -> bool:
     """True for a URL with a scheme other than ``file://`` (an object store or another fsspec filesystem)."""
     text = str(path)
     return "://" in text and not text.startswith("file://")
+
+
+def on_object_store(path: str | Path) -> bool:
+    """A URL this module reads and writes: :func:`is_url`, but not the Hub (``hf://``, read through datasets)."""
+    return is_url(path) and not str(path).startswith("hf://")
 
 
 def local_path(path: str) -> str:
@@ -119,14 +124,6 @@ def check_writable(url: str) -> None:
                               "the bucket exists and the credentials allow writing and deleting") from error
 
 
-def _upload(fs, local: Path, remote: str) -> None:
-    if local.is_dir():
-        files = [p for p in sorted(local.rglob("*")) if p.is_file()]
-        fs.put([str(p) for p in files], [f"{remote}/{p.relative_to(local).as_posix()}" for p in files])
-    else:
-        fs.put_file(str(local), remote)
-
-
 def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir: str | Path | None = None) -> str:
     """Write several entries under ``url`` as one new set and make it the current one (see the module doc).
 
@@ -149,15 +146,14 @@ def commit_set(url: str, writers: dict[str, Callable[[Path], Any]], *, local_dir
             for name, write in writers.items():
                 write(local / name)
                 atomic._on_step("staged", local / name)
-            uploaded = {f"{prefix}/{p.relative_to(local).as_posix()}" for p in local.rglob("*")
-                        if p.is_file() and p.name != atomic.ALIVE}
-            for name in writers:
-                _upload(fs, local / name, f"{prefix}/{name}")
+            files = sorted(p for p in local.rglob("*") if p.is_file() and p != local / atomic.ALIVE)
+            targets = [f"{prefix}/{p.relative_to(local).as_posix()}" for p in files]
+            fs.put([str(p) for p in files], targets)
             atomic._on_step("uploaded", Path(set_id))
             now = datetime.now(timezone.utc).isoformat()
             fs.pipe_file(f"{prefix}/{COMMITTED}", now.encode())  # its age restarts
             fs.invalidate_cache(prefix)
-            missing = uploaded - set(fs.find(prefix))
+            missing = set(targets) - set(fs.find(prefix))
             if missing:  # another run's cleanup took it while this one stalled: never name a broken set
                 raise UserFacingError(f"{url}: {len(missing)} file(s) of the new set {set_id} were removed before "
                                       "it became current (this run stalled for longer than the retention); run again")

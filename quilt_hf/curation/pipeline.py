@@ -747,7 +747,7 @@ class Curation:
         self.worker.close()
 
 
-SHARED_LEFTOVER_AGE_S = 3600.0  # a working folder in a shared cache untouched this long is a killed run's
+SHARED_LEFTOVER_AGE_S = atomic.LEFTOVER_AGE_S  # a working folder in a shared cache untouched this long: a leftover
 WRITER_ROW_GROUP = "4MB"  # image bytes a table's writer holds at a time (datasets' default: 100MB)
 
 
@@ -821,97 +821,105 @@ def run_pipeline(videos, curation: Curation, output_dir: str | Path, runner=None
             as a new set, then made current; :mod:`quilt_hf.object_store`).
         runner: a :class:`~.runners.LocalRunner` (default) or :class:`~.runners.RayRunner`.
     """
-    from datasets import Features, Value
-
-    remote = object_store.is_url(output_dir)
-    if remote:  # an object store: the set is written in the cache's folder, uploaded, then made current
-        output_dir = str(output_dir).rstrip("/")
-        object_store.check_writable(output_dir)  # a missing bucket or missing rights fail here, not at the end
-        shards_next_to = curation.cache.root
-        shards_next_to.mkdir(parents=True, exist_ok=True)
-        # killed runs' shards and upload staging; other runs sharing this cache may be writing theirs
-        atomic.clean_leftovers(shards_next_to, (f"{atomic._TMP}ray-*", f"{atomic._STAGING}*"),
-                               older_than_s=SHARED_LEFTOVER_AGE_S)
-        shared_cache = True
-    else:
-        output_dir = Path(object_store.local_path(str(output_dir)))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
-        shards_next_to = output_dir
-        shared_cache = not curation.cache.root.resolve().is_relative_to(output_dir.resolve())  # --cache_dir given
+    output_dir, shards_next_to, shared_cache = _open_output(output_dir, curation)
     # a cache outside the output may be another live run's too: only what is untouched for a while is a leftover
     curation.cache.clean_tmp(older_than_s=SHARED_LEFTOVER_AGE_S if shared_cache else None)
     runner = runner or LocalRunner()
     if hasattr(runner, "staging_dir") and runner.staging_dir is None:  # Ray: shards next to the outputs
         runner.staging_dir = str(shards_next_to / f"{atomic._TMP}ray-{os.getpid()}-{int(time.time())}")
     try:
-        began = time.perf_counter()
-        if not getattr(runner, "loads_models_in_workers", False):
-            curation.load_models()  # a model that cannot load fails the run here, before any video
-        work_features = Features({**VIDEO_FEATURES, **{name: Value("string") for name in KEY_COLUMNS}})
-        videos = videos.map(lambda row: {name: "" for name in KEY_COLUMNS}, features=work_features, desc="videos")
-        per_video, final = curation.steps()
-        try:
-            videos = runner.run(videos, per_video)
-            rows = runner.run(videos, final)
-        finally:
-            curation.close()
-        for name, counter in getattr(runner, "worker_counters", {}).items():  # Ray: what the workers counted
-            getattr(curation, name).update(counter)
-        if len(rows) == 0 or not rows.column_names:
-            from datasets import Dataset
-
-            rows = Dataset.from_dict({name: [] for name in final[-1].features}, features=final[-1].features)
-        rows = rows.sort(["video_id", "chunk_id", "image_id"])
-        chunk_table = rows.select_columns(list(CHUNK_FEATURES)).cast(CHUNK_FEATURES)
-        pair_table = rows.filter(lambda reason: not reason, input_columns="drop_reason", desc="pairs with a caption")
-        pair_table = pair_table.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
-        video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
-        video_seconds = sum(float(d or 0.0) for d in video_table["duration"])
-        drops = Counter(reason for reason in video_table["drop_reason"] if reason)
-        stats = {
-            "pipeline_version": PIPELINE_VERSION,
-            "videos": len(video_table),
-            "videos_kept": len(video_table) - sum(drops.values()),
-            "dropped": dict(sorted(drops.items())),
-            "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
-            "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
-            "chunks": _count_chunks(chunk_table),
-            "chunks_with_pairs": _count_chunks(pair_table),
-            # chunks that give no pair, by reason (caption policy: "no_medical_text")
-            "chunks_dropped": _chunk_drop_reasons(chunk_table),
-            "images": len(pair_table),
-            "pairs": len(pair_table),
-            "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},
-            "total_s": round(time.perf_counter() - began, 3),
-            "video_hours": round(video_seconds / 3600, 6),
-            # hours of input video per hour of each step (wall time locally; summed worker time under Ray)
-            "throughput_video_h_per_h": {name: round(video_seconds / value, 3)
-                                         for name, value in runner.timings.items() if value > 0},
-            "cache_keys": {r["video_id"]: {name: r[name] for name in KEY_COLUMNS if r[name]} for r in videos},
-            "cache_hits": dict(curation.cache_hits),
-            "computed": dict(curation.computed),
-            **({"ray_nodes": dict(sorted(runner.nodes.items()))} if getattr(runner, "nodes", None) else {}),
-            **(runner.summary() if hasattr(runner, "summary") else {}),  # Ray: worker processes per step, timeline
-            "models": {"asr": curation.asr_name, "histology": curation.histology.name,
-                       "text": curation.text.name if curation.text is not None else "none"},
-            "options": json.loads(json.dumps(asdict(curation.options), default=str)),
-        }
-        writers = {  # one set: a crash leaves the old outputs or the new ones, never a mix
-            "videos": _dataset_writer(video_table),
-            "chunks": _dataset_writer(chunk_table),
-            "pairs": _dataset_writer(pair_table),
-            "stats.json": lambda path: path.write_text(json.dumps(stats, indent=2, sort_keys=True)),
-        }
-        if remote:
-            written_to = object_store.commit_set(output_dir, writers, local_dir=curation.cache.root)
-        else:
-            atomic.commit_set(output_dir, writers)
-            written_to = str(output_dir)
-        logger.info("curation: %d pairs from %d/%d videos (dropped: %s) -> %s", stats["pairs"], stats["videos_kept"],
-                    stats["videos"], stats["dropped"] or "none", written_to)
-        return stats
+        return _curate_and_commit(videos, curation, output_dir, runner)
     finally:  # the staging shards, and a Ray runner's heartbeat, whether the run succeeded or not
         cleanup = getattr(runner, "cleanup", None)
         if callable(cleanup):
             cleanup()
+
+
+def _open_output(output_dir: str | Path, curation: Curation) -> tuple[str | Path, Path, bool]:
+    """Check the output and remove killed runs' leftovers. Returns the output (a URL string or a folder), where
+    a runner's staging shards go, and whether the step cache may be shared with other live runs."""
+    if object_store.is_url(output_dir):  # an object store: the set is written in the cache's folder, uploaded
+        output_dir = str(output_dir).rstrip("/")
+        object_store.check_writable(output_dir)  # a missing bucket or missing rights fail here, not at the end
+        curation.cache.root.mkdir(parents=True, exist_ok=True)
+        # killed runs' shards and upload staging; other runs sharing this cache may be writing theirs
+        atomic.clean_leftovers(curation.cache.root, (f"{atomic._TMP}ray-*", f"{atomic._STAGING}*"),
+                               older_than_s=SHARED_LEFTOVER_AGE_S)
+        return output_dir, curation.cache.root, True
+    output_dir = Path(object_store.local_path(str(output_dir)))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic.clean_leftovers(output_dir)  # finishes an interrupted commit, removes staging/.tmp-/.old- leftovers
+    shared = not curation.cache.root.resolve().is_relative_to(output_dir.resolve())  # --cache_dir given
+    return output_dir, output_dir, shared
+
+
+def _curate_and_commit(videos, curation: Curation, output_dir: str | Path, runner) -> dict:
+    """The steps on ``runner``, the tables and stats, committed as one set to ``output_dir``."""
+    from datasets import Features, Value
+
+    began = time.perf_counter()
+    if not getattr(runner, "loads_models_in_workers", False):
+        curation.load_models()  # a model that cannot load fails the run here, before any video
+    work_features = Features({**VIDEO_FEATURES, **{name: Value("string") for name in KEY_COLUMNS}})
+    videos = videos.map(lambda row: {name: "" for name in KEY_COLUMNS}, features=work_features, desc="videos")
+    per_video, final = curation.steps()
+    try:
+        videos = runner.run(videos, per_video)
+        rows = runner.run(videos, final)
+    finally:
+        curation.close()
+    for name, counter in getattr(runner, "worker_counters", {}).items():  # Ray: what the workers counted
+        getattr(curation, name).update(counter)
+    if len(rows) == 0 or not rows.column_names:
+        from datasets import Dataset
+
+        rows = Dataset.from_dict({name: [] for name in final[-1].features}, features=final[-1].features)
+    rows = rows.sort(["video_id", "chunk_id", "image_id"])
+    chunk_table = rows.select_columns(list(CHUNK_FEATURES)).cast(CHUNK_FEATURES)
+    pair_table = rows.filter(lambda reason: not reason, input_columns="drop_reason", desc="pairs with a caption")
+    pair_table = pair_table.select_columns(list(PAIR_FEATURES)).cast(PAIR_FEATURES)
+    video_table = videos.select_columns(list(VIDEO_FEATURES)).sort("video_id")
+    video_seconds = sum(float(d or 0.0) for d in video_table["duration"])
+    drops = Counter(reason for reason in video_table["drop_reason"] if reason)
+    stats = {
+        "pipeline_version": PIPELINE_VERSION,
+        "videos": len(video_table),
+        "videos_kept": len(video_table) - sum(drops.values()),
+        "dropped": dict(sorted(drops.items())),
+        "dropped_videos": {r["video_id"]: r["drop_reason"] for r in video_table if r["drop_reason"]},
+        "damaged_spans": {r["video_id"]: r["damaged_spans"] for r in video_table if r["damaged_spans"]},
+        "chunks": _count_chunks(chunk_table),
+        "chunks_with_pairs": _count_chunks(pair_table),
+        # chunks that give no pair, by reason (caption policy: "no_medical_text")
+        "chunks_dropped": _chunk_drop_reasons(chunk_table),
+        "images": len(pair_table),
+        "pairs": len(pair_table),
+        "timings_s": {name: round(value, 3) for name, value in runner.timings.items()},
+        "total_s": round(time.perf_counter() - began, 3),
+        "video_hours": round(video_seconds / 3600, 6),
+        # hours of input video per hour of each step (wall time locally; summed worker time under Ray)
+        "throughput_video_h_per_h": {name: round(video_seconds / value, 3)
+                                     for name, value in runner.timings.items() if value > 0},
+        "cache_keys": {r["video_id"]: {name: r[name] for name in KEY_COLUMNS if r[name]} for r in videos},
+        "cache_hits": dict(curation.cache_hits),
+        "computed": dict(curation.computed),
+        **({"ray_nodes": dict(sorted(runner.nodes.items()))} if getattr(runner, "nodes", None) else {}),
+        **(runner.summary() if hasattr(runner, "summary") else {}),  # Ray: worker processes per step, timeline
+        "models": {"asr": curation.asr_name, "histology": curation.histology.name,
+                   "text": curation.text.name if curation.text is not None else "none"},
+        "options": json.loads(json.dumps(asdict(curation.options), default=str)),
+    }
+    writers = {  # one set: a crash leaves the old outputs or the new ones, never a mix
+        "videos": _dataset_writer(video_table),
+        "chunks": _dataset_writer(chunk_table),
+        "pairs": _dataset_writer(pair_table),
+        "stats.json": lambda path: path.write_text(json.dumps(stats, indent=2, sort_keys=True)),
+    }
+    if object_store.is_url(output_dir):
+        written_to = object_store.commit_set(output_dir, writers, local_dir=curation.cache.root)
+    else:
+        atomic.commit_set(output_dir, writers)
+        written_to = str(output_dir)
+    logger.info("curation: %d pairs from %d/%d videos (dropped: %s) -> %s", stats["pairs"], stats["videos_kept"],
+                stats["videos"], stats["dropped"] or "none", written_to)
+    return stats

@@ -150,7 +150,6 @@ def split_by_video(pairs: Dataset, val_fraction: float = 0.1, test_fraction: flo
 
 
 _DOWNLOAD = ".download-"  # a table copied down from an object store, beside --output
-_DOWNLOAD_LEFTOVER_AGE_S = 3600.0  # a killed run's copy, untouched this long, is removed by the next run
 
 #: What we know of the release's sources; a subset not listed shows "see its source" on the card.
 KNOWN_SUBSETS = {
@@ -251,10 +250,6 @@ def _download(url: str, folder: Path) -> str:
     return str(local)
 
 
-def _on_object_store(path: str) -> bool:
-    return object_store.is_url(path) and not path.startswith("hf://")
-
-
 def run_publish(config: PublishConfig) -> Path:
     """Run ``quilt publish``: merge the ``--dataset`` tables and write (and push) the Hub-layout folder.
 
@@ -272,7 +267,7 @@ def run_publish(config: PublishConfig) -> Path:
     if output.exists() and not _is_hub_folder(output):
         raise UserFacingError(f"{output} exists and is not a Hub-layout dataset folder: refusing to replace it")
     embedder = ImageEmbedder(config.dedup_model).load() if config.dedup_model else None  # fails before any work
-    if not any(_on_object_store(path) for path in inputs):
+    if not any(object_store.on_object_store(path) for path in inputs):
         return _publish(config, inputs, embedder)
     if config.drop_flagged and not config.flags:
         from quilt_hf.flags import default_flags_path
@@ -280,10 +275,10 @@ def run_publish(config: PublishConfig) -> Path:
         logger.warning("--drop_flagged: a table on an object store has no flags file beside it here; only "
                        "--flags and %s are read", default_flags_path(output))
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic.clean_leftovers(output.parent, (f"{_DOWNLOAD}*",), older_than_s=_DOWNLOAD_LEFTOVER_AGE_S)  # killed runs'
+    atomic.clean_leftovers(output.parent, (f"{_DOWNLOAD}*",), older_than_s=atomic.LEFTOVER_AGE_S)  # killed runs'
     with tempfile.TemporaryDirectory(prefix=_DOWNLOAD, dir=output.parent) as folder:
         with atomic.keep_alive(folder):
-            local = [_download(path, Path(folder) / str(i)) if _on_object_store(path) else path
+            local = [_download(path, Path(folder) / str(i)) if object_store.on_object_store(path) else path
                      for i, path in enumerate(inputs)]
             return _publish(config, local, embedder, copied_from=dict(zip(local, inputs)))
 

@@ -46,7 +46,7 @@ def load_pairs(name_or_path: str, *, split: str | None = None):
     from quilt_hf import object_store
     from quilt_hf.atomic import read_set_ready
 
-    if object_store.is_url(name_or_path) and not name_or_path.startswith("hf://"):
+    if object_store.on_object_store(name_or_path):
         # a `quilt curate` output on an object store: s3://bucket/prefix/pairs is the current set's pairs table
         resolved = object_store.resolve(name_or_path)
         try:
