@@ -398,8 +398,12 @@ def legacy_main() -> None:
 
 
 # -- issue 15: captions, lever by lever ------------------------------------------------------------------
-CORPORA = {"demo": REPO / "demo_corpus", "heldout": REPO / "benchmarks" / "heldout_lectures"}
-LABELS = {"demo": "tuning set", "heldout": "held out"}
+CORPORA = {
+    "demo": REPO / "demo_corpus",
+    "tuning2": REPO / "benchmarks" / "tuning_lectures",
+    "heldout": REPO / "benchmarks" / "heldout_lectures",
+}
+LABELS = {"demo": "tuning set", "tuning2": "tuning set 2, chatter", "heldout": "held out"}
 CONTENT_STOP = set(
     "a an the and or of in on at to for with by from as is are was were be been this that these those it its "
     "we you they i our your there here so but if then than not no do does did has have had will can may "
@@ -644,7 +648,7 @@ def main() -> None:
         "the caption policy, lexicon correction, Whisper prompting and both. Then the text stage's detailed "
         "figures (--details)."
     )
-    parser.add_argument("--corpus", default="demo", help="demo (tuning set), heldout (held out) or a folder")
+    parser.add_argument("--corpus", default="demo", help="demo (tuning set), tuning2 (second tuning set: lectures with chatter), heldout (held out) or a folder")
     parser.add_argument("--smoke", action="store_true", help="2 demo videos, simulated ASR channel, seconds")
     parser.add_argument("--simulate", action="store_true", help="simulated ASR channel (all words), not Whisper")
     parser.add_argument("--transcripts", type=Path, default=None, help="plain transcripts JSON {video_id: segments}")
@@ -672,6 +676,10 @@ def main() -> None:
     parser.add_argument(
         "--rescore-margin", type=float, default=None,
         help="the rescorer's margin in nats (default: quilt curate's); to choose it on the tuning set",
+    )
+    parser.add_argument(
+        "--rescore-unsure", type=float, default=None,
+        help="the rescorer's unsure-token probability (default: quilt curate's); to choose it on the tuning set",
     )
     parser.add_argument(
         "--rescore", action="store_true",
@@ -760,7 +768,8 @@ def main() -> None:
         rescorer_edits = {"plain": {}, "guarded": {}}
         rescored = {
             kind: rescored_transcripts(corpus, videos, found, rescore_model, cached_only=args.cached_only,
-                                       cache=rescore_cache, margin=args.rescore_margin, edits=rescorer_edits[kind])
+                                       cache=rescore_cache, margin=args.rescore_margin, edits=rescorer_edits[kind],
+                                       unsure_prob=args.rescore_unsure)
             for kind, found in (("plain", plain), ("guarded", guarded_now))
         }
         rescored_from = {"plain": plain, "guarded": guarded_now}

@@ -105,9 +105,10 @@ def rescored_transcripts(
     cache: Path = CACHE,
     margin: float | None = None,
     edits: dict[str, list[dict]] | None = None,
+    unsure_prob: float | None = None,
 ) -> dict[str, list[dict]]:
     """``transcripts`` after acoustic rescoring (``quilt_hf.curation.asr_rescore``, default options but
-    ``margin`` when given), cached by the transcript's text, the model, its tokenizer, the options and the
+    ``margin`` and ``unsure_prob`` when given), cached by the transcript's text, the model, its tokenizer, the options and the
     lexicon. ``edits``, when given, receives each video's rescoring edits (segment index into its transcript
     in ``transcripts``, original, replacement, gain)."""
     from quilt_hf.curation.asr import WhisperTranscriber, load_audio
@@ -117,6 +118,8 @@ def rescored_transcripts(
     lexicon, options = load_lexicon(), RescoreOptions()
     if margin is not None:
         options.margin = margin
+    if unsure_prob is not None:
+        options.unsure_prob = unsure_prob
     rescorer = None
     out = {}
     tokenizer = _tokenizer_hash(model_dir)
