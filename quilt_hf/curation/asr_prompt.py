@@ -238,6 +238,7 @@ def guard_prompted(
     prompt_words = normalize(selection.prompt).split()
     term_keys = {normalize(t) for t in selection.terms}
     extractor = RuleExtractor(lexicon)
+    corrector = LexiconCorrector(lexicon)
     out = []
     for segment in prompted:
         report.segments += 1
@@ -264,6 +265,11 @@ def guard_prompted(
             if f" {key} " in heard_key or heard_like(key, heard):
                 continue
             inserted.append(entity.text)
+        # A prompt term spelled a little off ("chalcitonin"): the corrector would write the term into the caption.
+        for edit in corrector.correct(text).edits:
+            key = normalize(edit.replacement)
+            if key in term_keys and f" {key} " not in heard_key and not heard_like(key, heard):
+                inserted.append(edit.original)
         if inserted:
             report.reverted_inserted_term += 1
             report.inserted_terms.extend(inserted)

@@ -117,3 +117,20 @@ def test_guard_reverts_a_repetition_loop(lexicon):
     guarded, report = guard_prompted(prompted, plain, selection, lexicon)
     assert [s["text"] for s in guarded] == [prompted[0]["text"], plain[1]["text"]]
     assert report.reverted_loop == 1 and report.reverted_echo == 0
+
+
+def test_guard_reverts_a_prompt_term_spelled_a_little_off_that_was_not_heard(lexicon):
+    """The corrector would turn "spongiosys" into the prompt term: an insertion all the same."""
+    selection = PromptSelection(
+        prompt="Histopathology lecture (dermatopathology): acanthosis, spongiosis.", terms=["acanthosis", "spongiosis"]
+    )
+    plain = [{"start": 0.0, "end": 4.0, "text": "Please sit down, we start in a minute."},
+             {"start": 4.0, "end": 8.0, "text": "There is mild spongy oasis in the epidermis."}]
+    prompted = [{"start": 0.0, "end": 4.0, "text": "Please sit down, spongiosys start in a minute."},
+                {"start": 4.0, "end": 8.0, "text": "There is mild spongiosys in the epidermis."}]
+    guarded, report = guard_prompted(prompted, plain, selection, lexicon)
+    assert [s["text"] for s in guarded] == [
+        "Please sit down, we start in a minute.",  # not heard: reverted
+        "There is mild spongiosys in the epidermis.",  # heard ("spongy oasis"): kept
+    ]
+    assert report.reverted_inserted_term == 1 and report.inserted_terms == ["spongiosys"]

@@ -45,15 +45,19 @@ LOGISTICS = (
 )
 #: Moving through the slide or the talk, and talk about the lecture itself.
 NAVIGATION = (
-    r"(?:let'?s|let us|we(?:'ll| will| are going to)|i(?:'ll| will| am going to|'m going to))\s+(?:now\s+|then\s+)?"
+    r"(?:let'?s|let us|let me|we(?:'ll| will| are going to)|i(?:'ll| will| am going to|'m going to))\s+(?:now\s+|then\s+)?"
     r"(?:move|go|zoom|pan|turn|switch|jump|scroll|head|come back|get back|talk about|discuss|wrap up)|"
     r"before we (?:go on|move on|start|begin|continue)|moving on|step by step|"
     r"before i (?:tell|show|reveal)|how many did you|try to (?:make|guess|work out|figure out)"
 )
 #: The room and the equipment, admin and asides.
 ASIDES = (
-    r"can you (?:all )?(?:hear|see) (?:me|my screen)|share my screen|my (?:audio|sound|connection|internet|"
-    r"laptop|microphone)|bear with me|sorry about that|"
+    r"can (?:you|everyone|everybody|anyone|all of you)(?: [\w']+){0,4} (?:hear|see|read) "
+    r"(?:me|us|my screen|the screen|(?:the|my|this) slides?)\b(?! (?:of|shows?|with)\b)|"
+    r"share my screen|my (?:audio|sound|connection|internet|laptop|microphone)|bear with me|sorry about that|"
+    r"(?:apologies|sorry) for (?:the|my|this|that) (?:noise|delay|wait|interruption|inconvenience|confusion|"
+    r"technical|late)|the (?:lights|projector)|testing,? testing|in the chat|"
+    r"have a (?:lovely|nice|good|great) (?:day|evening|night|week|afternoon|morning)|feedback form|"
     r"excuse me|where was i|any questions|let me know|(?:post|upload|share|send) (?:the|my) slides|"
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather"
@@ -95,6 +99,9 @@ _REFERS_BACK = re.compile(
     r"in between|between them|around them|beside them|next to them)\b",
     re.IGNORECASE,
 )
+
+
+NAVIGATES = re.compile(rf"\b(?:{NAVIGATION})\b", re.IGNORECASE)
 
 
 def is_talk(sentence: str, names_a_term: bool = False) -> bool:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from quilt_hf.curation.text.caption_policy import has_medical_shape
 from quilt_hf.curation.text.lexicon import Lexicon, normalize
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
@@ -461,8 +462,11 @@ class LexiconCorrector:
         common = self.lexicon.common_words
         if not any(k in common for k in heard):
             return None  # no ordinary English heard: the spelling rules judge it
-        # A heard word that spells a lexicon form stays, unless the form is ordinary English too ("mass").
-        if any(m and k not in common for m, k in zip(window_mask[prefix : len(keys) - suffix], heard)):
+        # A heard word that spells a lexicon form stays, unless the form is ordinary English too ("mass") and the
+        # only one of the run: a run through two forms, or through one shaped like histology vocabulary, is
+        # terms heard right ("adenoma with papillary" is not "adrenomedullary"; the dictionary holds "adenoma").
+        forms = [k for m, k in zip(window_mask[prefix : len(keys) - suffix], heard) if m]
+        if len(forms) > 1 or any(k not in common or has_medical_shape(k) for k in forms):
             return None
         heard_sq, missing_sq = "".join(heard), "".join(missing)
         if len(heard_sq) < 4 or len(missing_sq) < 4:

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from quilt_hf.curation.text.caption_policy import ABOUT_THE_LECTURE, TALK, is_talk, medical_mask
+from quilt_hf.curation.text.caption_policy import ABOUT_THE_LECTURE, NAVIGATES, TALK, is_talk, medical_mask
 from quilt_hf.curation.text.correct import Edit, LexiconCorrector, _is_acronym, tokenize
 from quilt_hf.curation.text.lexicon import Lexicon
 from quilt_hf.schema import MAGNIFICATION_UNKNOWN
@@ -268,6 +268,18 @@ class RuleExtractor:
                     if ROI_CUES.search(trimmed):  # what is left names a term: a region cue in it points at one
                         roi.append(trimmed)
                 continue
+            if inside and keep:
+                # A medical sentence with a clause that navigates and names no term ("..., giving the signet
+                # ring appearance, I'll come back to this field in a minute"): that clause goes.
+                clauses = split_clauses(text, start, end)
+                navigating = [
+                    (a, b) for a, b, clause in clauses
+                    if not any(a <= e.char_start < b for e in inside) and NAVIGATES.search(clause)
+                ]
+                if navigating and len(navigating) < len(clauses):
+                    kept_clauses = [clause for a, b, clause in clauses if (a, b) not in navigating]
+                    sentence = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept_clauses), flags=re.IGNORECASE)
+                    sentence = sentence[:1].upper() + sentence[1:].rstrip(".,;:") + "."
             if keep:
                 medical.append(sentence)
                 if inside and ROI_CUES.search(sentence):

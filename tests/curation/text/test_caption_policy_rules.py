@@ -32,6 +32,11 @@ def extractor(lexicon):
         "When I was a resident we used to argue about this.",  # the speaker's life
         "Try to guess before I tell you.",  # quiz talk
         "Okay, and now the final example.",  # announcing the next item
+        "Let me pan down a bit so the whole thing fits.",  # navigation in the first person
+        "Can everybody in the last row read the slide, or is it too small?",  # the room
+        "Sorry for the interruption, the fire alarm test is over.",  # an apology for the room
+        "Please type your questions in the chat.",  # online teaching
+        "Have a great afternoon, all of you.",  # sign-off
     ],
 )
 def test_each_kind_of_talk_is_talk(talk):
@@ -188,3 +193,20 @@ def test_the_vocabulary_cache_keeps_a_few_lexicons_only():
         lexicons.append(lexicon)
         assert caption_policy.histology_vocabulary(lexicon) == frozenset({"cells"})
     assert len(caption_policy._VOCABULARY) <= caption_policy._VOCABULARY_KEPT
+
+
+def test_a_navigating_clause_without_a_term_is_cut_from_a_medical_sentence(extractor):
+    text = "The glands are crowded and back to back, let me zoom in a little, with cribriform spaces."
+    assert extractor.extract(text).medical_sentences == [
+        "The glands are crowded and back to back, with cribriform spaces."
+    ]
+    # a clause that names a term is kept even when it navigates, and a lecture noun alone is not navigation
+    kept = "Let's move on to the koilocytes, the nuclei are wrinkled."
+    assert extractor.extract(kept).medical_sentences == [kept]
+    video = "In this video we read an immunohistochemistry slide, using a Ki-67 stain of the breast."
+    assert extractor.extract(video).medical_sentences == [video]
+
+
+def test_the_screen_as_a_place_on_the_slide_is_not_talk(extractor):
+    text = "At the top of my screen the nuclei are large and hyperchromatic."
+    assert extractor.extract(text).medical_sentences == [text]

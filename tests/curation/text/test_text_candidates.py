@@ -107,3 +107,13 @@ def test_a_merge_never_takes_in_a_word_that_is_nowhere_in_the_term(corrector):
     result = corrector.correct("Here is a horn sudosis filled with laminated keratin.")
     assert "filled" in result.text
     assert "hyperchromatic" in corrector.correct("The nuclei are hyper chromatic and crowded.").text
+
+
+def test_a_run_through_terms_heard_right_is_not_merged_into_another_term():
+    corrector = LexiconCorrector(load_lexicon())
+    # "adenoma" and "papillary" are lexicon forms and dictionary words: the run is terms, not a mishearing
+    text = "The differential is a follicular adenoma with papillary hyperplasia."
+    assert corrector.correct(text).edits == []
+    # one everyday word that is also a form ("mass") may still be part of what was misheard
+    fixed = corrector.correct("At 10x, the lesion is made of bland mass alloyed keratinocytes.")
+    assert [(e.original, e.replacement) for e in fixed.edits] == [("mass alloyed keratinocytes", "basaloid keratinocytes")]
