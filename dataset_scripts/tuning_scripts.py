@@ -184,6 +184,59 @@ LECTURES = [
             "x:Leave a comment below if you want us to cover a particular case.",
         ]),
     ]),
+    ("tu07_prostate_biopsy", "Prostate needle biopsies: Gleason patterns", "prostate", "H&E", "en-us+m1", 160, [
+        ("Start", [
+            "o:Okay, I think we can start, people are still coming in but that's fine.",
+            "x:I borrowed most of these images from a colleague, so thanks to her for sharing them.",
+        ]),
+        ("Core one", [
+            "This is a twelve core prostate needle biopsy from a sixty five year old man with a raised PSA.",
+            "In the first core, small crowded glands infiltrate between benign glands.",
+            "The atypical glands lack basal cells and have prominent nucleoli.",
+        ]),
+        ("Patterns", [
+            "o:This slide summarises the main patterns, and I'll leave it up for a second.",
+            "Well formed individual glands are Gleason pattern three.",
+            "Cribriform glands and poorly formed fused glands are Gleason pattern four.",
+            "x:I remember failing a question on exactly this during my board exam, so don't feel bad if it takes a while.",
+        ]),
+        ("Mimics", [
+            "Atrophy and adenosis can mimic carcinoma at low power.",
+            "r:The gland at the lower left keeps its basal cell layer, so it is benign.",
+            "A basal cell marker such as p63 helps in difficult foci.",
+        ]),
+        ("Score", [
+            "The Gleason score here is three plus four equals seven, grade group two.",
+            "o:Let me show you one more example before we stop.",
+            "x:Great question from the front row, and the answer is yes, we report the percentage of pattern four.",
+        ]),
+    ]),
+    ("tu08_bone_osteosarcoma", "Osteosarcoma of the distal femur", "bone", "H&E", "en-gb+m2", 150, [
+        ("Hello", [
+            "x:Good evening from a very rainy Manchester.",
+            "o:This is the last lecture of the bone and soft tissue block.",
+        ]),
+        ("Case", [
+            "A fifteen year old boy presented with pain and swelling above the knee.",
+            "Imaging showed a destructive lesion of the distal femur with a sunburst periosteal reaction.",
+        ]),
+        ("Histology", [
+            "The biopsy shows pleomorphic spindle cells producing lace like osteoid.",
+            "r:The pink material between the tumor cells in the middle is malignant osteoid.",
+            "x:The scanner saved this slide at forty times, and the file is almost two gigabytes.",
+            "Atypical mitoses are easy to find.",
+        ]),
+        ("Treatment effect", [
+            "After neoadjuvant chemotherapy, the resection specimen is mapped to measure necrosis.",
+            "More than ninety percent tumor necrosis predicts a good outcome.",
+            "o:I'll put the mapping diagram on the next slide.",
+        ]),
+        ("End", [
+            "The main differential is a fracture callus, which has orderly maturation and no atypia.",
+            "x:My first mentor used to say that every callus looks like a sarcoma on a Friday afternoon.",
+            "o:That's the end of the block, thank you all.",
+        ]),
+    ]),
 ]
 
 #: the ground truth's medical terms (found in the medical sentences, longest first, no overlaps)
@@ -213,6 +266,12 @@ TERMS = sorted(
         "IDH wild type", "EGFR amplification", "TERT promoter mutation", "MGMT promoter methylation",
         "temozolomide", "anaplastic astrocytoma", "metastatic carcinoma", "GFAP", "glial", "gastric biopsy",
         "biopsy", "liver biopsy", "gastric",
+        "prostate needle biopsy", "PSA", "glands", "benign glands", "basal cells", "Gleason pattern", "cribriform",
+        "atrophy", "adenosis", "carcinoma", "basal cell layer", "basal cell marker", "p63", "Gleason score",
+        "grade group", "benign", "distal femur", "periosteal reaction", "sunburst", "pleomorphic", "spindle cells",
+        "osteoid", "malignant osteoid", "tumor cells", "atypical mitoses", "neoadjuvant chemotherapy",
+        "resection specimen", "necrosis", "tumor necrosis", "fracture callus", "maturation", "atypia",
+        "destructive lesion", "lesion",
     },
     key=lambda s: (-len(s), s),
 )
