@@ -60,7 +60,14 @@ ASIDES = (
     r"have a (?:lovely|nice|good|great) (?:day|evening|night|week|afternoon|morning)|feedback form|"
     r"excuse me|where was i|any questions|let me know|(?:post|upload|share|send) (?:the|my) slides|"
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
-    r"weekend|vacation|holiday|the weather"
+    r"weekend|vacation|holiday|the weather|"
+    # the speaker's memories and acknowledgements: "my old boss used to say ...", "thanks to her for sharing"
+    r"used to (?:say|tell)|i remember (?:failing|when|the day|my)|"
+    r"(?:my|our) (?:\w+ )?(?:mentor|boss|teacher|professor|attending|supervisor)s? (?:always|once|would|told)|"
+    r"thanks? to (?:him|her|them|my|our|dr|professor)\b|borrowed (?:these|this|the|most|some)|courtesy of|"
+    # the slide deck and the files, not the tissue: "this slide summarises ...", "on the next slide"
+    r"(?:this|the next|the previous|the last|my) (?:slide|table|figure|diagram)s? (?:summari[sz]es|recaps|lists)|"
+    r"on the (?:next|previous|following|last) slide|leave (?:it|this) up|(?:giga|mega)bytes?|\d+ ?[gmt]b|file size"
 )
 #: The lecture itself as what a sentence is about ("My lecture is about ...", "this is a short tour of ..."): it
 #: names the topic, it does not describe what is shown. Its subject is the speaker's own lecture ("this", "our",
@@ -70,7 +77,7 @@ _MEDIUM = r"(?:video|lecture|(?<!cross )(?<!cross-)talk|tour|tutorial|webinar|po
 LECTURE_ITSELF = (
     rf"(?:this|these|today'?s|our|my) (?:[\w-]+,? ){{0,2}}{_MEDIUM}s?,? "
     r"(?:is|are|was|were|will|covers?|focus(?:es)?)\b|"
-    rf"(?:this|it|here)(?:'s| is) (?:a|an|our|my) (?:[\w-]+,? ){{0,3}}{_MEDIUM} (?:of|on|about|through|covering)\b"
+    rf"(?:this|it|here)(?:'s| is) (?:a|an|our|my|the) (?:[\w-]+,? ){{0,3}}{_MEDIUM} (?:of|on|about|through|covering)\b"
 )
 #: Where a sentence speaks of the lecture itself; the clauses these spans touch go with it.
 ABOUT_THE_LECTURE = re.compile(rf"\b(?:{LECTURE_ITSELF})", re.IGNORECASE)

@@ -37,6 +37,11 @@ def extractor(lexicon):
         "Sorry for the interruption, the fire alarm test is over.",  # an apology for the room
         "Please type your questions in the chat.",  # online teaching
         "Have a great afternoon, all of you.",  # sign-off
+        "My old professor always said the answer is in the history.",  # the speaker's memories
+        "These pictures are courtesy of the department archive.",  # acknowledgements
+        "The next slide lists the criteria, I'll leave it up while you read.",  # the slide deck
+        "I'll show the staging table on the following slide.",  # the slide deck
+        "The whole slide file is about 3 GB, so it takes a while to open.",  # files
     ],
 )
 def test_each_kind_of_talk_is_talk(talk):
@@ -210,3 +215,7 @@ def test_a_navigating_clause_without_a_term_is_cut_from_a_medical_sentence(extra
 def test_the_screen_as_a_place_on_the_slide_is_not_talk(extractor):
     text = "At the top of my screen the nuclei are large and hyperchromatic."
     assert extractor.extract(text).medical_sentences == [text]
+
+
+def test_the_lecture_as_subject_with_the_definite_article_is_talk(extractor):
+    assert extractor.extract("This is the last lecture of the block on glomerulonephritis.").medical_sentences == []
