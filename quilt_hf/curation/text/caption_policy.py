@@ -40,14 +40,15 @@ GREETING = (
 #: Classroom and meeting logistics.
 LOGISTICS = (
     r"attendance|sign[- ]in sheet|homework|assignments?|syllabus|handouts?|exams?|midterm|lunch|coffee|"
-    r"microphone|office hours|announcements?|parking|deadline|next week|the room|"
+    r"microphone|office hours|announcements?|parking|deadline|next week|the room|download|"
+    r"(?:course|our|the) (?:web ?page|website|web site)|"
     r"please remember|(?:don'?t|do not) forget|remember to (?:fill|bring|sign|submit|register|hand|turn)"
 )
 #: Moving through the slide or the talk, and talk about the lecture itself.
 NAVIGATION = (
     r"(?:let'?s|let us|let me|we(?:'ll| will| are going to)|i(?:'ll| will| am going to|'m going to))\s+(?:now\s+|then\s+)?"
-    r"(?:move|go|zoom|pan|turn|switch|jump|scroll|head|come back|get back|talk about|discuss|wrap up)|"
-    r"before we (?:go on|move on|start|begin|continue)|moving on|step by step|"
+    r"(?:move|go|zoom|pan|turn|switch|jump|scroll|head|come back|get back|talk about|discuss|wrap up|show you)|"
+    r"before we (?:go on|move on|start|begin|continue|stop|finish|end)|moving on|step by step|"
     r"before i (?:tell|show|reveal)|how many did you|try to (?:make|guess|work out|figure out)"
 )
 #: The room and the equipment, admin and asides.
@@ -58,7 +59,7 @@ ASIDES = (
     r"(?:apologies|sorry) for (?:the|my|this|that) (?:noise|delay|wait|interruption|inconvenience|confusion|"
     r"technical|late)|the (?:lights|projector)|testing,? testing|in the chat|"
     r"have a (?:lovely|nice|good|great) (?:day|evening|night|week|afternoon|morning)|feedback form|"
-    r"excuse me|where was i|any questions|let me know|(?:post|upload|share|send) (?:the|my) slides|"
+    r"excuse me|where was i|any questions|(?:great|good|excellent) question|let me know|(?:post|upload|share|send) (?:the|my) slides|"
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather|"
     # the speaker's memories and acknowledgements: "my old boss used to say ...", "thanks to her for sharing"
@@ -99,6 +100,15 @@ SOFT_TALK = re.compile(
 _MEDICAL_SHAPE = re.compile(
     r"[a-z]{3,}(?:omas?|omata|itis|cytes?|cytic|plasias?|plastic|osis|oses|otic|philic|philia|blasts?|"
     r"emia|opathy|ectomy|otomy|trophy|trophic|megaly|ectasia|genesis)$"
+)
+# The case itself: the patient and the history ("a 52-year-old woman with ...", "the patient presented with"):
+# how a pathology case is told, whatever its terms were heard as.
+_CASE = re.compile(
+    r"\b(?:a|an|this|the)\s+(?:\d+|[a-z]+(?:[- ][a-z]+)?)[- ]years?[- ]old\s+"
+    r"(?:man|woman|boy|girl|male|female|patient|child|infant|gentleman|lady)\s+"
+    r"(?:with|who|present(?:ed|s|ing)|had|has|underwent|complain(?:ed|s|ing))\b|"
+    r"\bthe patient (?:is|was|had|has|presented|underwent|developed|complained|received)\b",
+    re.IGNORECASE,
 )
 # Openings that refer back to the sentence before ("They are ...", "These cells ...", "Its nuclei ...").
 _REFERS_BACK = re.compile(
@@ -181,7 +191,7 @@ def medical_mask(
     talk = [is_talk(s, bool(n)) for s, n in zip(sentences, named)]
     vocab_count = [len({w for w in normalize(s).split() if _in_vocabulary(w, vocabulary)}) for s in sentences]
     medical = [
-        bool(n) or (not t and (bool(m) or has_medical_shape(s) or v >= 2))
+        bool(n) or (not t and (bool(m) or has_medical_shape(s) or v >= 2 or bool(_CASE.search(s))))
         for s, n, m, t, v in zip(sentences, named, misheard, talk, vocab_count)
     ]
     # Neighbours: a vocabulary word next to a medical sentence, a sentence between two medical ones, and a

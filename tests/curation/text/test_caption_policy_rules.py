@@ -219,3 +219,31 @@ def test_the_screen_as_a_place_on_the_slide_is_not_talk(extractor):
 
 def test_the_lecture_as_subject_with_the_definite_article_is_talk(extractor):
     assert extractor.extract("This is the last lecture of the block on glomerulonephritis.").medical_sentences == []
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "A 47-year-old man presented with a painless neck swelling for three months.",
+        "The patient had night sweats and weight loss.",
+    ],
+)
+def test_the_case_is_medical_whatever_its_terms_were_heard_as(extractor, sentence):
+    assert extractor.extract(sentence).medical_sentences == [sentence]
+
+
+@pytest.mark.parametrize(
+    "chatter",
+    [
+        "My 6 year old daughter drew the logo of this course.",
+        "Great question, and I will come back to it after the break.",
+        "Let me show you one more thing before we stop.",
+        "The third floor is closed, so we meet in room 5 next time.",
+        "A 30-year-old man stopped me after the last talk to ask about careers.",
+        "Stage 3 of the building work starts next month.",
+        "We got a score of 7 out of 10 in the course survey.",
+        "You can download the whole slide images from the course website.",
+    ],
+)
+def test_chatter_with_numbers_and_questions_gives_no_caption(extractor, chatter):
+    assert extractor.extract(chatter).medical_sentences == []
