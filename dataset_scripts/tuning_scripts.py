@@ -269,7 +269,7 @@ TERMS = sorted(
         "prostate needle biopsy", "PSA", "glands", "benign glands", "basal cells", "Gleason pattern", "cribriform",
         "atrophy", "adenosis", "carcinoma", "basal cell layer", "basal cell marker", "p63", "Gleason score",
         "grade group", "benign", "distal femur", "periosteal reaction", "sunburst", "pleomorphic", "spindle cells",
-        "osteoid", "malignant osteoid", "tumor cells", "atypical mitoses", "neoadjuvant chemotherapy",
+        "osteoid", "malignant osteoid", "atypical mitoses", "neoadjuvant chemotherapy",
         "resection specimen", "necrosis", "tumor necrosis", "fracture callus", "maturation", "atypia",
         "destructive lesion", "lesion",
     },

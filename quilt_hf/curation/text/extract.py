@@ -114,6 +114,13 @@ def split_clauses(text: str, start: int, end: int) -> list[tuple[int, int, str]]
     return out
 
 
+def _joined_clauses(clauses: list[str]) -> str:
+    """The kept clauses of a sentence as one sentence: joined by commas, a leading conjunction dropped, capitalised,
+    one full stop."""
+    text = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(clauses), flags=re.IGNORECASE)
+    return text[:1].upper() + text[1:].rstrip(".,;:") + "."
+
+
 _JOINED = re.compile(r"\s(?:and|where|while|whereas|which)\s+", re.IGNORECASE)
 
 
@@ -262,8 +269,7 @@ class RuleExtractor:
                     if any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
                 ]
                 if kept:
-                    trimmed = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept), flags=re.IGNORECASE)
-                    trimmed = trimmed[:1].upper() + trimmed[1:].rstrip(".,;:") + "."
+                    trimmed = _joined_clauses(kept)
                     medical.append(trimmed)
                     if ROI_CUES.search(trimmed):  # what is left names a term: a region cue in it points at one
                         roi.append(trimmed)
@@ -277,9 +283,7 @@ class RuleExtractor:
                     if not any(a <= e.char_start < b for e in inside) and NAVIGATES.search(clause)
                 ]
                 if navigating and len(navigating) < len(clauses):
-                    kept_clauses = [clause for a, b, clause in clauses if (a, b) not in navigating]
-                    sentence = re.sub(r"^(?:and|but|so|then)\s+", "", ", ".join(kept_clauses), flags=re.IGNORECASE)
-                    sentence = sentence[:1].upper() + sentence[1:].rstrip(".,;:") + "."
+                    sentence = _joined_clauses([clause for a, b, clause in clauses if (a, b) not in navigating])
             if keep:
                 medical.append(sentence)
                 if inside and ROI_CUES.search(sentence):
