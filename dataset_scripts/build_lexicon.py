@@ -191,7 +191,8 @@ def parse_icd(xml_path: Path) -> list[dict]:
         site = SITE_PATTERNS.match(desc)
         if site:
             kind = "site"
-            cleaned = clean_icd(site.group(1))
+            # "... of unspecified site" names no site: cleaned, it would become the bare word "site"
+            cleaned = None if site.group(1).lower().startswith("unspecified") else clean_icd(site.group(1))
             if cleaned and "," not in cleaned:
                 terms.append(cleaned)
         else:
