@@ -41,7 +41,7 @@ GREETING = (
 LOGISTICS = (
     r"attendance|sign[- ]in sheet|homework|assignments?|syllabus|handouts?|exams?|midterm|lunch|coffee|"
     r"microphone|office hours|announcements?|parking|deadline|next week|the room|download|"
-    r"(?:course|our|the) (?:web ?page|website|web site)|"
+    r"web ?pages?|websites?|web sites?|playlists?|(?:description|link(?:ed)?) below|new edition|"
     r"please remember|(?:don'?t|do not) forget|remember to (?:fill|bring|sign|submit|register|hand|turn)"
 )
 #: Moving through the slide or the talk, and talk about the lecture itself.
@@ -64,7 +64,10 @@ ASIDES = (
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather|"
     # the speaker's memories and acknowledgements: "my old boss used to say ...", "thanks to her for sharing"
-    r"used to (?:say|tell)|i remember (?:failing|when|the day|my)|"
+    r"used to (?:say|tell|call)|had a saying|i remember (?:failing|when|the day|my)|"
+    # the speaker's own or family's illness: "my grandmother had breast cancer", "a friend of mine died of ..."
+    r"my (?:grand ?)?(?:mother|father|mom|mum|dad|parents?|aunt|uncle|sister|brother|wife|husband|partner|son|"
+    r"daughter|cousin|friend|neighbou?r)s?\b|a friend of mine|i (?:\w+ )?had my own|fellowship|"
     r"(?:my|our) (?:\w+ )?(?:mentor|boss|teacher|professor|attending|supervisor)s? (?:always|once|would|told)|"
     r"thanks? to (?:him|her|them|my|our|dr|professor)\b|borrowed (?:these|this|the|most|some)|courtesy of|"
     # the slide deck and the files, not the tissue: "this slide summarises ...", "on the next slide"
@@ -111,6 +114,8 @@ _CASE = re.compile(
     r"\bthe patient (?:is|was|had|has|presented|underwent|developed|complained|received)\b",
     re.IGNORECASE,
 )
+# The speaker in the first person singular ("I'm getting feedback", "my phone", "this was my board question").
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself)\b", re.IGNORECASE)
 # Openings that refer back to the sentence before ("They are ...", "These cells ...", "Its nuclei ...").
 _REFERS_BACK = re.compile(
     r"^(?:and |but |so )?(?:they|these|those|it|its|this|their|both|each|some|most|many|none|all of them|"
@@ -164,9 +169,15 @@ def histology_vocabulary(lexicon: Lexicon) -> frozenset[str]:
     return vocabulary
 
 
+#: Everyday words of a histology shape: "the easiest diagnosis in the book" is not a misheard term.
+_EVERYDAY_SHAPES = frozenset({"diagnosis", "diagnoses", "prognosis", "prognoses", "hypnosis", "osmosis"})
+
+
 def has_medical_shape(sentence: str) -> bool:
     """Whether a word of ``sentence`` has the shape of histology vocabulary (``-oma``, ``-itis``, ``-cyte``...)."""
-    return any(_MEDICAL_SHAPE.fullmatch(w) for w in normalize(sentence).split() if len(w) >= 7)
+    return any(
+        _MEDICAL_SHAPE.fullmatch(w) for w in normalize(sentence).split() if len(w) >= 7 and w not in _EVERYDAY_SHAPES
+    )
 
 
 def medical_mask(
@@ -206,6 +217,8 @@ def medical_mask(
         after = i + 1 < len(sentences) and first[i + 1]
         if (before or after) and vocab_count[i] >= 1:
             medical[i] = True
+        elif _FIRST_PERSON.search(sentence):
+            continue  # carried by its neighbours alone, a sentence about the speaker is an aside
         elif before and after:
             medical[i] = True
         elif before and _REFERS_BACK.match(sentence.strip()):

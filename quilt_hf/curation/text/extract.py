@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from quilt_hf.curation.text.caption_policy import ABOUT_THE_LECTURE, NAVIGATES, TALK, is_talk, medical_mask
-from quilt_hf.curation.text.correct import Edit, LexiconCorrector, _is_acronym, tokenize
+from quilt_hf.curation.text.correct import STOPWORDS, Edit, LexiconCorrector, _is_acronym, tokenize
 from quilt_hf.curation.text.lexicon import Lexicon
 from quilt_hf.schema import MAGNIFICATION_UNKNOWN
 
@@ -112,6 +112,17 @@ def split_clauses(text: str, start: int, end: int) -> list[tuple[int, int, str]]
     if text[cursor:end].strip():
         out.append((cursor, end, text[cursor:end].strip()))
     return out
+
+
+def _says_more_than_its_terms(text: str, start: int, end: int, entities) -> bool:
+    """Whether the clause ``text[start:end]`` holds two entities, or a word outside its entity other than a
+    function word: a clause left as "the thyroid" after the talk around it is cut names a term, it describes
+    nothing ("the nuclei are hyperchromatic" does)."""
+    spans = [(e.char_start, e.char_end) for e in entities if start <= e.char_start < end]
+    return len(spans) > 1 or any(
+        token.key not in STOPWORDS and not any(a <= start + token.start < b for a, b in spans)
+        for token in tokenize(text[start:end])
+    )
 
 
 def _joined_clauses(clauses: list[str]) -> str:
@@ -267,6 +278,7 @@ class RuleExtractor:
                     clause
                     for a, b, clause in _outside(text, split_clauses(text, start, end), lecture)
                     if any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
+                    and _says_more_than_its_terms(text, a, b, inside)
                 ]
                 if kept:
                     trimmed = _joined_clauses(kept)

@@ -247,3 +247,30 @@ def test_the_case_is_medical_whatever_its_terms_were_heard_as(extractor, sentenc
 )
 def test_chatter_with_numbers_and_questions_gives_no_caption(extractor, chatter):
     assert extractor.extract(chatter).medical_sentences == []
+
+
+@pytest.mark.parametrize(
+    "chatter",
+    [
+        "My uncle was treated for prostate cancer, so this one matters to me.",  # family illness
+        "I actually had my own gallbladder out last spring.",  # the speaker's own
+        "My first boss used to call it the dullest organ, the pancreas.",  # only "the pancreas" would be left
+        "There is a playlist on the kidney in the description below.",  # the channel
+        "I did a one-year liver fellowship in Toronto.",  # career
+    ],
+)
+def test_the_speaker_s_life_and_the_channel_give_no_caption_even_naming_a_term(extractor, chatter):
+    assert extractor.extract(chatter).medical_sentences == []
+
+
+def test_a_sentence_about_the_speaker_is_not_carried_by_its_neighbours(extractor):
+    text = "The nuclei are enlarged. I'm getting an echo on my end. The stroma is fibrotic."
+    assert extractor.extract(text).medical_sentences == ["The nuclei are enlarged.", "The stroma is fibrotic."]
+    # a description between two medical sentences is still carried
+    text = "The nuclei are enlarged. They look a bit like popcorn. The stroma is fibrotic."
+    assert len(extractor.extract(text).medical_sentences) == 3
+
+
+def test_everyday_words_of_a_histology_shape_are_not_misheard_terms():
+    assert not has_medical_shape("This is the easiest diagnosis of the week.")
+    assert has_medical_shape("There is marked fibrosis.") and has_medical_shape("Note the koilocytosis.")
