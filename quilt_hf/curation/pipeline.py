@@ -493,7 +493,8 @@ class Curation:
             plain_key, plain = self._transcript(row)
         if "drop_reason" in plain:
             return plain_key, plain
-        guarded_key = self.cache.key("asr-guarded-v2", key, plain_key)  # v2: the guard reverts repetition loops
+        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off
+        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name)
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
             segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)

@@ -25,8 +25,11 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import logging
 from collections import Counter
+from pathlib import Path
 
 from quilt_hf.curation.text.correct import Correction, Edit, LexiconCorrector, tokenize
 from quilt_hf.curation.text.extract import RuleExtractor
@@ -51,6 +54,22 @@ OUTPUT_COLUMNS = (
 )
 #: Confidence given to an edit an LLM made (it states none).
 LLM_EDIT_CONFIDENCE = 0.8
+
+
+@functools.lru_cache(maxsize=1)
+def rules_fingerprint() -> str:
+    """A short hash of the text stage's own source (this package's modules): part of the processor's name, so a
+    step cache made by other rules (an older quilt_hf) is not reused for new captions, and the ``text_backend``
+    column says which rules made a row."""
+    return source_hash(Path(__file__).parent)
+
+
+def source_hash(folder: Path) -> str:
+    """A short hash of the names and contents of the ``*.py`` files in ``folder``."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def diff_edits(original: str, corrected: str, confidence: float = LLM_EDIT_CONFIDENCE) -> list[Edit]:
@@ -112,7 +131,7 @@ class TextProcessor:
         self.group_column = group_column
         self.carry_magnification = carry_magnification
         self.stats: Counter = Counter()
-        base = f"lexicon:{lexicon.name}:t{threshold:g}"
+        base = f"lexicon:{lexicon.name}:t{threshold:g}:rules@{rules_fingerprint()}"
         self.name = f"{llm.name}+prompt-v{PROMPT_VERSION}+{base}" if llm else base
 
     def load(self) -> None:

@@ -109,3 +109,19 @@ def test_groups_share_pathology(processor):
     assert [r["magnification"] for r in rows] == [2, 2, -1, 0]
     with pytest.raises(ValueError):
         processor.process_batch(texts, groups=["v1"])
+
+
+def test_the_name_carries_the_rules_so_a_step_cache_of_other_rules_is_not_reused(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import quilt_hf.curation.text as package
+    from quilt_hf.curation.text.processor import rules_fingerprint, source_hash
+
+    assert build_text_processor("lexicon").name.endswith(f":rules@{rules_fingerprint()}")
+    copy = tmp_path / "text"
+    shutil.copytree(Path(package.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_hash(copy) == rules_fingerprint()
+    policy = copy / "caption_policy.py"
+    policy.write_text(policy.read_text() + "\n# another rule\n")
+    assert source_hash(copy) != rules_fingerprint()
