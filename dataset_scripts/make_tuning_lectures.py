@@ -139,6 +139,11 @@ def write_readme(out: Path, videos: list[dict]) -> None:
         "`dataset_scripts/tuning_scripts.py`; deterministic). A **tuning** set for the caption policy and the "
         "corrector (`python bench/bench_text.py --corpus tuning2`): rules may be fitted here, figures that matter "
         "are reported on `benchmarks/heldout_lectures/`. The picture is a plain slide per paragraph (no tissue).\n\n"
+        "Labels (`narration[].off_topic`, `narration[].lecture_talk`, `intervals[].medical_text`): chatter, lecture "
+        "talk without medical content, and medical sentences; as in the demo's ground truth, a sentence that names "
+        "the specimen, the organ or the stain being shown is medical. `medical_terms` are the terms of the scripts' "
+        "term list found in the medical sentences. Voices are espeak-ng variants neither the demo nor the held-out "
+        "lectures use; one of them (`en-us+Andy`, 175 wpm) is hard for Whisper base on purpose.\n\n"
         "| video_id | length (s) | voice, wpm | medical sentences | lecture talk | off-topic | medical terms |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )

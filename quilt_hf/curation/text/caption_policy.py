@@ -41,7 +41,8 @@ GREETING = (
 LOGISTICS = (
     r"attendance|sign[- ]in sheet|homework|assignments?|syllabus|handouts?|exams?|midterm|lunch|coffee|"
     r"microphone|office hours|announcements?|parking|deadline|next week|the room|download|"
-    r"web ?pages?|websites?|web sites?|playlists?|(?:description|link(?:ed)?) below|new edition|"
+    r"web ?pages?|websites?|web sites?|playlists?|(?:description|link(?:ed)?) below|in the description|"
+    r"(?:the|a) link (?:to|in|below)|new edition|bring (?:your|the|a)\b|"
     r"please remember|(?:don'?t|do not) forget|remember to (?:fill|bring|sign|submit|register|hand|turn)"
 )
 #: Moving through the slide or the talk, and talk about the lecture itself.
@@ -57,7 +58,7 @@ ASIDES = (
     r"(?:me|us|my screen|the screen|(?:the|my|this) slides?)\b(?! (?:of|shows?|with)\b)|"
     r"share my screen|my (?:audio|sound|connection|internet|laptop|microphone)|bear with me|sorry about that|"
     r"(?:apologies|sorry) for (?:the|my|this|that) (?:noise|delay|wait|interruption|inconvenience|confusion|"
-    r"technical|late)|the (?:lights|projector)|testing,? testing|in the chat|"
+    r"technical|late)|(?:the|this|our) (?:lights|projector)|testing,? testing|in the chat|"
     r"have a (?:lovely|nice|good|great) (?:day|evening|night|week|afternoon|morning)|feedback form|"
     r"excuse me|where was i|any questions|(?:great|good|excellent) question|let me know|"
     r"(?:post|upload|share|send) (?:the|my) slides|"
@@ -72,7 +73,21 @@ ASIDES = (
     r"thanks? to (?:him|her|them|my|our|dr|professor)\b|borrowed (?:these|this|the|most|some)|courtesy of|"
     # the slide deck and the files, not the tissue: "this slide summarises ...", "on the next slide"
     r"(?:this|the next|the previous|the last|my) (?:slide|table|figure|diagram)s? (?:summari[sz]es|recaps|lists)|"
-    r"on the (?:next|previous|following|last) slide|leave (?:it|this) up|(?:giga|mega)bytes?|\d+ ?[gmt]b|file size"
+    r"on the (?:next|previous|following|last) slide|leave (?:it|this) up|(?:giga|mega)bytes?|\d+ ?[gmt]b|file size|"
+    # other lectures and other days: "in the next video ...", "in part two", "next Tuesday is the tumor board"
+    r"(?:my|our|the|a|this) (?:next|previous|last|earlier|upcoming|other) (?:videos?|lectures?|episodes?|parts?|"
+    r"webinars?|talks?)|part (?:two|three|four|2|3|4|ii|iii)\b|"
+    r"next (?:week|month|year|time|monday|tuesday|wednesday|thursday|friday)|last (?:week|month|year)|tumou?r board|"
+    # the channel and social media, people on the programme, learning resources
+    r"instagram|twitter|facebook|youtube|tiktok|linkedin|social media|follow (?:us|me)|like (?:this|the) video|"
+    r"(?:our|today'?s) (?:speaker|guest|presenter|moderator)|take over|pathoma|pathology ?outlines|"
+    r"(?:great|good|nice) (?:section|chapter|resource)|explains (?:this|it) (?:really )?well|by the way|"
+    # the speaker's own trouble, lab and teaching life: "my camera is off", "hold on", "we ran out of ..."
+    r"my (?:camera|webcam|scanner|slide scanner|slide viewer|viewer|mouse|computer|voice)|"
+    r"hold on|hang on|give me (?:a|one) (?:second|sec|moment|minute)|sorry,? (?:guys|everyone|folks|all)\b|"
+    r"ran out of|drives me crazy|i once had|i always tell|my (?:residents|students|trainees)|"
+    r"(?:the|my|on) boards\b|board (?:exams?|questions?)|residency|(?:some|every)(?:one|body) (?:\w+ )?(?:asked|asks)|"
+    r"why did the"
 )
 #: The lecture itself as what a sentence is about ("My lecture is about ...", "this is a short tour of ..."): it
 #: names the topic, it does not describe what is shown. Its subject is the speaker's own lecture ("this", "our",
@@ -105,13 +120,16 @@ _MEDICAL_SHAPE = re.compile(
     r"[a-z]{3,}(?:omas?|omata|itis|cytes?|cytic|plasias?|plastic|osis|oses|otic|philic|philia|blasts?|"
     r"emia|opathy|ectomy|otomy|trophy|trophic|megaly|ectasia|genesis)$"
 )
-# The case itself: the patient and the history ("a 52-year-old woman with ...", "the patient presented with"):
+# The case itself: the patient, the history and the specimen's measurements ("a 52-year-old woman with ...",
+# "the patient presented with", "clear by 2 mm"):
 # how a pathology case is told, whatever its terms were heard as.
 _CASE = re.compile(
     r"\b(?:a|an|this|the)\s+(?:\d+|[a-z]+(?:[- ][a-z]+)?)[- ]years?[- ]old\s+"
     r"(?:man|woman|boy|girl|male|female|patient|child|infant|gentleman|lady)\s+"
     r"(?:with|who|present(?:ed|s|ing)|had|has|underwent|complain(?:ed|s|ing))\b|"
-    r"\bthe patient (?:is|was|had|has|presented|underwent|developed|complained|received)\b",
+    r"\bthe patient (?:is|was|had|has|presented|underwent|developed|complained|received)\b|"
+    # measurements of the specimen: "the margin is clear by 2 millimetres", "a mass measuring 11 cm"
+    r"\b\d+(?:\.\d+)? ?(?:mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)\b",
     re.IGNORECASE,
 )
 # The speaker in the first person singular ("I'm getting feedback", "my phone", "this was my board question").

@@ -274,3 +274,25 @@ def test_a_sentence_about_the_speaker_is_not_carried_by_its_neighbours(extractor
 def test_everyday_words_of_a_histology_shape_are_not_misheard_terms():
     assert not has_medical_shape("This is the easiest diagnosis of the week.")
     assert has_medical_shape("There is marked fibrosis.") and has_medical_shape("Note the koilocytosis.")
+
+
+@pytest.mark.parametrize(
+    "chatter",
+    [
+        "In my next lecture we'll cover renal tumours.",  # other lectures
+        "The melanoma cases are on our Instagram page as well.",  # social media
+        "Our guest today runs the lymphoma service downtown.",  # people on the programme
+        "Hold on, my webcam froze again.",  # the speaker's trouble
+        "We ran out of CD34 antibody this month.",  # the lab
+        "Somebody asked if sarcomas will come up on the exam.",  # audience questions
+        "By the way, that colon case was my favourite last year.",  # asides
+        "Bring your liver cases on Friday afternoon.",  # logistics
+        "The link to the mucin stain protocol is in the description.",  # the channel
+    ],
+)
+def test_talk_that_names_a_term_in_passing_gives_no_caption(extractor, chatter):
+    assert extractor.extract(chatter).medical_sentences == []
+
+
+def test_a_measurement_of_the_specimen_is_medical(extractor):
+    assert extractor.extract("The deep margin is clear by 4 mm.").medical_sentences == ["The deep margin is clear by 4 mm."]
