@@ -475,6 +475,7 @@ class Curation:
     def _prompted_transcript(self, row: dict) -> tuple[str, dict]:
         from quilt_hf.curation.asr_prompt import guard_prompted
         from quilt_hf.curation.text import load_lexicon
+        from quilt_hf.curation.text.processor import rules_fingerprint
 
         lexicon = load_lexicon()
         first_pass, plain_key, plain = "", "", None
@@ -493,8 +494,9 @@ class Curation:
             plain_key, plain = self._transcript(row)
         if "drop_reason" in plain:
             return plain_key, plain
-        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off
-        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name)
+        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off, by overlapping runs.
+        # The guard uses the text stage's extractor and corrector: their rules are in the key too.
+        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name, rules_fingerprint())
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
             segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)

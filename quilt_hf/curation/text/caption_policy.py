@@ -42,7 +42,7 @@ LOGISTICS = (
     r"attendance|sign[- ]in sheet|homework|assignments?|syllabus|handouts?|exams?|midterm|lunch|coffee|"
     r"microphone|office hours|announcements?|parking|deadline|next week|the room|download|"
     r"web ?pages?|websites?|web sites?|playlists?|(?:description|link(?:ed)?) below|in the description|"
-    r"(?:the|a) link (?:to|in|below)|new edition|bring (?:your|the|a)\b|"
+    r"link (?:is |will be )?(?:below|in the description)|bring your\b|"
     r"please remember|(?:don'?t|do not) forget|remember to (?:fill|bring|sign|submit|register|hand|turn)"
 )
 #: Moving through the slide or the talk, and talk about the lecture itself.
@@ -50,7 +50,8 @@ NAVIGATION = (
     r"(?:let'?s|let us|let me|we(?:'ll| will| are going to)|i(?:'ll| will| am going to|'m going to))\s+(?:now\s+|then\s+)?"
     r"(?:move|go|zoom|pan|turn|switch|jump|scroll|head|come back|get back|talk about|discuss|wrap up|show you)|"
     r"before we (?:go on|move on|start|begin|continue|stop|finish|end)|moving on|step by step|"
-    r"before i (?:tell|show|reveal)|how many did you|try to (?:make|guess|work out|figure out)"
+    r"before i (?:tell|show|reveal)|how many did you|try to (?:make|guess|work out|figure out)|"
+    r"on the (?:next|previous|following) slide"
 )
 #: The room and the equipment, admin and asides.
 ASIDES = (
@@ -65,28 +66,27 @@ ASIDES = (
     r"slides will be|when i was a (?:resident|student|fellow|trainee)|funny story|on a personal note|"
     r"weekend|vacation|holiday|the weather|"
     # the speaker's memories and acknowledgements: "my old boss used to say ...", "thanks to her for sharing"
-    r"used to (?:say|tell|call)|had a saying|i remember (?:failing|when|the day|my)|"
+    r"used to (?:say|tell)|had a saying|i remember (?:failing|when|the day|my)|"
     # the speaker's own or family's illness: "my grandmother had breast cancer", "a friend of mine died of ..."
     r"my (?:grand ?)?(?:mother|father|mom|mum|dad|parents?|aunt|uncle|sister|brother|wife|husband|partner|son|"
     r"daughter|cousin|friend|neighbou?r)s?\b|a friend of mine|i (?:\w+ )?had my own|fellowship|"
-    r"(?:my|our) (?:\w+ )?(?:mentor|boss|teacher|professor|attending|supervisor)s? (?:always|once|would|told)|"
+    r"(?:my|our) (?:\w+ )?(?:mentor|boss|chief|teacher|professor|attending|supervisor)s? (?:always|once|would|told|used to)|"
     r"thanks? to (?:him|her|them|my|our|dr|professor)\b|borrowed (?:these|this|the|most|some)|courtesy of|"
     # the slide deck and the files, not the tissue: "this slide summarises ...", "on the next slide"
     r"(?:this|the next|the previous|the last|my) (?:slide|table|figure|diagram)s? (?:summari[sz]es|recaps|lists)|"
-    r"on the (?:next|previous|following|last) slide|leave (?:it|this) up|(?:giga|mega)bytes?|\d+ ?[gmt]b|file size|"
+    r"leave (?:it|this) up|(?:giga|mega)bytes?|\d+ ?[gmt]b|file size|"
     # other lectures and other days: "in the next video ...", "in part two", "next Tuesday is the tumor board"
-    r"(?:my|our|the|a|this) (?:next|previous|last|earlier|upcoming|other) (?:videos?|lectures?|episodes?|parts?|"
-    r"webinars?|talks?)|part (?:two|three|four|2|3|4|ii|iii)\b|"
-    r"next (?:week|month|year|time|monday|tuesday|wednesday|thursday|friday)|last (?:week|month|year)|tumou?r board|"
+    r"(?:my|our|the|a|this) (?:next|previous|last|earlier|upcoming|other) (?:videos?|lectures?|episodes?|"
+    r"webinars?|talks?)|next (?:time|monday|tuesday|wednesday|thursday|friday)|"
     # the channel and social media, people on the programme, learning resources
     r"instagram|twitter|facebook|youtube|tiktok|linkedin|social media|follow (?:us|me)|like (?:this|the) video|"
-    r"(?:our|today'?s) (?:speaker|guest|presenter|moderator)|take over|pathoma|pathology ?outlines|"
-    r"(?:great|good|nice) (?:section|chapter|resource)|explains (?:this|it) (?:really )?well|by the way|"
+    r"(?:our|today'?s) (?:speaker|guest|presenter|moderator)|pathoma|pathology ?outlines|"
+    r"(?:great|good|nice) (?:chapter|resource)|explains (?:this|it) (?:really )?well|by the way|"
     # the speaker's own trouble, lab and teaching life: "my camera is off", "hold on", "we ran out of ..."
     r"my (?:camera|webcam|scanner|slide scanner|slide viewer|viewer|mouse|computer|voice)|"
     r"hold on|hang on|give me (?:a|one) (?:second|sec|moment|minute)|sorry,? (?:guys|everyone|folks|all)\b|"
     r"ran out of|drives me crazy|i once had|i always tell|my (?:residents|students|trainees)|"
-    r"(?:the|my|on) boards\b|board (?:exams?|questions?)|residency|(?:some|every)(?:one|body) (?:\w+ )?(?:asked|asks)|"
+    r"residency|(?:some|every)(?:one|body) (?:\w+ )?(?:asked|asks)|"
     r"why did the"
 )
 #: The lecture itself as what a sentence is about ("My lecture is about ...", "this is a short tour of ..."): it
@@ -127,9 +127,9 @@ _CASE = re.compile(
     r"\b(?:a|an|this|the)\s+(?:\d+|[a-z]+(?:[- ][a-z]+)?)[- ]years?[- ]old\s+"
     r"(?:man|woman|boy|girl|male|female|patient|child|infant|gentleman|lady)\s+"
     r"(?:with|who|present(?:ed|s|ing)|had|has|underwent|complain(?:ed|s|ing))\b|"
-    r"\bthe patient (?:is|was|had|has|presented|underwent|developed|complained|received)\b|"
+    r"\bthe patient (?:(?:is|was) an? |(?:had|has|presented|underwent|developed|complained|received)\b)|"
     # measurements of the specimen: "the margin is clear by 2 millimetres", "a mass measuring 11 cm"
-    r"\b\d+(?:\.\d+)? ?(?:mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)\b",
+    r"\b(?:measur(?:es|ing|ed)|clear by|size of|up to|of)\s+\d+(?:\.\d+)? ?(?:mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)\b",
     re.IGNORECASE,
 )
 # The speaker in the first person singular ("I'm getting feedback", "my phone", "this was my board question").

@@ -274,12 +274,14 @@ class RuleExtractor:
                 # lecture runs through ("this is a short, high-power tour of the skin") goes too.
                 offset = start + len(text[start:end]) - len(text[start:end].lstrip())
                 lecture = [(offset + m.start(), offset + m.end()) for m in ABOUT_THE_LECTURE.finditer(sentence)]
-                kept = [
-                    clause
+                pieces = [
+                    (a, b, clause)
                     for a, b, clause in _outside(text, split_clauses(text, start, end), lecture)
                     if any(a <= e.char_start < b for e in inside) and not TALK.search(clause)
-                    and _says_more_than_its_terms(text, a, b, inside)
                 ]
+                if len(pieces) == 1 and not _says_more_than_its_terms(text, pieces[0][0], pieces[0][1], inside):
+                    pieces = []  # all that is left is a bare term ("..., the thyroid"): it describes nothing
+                kept = [clause for _, _, clause in pieces]
                 if kept:
                     trimmed = _joined_clauses(kept)
                     medical.append(trimmed)

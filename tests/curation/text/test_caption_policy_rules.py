@@ -34,13 +34,13 @@ def extractor(lexicon):
         "Okay, and now the final example.",  # announcing the next item
         "Let me pan down a bit so the whole thing fits.",  # navigation in the first person
         "Can everybody in the last row read the slide, or is it too small?",  # the room
-        "Sorry for the interruption, the fire alarm test is over.",  # an apology for the room
+        "Sorry for the interruption, a parcel just arrived.",  # an apology for the room
         "Please type your questions in the chat.",  # online teaching
         "Have a great afternoon, all of you.",  # sign-off
         "My old professor always said the answer is in the history.",  # the speaker's memories
         "These pictures are courtesy of the department archive.",  # acknowledgements
         "The next slide lists the criteria, I'll leave it up while you read.",  # the slide deck
-        "I'll show the staging table on the following slide.",  # the slide deck
+        "I'll show the staging table on the following slide.",  # the slide deck, naming no term
         "The whole slide file is about 3 GB, so it takes a while to open.",  # files
     ],
 )
@@ -282,10 +282,10 @@ def test_everyday_words_of_a_histology_shape_are_not_misheard_terms():
         "In my next lecture we'll cover renal tumours.",  # other lectures
         "The melanoma cases are on our Instagram page as well.",  # social media
         "Our guest today runs the lymphoma service downtown.",  # people on the programme
-        "Hold on, my webcam froze again.",  # the speaker's trouble
+        "Hold on, my mouse stopped working on this melanoma slide.",  # the speaker's trouble
         "We ran out of CD34 antibody this month.",  # the lab
-        "Somebody asked if sarcomas will come up on the exam.",  # audience questions
-        "By the way, that colon case was my favourite last year.",  # asides
+        "Somebody asked if sarcomas would be covered later.",  # audience questions
+        "Pathoma has a good chapter on colon polyps.",  # learning resources
         "Bring your liver cases on Friday afternoon.",  # logistics
         "The link to the mucin stain protocol is in the description.",  # the channel
     ],
@@ -296,3 +296,34 @@ def test_talk_that_names_a_term_in_passing_gives_no_caption(extractor, chatter):
 
 def test_a_measurement_of_the_specimen_is_medical(extractor):
     assert extractor.extract("The deep margin is clear by 4 mm.").medical_sentences == ["The deep margin is clear by 4 mm."]
+
+
+@pytest.mark.parametrize(
+    "medical",
+    [
+        # words of lecture talk used in descriptions of tissue (found by review: each was cut by an earlier rule)
+        "Tumor cells take over the marrow space and displace the fat.",
+        "On the next slide we see sheets of tumor cells with clear cytoplasm.",
+        "This is a nice section of the appendix with transmural neutrophils.",
+        "The other part of the tumor shows extensive necrosis.",
+        "The specimen from part three shows a tubular adenoma.",
+        "He was diagnosed with hepatitis C last year.",
+        "Pathologists used to call this lesion a hemangiopericytoma.",
+        "The breast lesion seen at the tumor board was a radial scar.",
+        "These vessels bring the blood to the glomerulus.",
+        "The link between HPV and cervical cancer is well established.",
+        "The patient is a 61-year-old woman with ascites.",
+    ],
+)
+def test_medical_sentences_with_words_of_lecture_talk_are_kept_whole(extractor, medical):
+    assert extractor.extract(medical).medical_sentences == [medical]
+
+
+def test_a_term_clause_after_an_aside_stays_with_its_sentence(extractor):
+    text = "We see the crypt abscesses, by the way, in ulcerative colitis."
+    assert extractor.extract(text).medical_sentences == ["We see the crypt abscesses, in ulcerative colitis."]
+
+
+@pytest.mark.parametrize("chatter", ["It's 12 cm of snow outside today.", "The patient is always right, as my chief said."])
+def test_numbers_and_the_word_patient_alone_do_not_make_talk_medical(extractor, chatter):
+    assert extractor.extract(chatter).medical_sentences == []

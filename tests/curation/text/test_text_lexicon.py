@@ -42,3 +42,10 @@ def test_user_lexicon_same_format_wins(tmp_path):
 
 def test_normalize():
     assert normalize("  H&E, Crohn's ") == "h e crohn s"
+
+
+def test_no_bare_generic_form_from_an_unspecified_icd_site():
+    """"Neoplasm of unspecified behavior of unspecified site" once gave the form "site": every sentence with the
+    word then named a term."""
+    forms = load_lexicon().forms
+    assert "site" not in forms and "part of eye" not in forms
