@@ -171,36 +171,17 @@ class GuardReport:
     inserted_terms: list[str] = field(default_factory=list)
 
 
+def _text_within(segments: Sequence[dict], start: float, end: float) -> str:
+    """Segments whose middle falls in ``[start, end)``: each plain segment replaces at most one."""
+    return " ".join(
+        s["text"] for s in segments if start <= (float(s["start"]) + float(s["end"])) / 2 < end
+    ).strip()
+
+
 def _overlapping_text(segments: Sequence[dict], start: float, end: float) -> str:
     return " ".join(
         s["text"] for s in segments if min(float(s["end"]), end) - max(float(s["start"]), start) > 0
     ).strip()
-
-
-#: Two segments of the two passes that overlap by no more than this (seconds) are cut at about the same place:
-#: the boundary between two runs. Chosen on tuning set 2 among 0, 0.5, 1 and 2 s (WER of the guarded transcripts
-#: 0.275 / 0.273 / 0.278 / 0.280; the midpoint rule before it 0.296): with none, Whisper's segments of the two
-#: passes chain into one run per video and a single revert took the whole video back to the plain pass.
-RUN_SLACK_S = 0.5
-
-
-def _overlapping_runs(
-    a: Sequence[dict], b: Sequence[dict], slack: float = RUN_SLACK_S
-) -> list[tuple[list[int], list[int]]]:
-    """The segments of ``a`` and ``b`` grouped into runs that overlap in time by more than ``slack`` seconds
-    (transitively), in time order: per run, the indexes into ``a`` and into ``b``."""
-    items = sorted(
-        [(float(s["start"]), float(s["end"]), 0, i) for i, s in enumerate(a)]
-        + [(float(s["start"]), float(s["end"]), 1, j) for j, s in enumerate(b)]
-    )
-    runs: list[tuple[list[int], list[int]]] = []
-    reach = float("-inf")
-    for start, end, side, index in items:
-        if not runs or start >= reach - slack:
-            runs.append(([], []))
-        runs[-1][side].append(index)
-        reach = max(reach, end) if start < reach - slack else end
-    return runs
 
 
 def _echoes(text: str, prompt_words: list[str], run: int = 4) -> bool:
@@ -242,9 +223,9 @@ def guard_prompted(
 ) -> tuple[list[dict], GuardReport]:
     """Replace prompted segments that are stuck in a repetition loop (Whisper's compression-ratio test), echo
     the prompt, or insert a prompt term nothing in the plain pass sounds like (spelled right, or a little off so
-    that the corrector would write it), by the plain pass over the same time: the whole run of prompted and plain
-    segments that overlap the reverted one, so that no words are given out twice or lost where the two passes cut
-    the audio differently.
+    that the corrector would write it), by the plain pass's text of the same span (its segments whose middle falls
+    in it: each plain segment replaces at most one; where the two passes cut the audio at different places, a few
+    words at the edge can be repeated or lost).
 
     Args:
         prompted (`Sequence[dict]`): segments (``start``, ``end``, ``text``) of the prompted pass.
@@ -260,51 +241,43 @@ def guard_prompted(
     term_keys = {normalize(t) for t in selection.terms}
     extractor = RuleExtractor(lexicon)
     corrector = LexiconCorrector(lexicon)
-
-    def inserted_terms(text: str, heard: str) -> list[str]:
-        """Prompt terms in ``text`` that nothing in ``heard`` (the plain pass over the same time) sounds like."""
+    out = []
+    for segment in prompted:
+        report.segments += 1
+        start, end = float(segment["start"]), float(segment["end"])
+        heard = _overlapping_text(plain, start, end)
+        text = segment["text"]
+        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
+            # A prompted window can fall into a repetition loop (the prompt conditions every window): Whisper's
+            # own compression-ratio test finds it; the plain pass's text of the span replaces it.
+            report.reverted_loop += 1
+            out.append({**segment, "text": _text_within(plain, start, end)})
+            continue
+        if _echoes(text, prompt_words):
+            report.reverted_echo += 1
+            out.append({**segment, "text": _text_within(plain, start, end)})
+            continue
         heard_key = f" {normalize(heard)} "
-        found = []
+        inserted = []
         for entity in extractor.entities(text):
             key = normalize(entity.text)
-            if normalize(lexicon.concepts[entity.concept_id].term) not in term_keys and key not in term_keys:
+            concept = lexicon.concepts[entity.concept_id]
+            if normalize(concept.term) not in term_keys and key not in term_keys:
                 continue
-            if f" {key} " not in heard_key and not heard_like(key, heard):
-                found.append(entity.text)
+            if f" {key} " in heard_key or heard_like(key, heard):
+                continue
+            inserted.append(entity.text)
         # A prompt term spelled a little off ("chalcitonin"): the corrector would write the term into the caption.
         for edit in corrector.correct(text).edits:
             key = normalize(edit.replacement)
             if key in term_keys and f" {key} " not in heard_key and not heard_like(key, heard):
-                found.append(edit.original)
-        return found
-
-    reverted = []
-    for segment in prompted:
-        report.segments += 1
-        text = segment["text"]
-        heard = _overlapping_text(plain, float(segment["start"]), float(segment["end"]))
-        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
-            # A prompted window can fall into a repetition loop (the prompt conditions every window): Whisper's
-            # own compression-ratio test finds it.
-            report.reverted_loop += 1
-        elif _echoes(text, prompt_words):
-            report.reverted_echo += 1
-        elif found := inserted_terms(text, heard):
+                inserted.append(edit.original)
+        if inserted:
             report.reverted_inserted_term += 1
-            report.inserted_terms.extend(found)
+            report.inserted_terms.extend(inserted)
+            out.append({**segment, "text": _text_within(plain, start, end)})
         else:
-            reverted.append(False)
-            continue
-        reverted.append(True)
-    # The plain pass's text replaces a reverted segment. The two passes cut the audio differently, so what is
-    # replaced is the whole run of prompted and plain segments that overlap it in time: a plain segment is never
-    # given out twice, next to a prompted segment that covers the same words.
-    out = []
-    for prompted_run, plain_run in _overlapping_runs(prompted, plain):
-        if any(reverted[i] for i in prompted_run):
-            out.extend(dict(plain[j]) for j in plain_run)
-        else:
-            out.extend(dict(prompted[i]) for i in prompted_run)
+            out.append(dict(segment))
     if report.reverted_echo or report.reverted_inserted_term or report.reverted_loop:
         logger.info(
             "prompt guard: %d of %d segments reverted to the plain pass (%d echo, %d inserted term, %d loop)",

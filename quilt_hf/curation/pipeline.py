@@ -494,7 +494,7 @@ class Curation:
             plain_key, plain = self._transcript(row)
         if "drop_reason" in plain:
             return plain_key, plain
-        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off, by overlapping runs.
+        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off.
         # The guard uses the text stage's extractor and corrector: their rules are in the key too.
         guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name, rules_fingerprint())
         transcript = self.cache.read_json("asr", guarded_key)

@@ -135,19 +135,3 @@ def test_guard_reverts_a_prompt_term_spelled_a_little_off_that_was_not_heard(lex
     ]
     assert report.reverted_inserted_term == 1 and report.inserted_terms == ["spongiosys"]
 
-
-def test_a_reverted_segment_takes_the_plain_run_it_overlaps_so_nothing_is_said_twice(lexicon):
-    """The two passes cut the audio differently: the plain segment behind a reverted prompted one also covers the
-    end of the prompted segment before it. Both prompted segments give way to the plain run."""
-    selection = PromptSelection(prompt="Histopathology lecture (dermatopathology): spongiosis.", terms=["spongiosis"])
-    plain = [{"start": 0.0, "end": 3.0, "text": "There is a canthosis."},
-             {"start": 3.0, "end": 8.0, "text": "The cells are large, please sit down."},
-             {"start": 9.0, "end": 12.0, "text": "The dermis is fibrotic."}]
-    prompted = [{"start": 0.0, "end": 4.0, "text": "There is acanthosis. The cells"},
-                {"start": 4.0, "end": 8.0, "text": "are large, spongiosis down."},
-                {"start": 9.0, "end": 12.0, "text": "The dermis is fibrotic."}]
-    guarded, report = guard_prompted(prompted, plain, selection, lexicon)
-    assert [s["text"] for s in guarded] == [
-        "There is a canthosis.", "The cells are large, please sit down.", "The dermis is fibrotic."
-    ]
-    assert report.reverted_inserted_term == 1
