@@ -494,9 +494,10 @@ class Curation:
             plain_key, plain = self._transcript(row)
         if "drop_reason" in plain:
             return plain_key, plain
-        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off.
-        # The guard uses the text stage's extractor and corrector: their rules are in the key too.
-        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name, rules_fingerprint())
+        # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off. The guard's own source
+        # and the text stage's rules (its extractor and corrector) are in the key too.
+        guard_source = hashlib.sha256(Path(guard_prompted.__code__.co_filename).read_bytes()).hexdigest()[:8]
+        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name, rules_fingerprint(), guard_source)
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
             segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)

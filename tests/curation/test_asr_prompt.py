@@ -134,4 +134,3 @@ def test_guard_reverts_a_prompt_term_spelled_a_little_off_that_was_not_heard(lex
         "There is mild spongiosys in the epidermis.",  # heard ("spongy oasis"): kept
     ]
     assert report.reverted_inserted_term == 1 and report.inserted_terms == ["spongiosys"]
-

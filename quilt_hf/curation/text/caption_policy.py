@@ -69,7 +69,7 @@ ASIDES = (
     r"used to (?:say|tell)|had a saying|i remember (?:failing|when|the day|my)|"
     # the speaker's own or family's illness: "my grandmother had breast cancer", "a friend of mine died of ..."
     r"my (?:grand ?)?(?:mother|father|mom|mum|dad|parents?|aunt|uncle|sister|brother|wife|husband|partner|son|"
-    r"daughter|cousin|friend|neighbou?r)s?\b|a friend of mine|i (?:\w+ )?had my own|fellowship|"
+    r"daughter|cousin|friend|neighbou?r)s?\b|a friend of mine|i (?:\w+ )?had my own|"
     r"(?:my|our) (?:\w+ )?(?:mentor|boss|chief|teacher|professor|attending|supervisor)s? (?:always|once|would|told|used to)|"
     r"thanks? to (?:him|her|them|my|our|dr|professor)\b|borrowed (?:these|this|the|most|some)|courtesy of|"
     # the slide deck and the files, not the tissue: "this slide summarises ...", "on the next slide"
@@ -77,17 +77,17 @@ ASIDES = (
     r"leave (?:it|this) up|(?:giga|mega)bytes?|\d+ ?[gmt]b|file size|"
     # other lectures and other days: "in the next video ...", "in part two", "next Tuesday is the tumor board"
     r"(?:my|our|the|a|this) (?:next|previous|last|earlier|upcoming|other) (?:videos?|lectures?|episodes?|"
-    r"webinars?|talks?)|next (?:time|monday|tuesday|wednesday|thursday|friday)|"
+    r"webinars?|talks?)|next (?:monday|tuesday|wednesday|thursday|friday)|"
     # the channel and social media, people on the programme, learning resources
     r"instagram|twitter|facebook|youtube|tiktok|linkedin|social media|follow (?:us|me)|like (?:this|the) video|"
     r"(?:our|today'?s) (?:speaker|guest|presenter|moderator)|pathoma|pathology ?outlines|"
     r"(?:great|good|nice) (?:chapter|resource)|explains (?:this|it) (?:really )?well|by the way|"
     # the speaker's own trouble, lab and teaching life: "my camera is off", "hold on", "we ran out of ..."
     r"my (?:camera|webcam|scanner|slide scanner|slide viewer|viewer|mouse|computer|voice)|"
-    r"hold on|hang on|give me (?:a|one) (?:second|sec|moment|minute)|sorry,? (?:guys|everyone|folks|all)\b|"
-    r"ran out of|drives me crazy|i once had|i always tell|my (?:residents|students|trainees)|"
-    r"residency|(?:some|every)(?:one|body) (?:\w+ )?(?:asked|asks)|"
-    r"why did the"
+    r"^(?:ok(?:ay)?,? |so,? )?(?:hold|hang) on\b|give me (?:a|one) (?:second|sec|moment|minute)|"
+    r"sorry,? (?:guys|everyone|folks|all)\b|"
+    r"we ran out of|drives me crazy|i once had|i always tell|my (?:residents|students|trainees)|"
+    r"my (?:\w+ ){0,2}(?:residency|fellowship)|(?:some|every)(?:one|body) (?:\w+ )?(?:asked|asks)"
 )
 #: The lecture itself as what a sentence is about ("My lecture is about ...", "this is a short tour of ..."): it
 #: names the topic, it does not describe what is shown. Its subject is the speaker's own lecture ("this", "our",
@@ -127,9 +127,9 @@ _CASE = re.compile(
     r"\b(?:a|an|this|the)\s+(?:\d+|[a-z]+(?:[- ][a-z]+)?)[- ]years?[- ]old\s+"
     r"(?:man|woman|boy|girl|male|female|patient|child|infant|gentleman|lady)\s+"
     r"(?:with|who|present(?:ed|s|ing)|had|has|underwent|complain(?:ed|s|ing))\b|"
-    r"\bthe patient (?:(?:is|was) an? |(?:had|has|presented|underwent|developed|complained|received)\b)|"
+    r"\bthe patient (?:had|has|presented|underwent|developed|complained|received)\b|"
     # measurements of the specimen: "the margin is clear by 2 millimetres", "a mass measuring 11 cm"
-    r"\b(?:measur(?:es|ing|ed)|clear by|size of|up to|of)\s+\d+(?:\.\d+)? ?(?:mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)\b",
+    r"\b(?:measur(?:es|ing|ed)|clear by|size of)\s+\d+(?:\.\d+)? ?(?:mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)\b",
     re.IGNORECASE,
 )
 # The speaker in the first person singular ("I'm getting feedback", "my phone", "this was my board question").

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from quilt_hf.curation.text.caption_policy import ABOUT_THE_LECTURE, NAVIGATES, TALK, is_talk, medical_mask
-from quilt_hf.curation.text.correct import STOPWORDS, Edit, LexiconCorrector, _is_acronym, tokenize
+from quilt_hf.curation.text.correct import Edit, LexiconCorrector, _is_acronym, tokenize
 from quilt_hf.curation.text.lexicon import Lexicon
 from quilt_hf.schema import MAGNIFICATION_UNKNOWN
 
@@ -114,13 +114,17 @@ def split_clauses(text: str, start: int, end: int) -> list[tuple[int, int, str]]
     return out
 
 
+#: Words a bare noun phrase is made of besides its term: "the thyroid", "of the pancreas" (no verb, nothing said).
+_NOUN_PHRASE_WORDS = frozenset("a an the this that these those its their his her our your of in on at with and or".split())
+
+
 def _says_more_than_its_terms(text: str, start: int, end: int, entities) -> bool:
-    """Whether the clause ``text[start:end]`` holds two entities, or a word outside its entity other than a
-    function word: a clause left as "the thyroid" after the talk around it is cut names a term, it describes
-    nothing ("the nuclei are hyperchromatic" does)."""
+    """Whether the clause ``text[start:end]`` holds two entities, or a word outside its entity that a bare noun
+    phrase would not hold: a clause left as "the thyroid" after the talk around it is cut names a term, it
+    describes nothing ("these are Reed-Sternberg cells", "the nuclei are hyperchromatic" do)."""
     spans = [(e.char_start, e.char_end) for e in entities if start <= e.char_start < end]
     return len(spans) > 1 or any(
-        token.key not in STOPWORDS and not any(a <= start + token.start < b for a, b in spans)
+        token.key not in _NOUN_PHRASE_WORDS and not any(a <= start + token.start < b for a, b in spans)
         for token in tokenize(text[start:end])
     )
 

@@ -256,7 +256,7 @@ def test_chatter_with_numbers_and_questions_gives_no_caption(extractor, chatter)
         "I actually had my own gallbladder out last spring.",  # the speaker's own
         "My first boss used to call it the dullest organ, the pancreas.",  # only "the pancreas" would be left
         "There is a playlist on the kidney in the description below.",  # the channel
-        "I did a one-year liver fellowship in Toronto.",  # career
+        "I did my liver fellowship in Toronto.",  # career
     ],
 )
 def test_the_speaker_s_life_and_the_channel_give_no_caption_even_naming_a_term(extractor, chatter):
@@ -313,6 +313,11 @@ def test_a_measurement_of_the_specimen_is_medical(extractor):
         "These vessels bring the blood to the glomerulus.",
         "The link between HPV and cervical cancer is well established.",
         "The patient is a 61-year-old woman with ascites.",
+        "So why did the hepatocytes undergo ballooning degeneration?",
+        "The tumor cells hold on to each other through desmosomes.",
+        "The cells ran out of oxygen and became necrotic.",
+        "Next time you see psammoma bodies, think of papillary carcinoma.",
+        "In residency we learned that psammoma bodies suggest papillary carcinoma.",
     ],
 )
 def test_medical_sentences_with_words_of_lecture_talk_are_kept_whole(extractor, medical):
@@ -324,6 +329,20 @@ def test_a_term_clause_after_an_aside_stays_with_its_sentence(extractor):
     assert extractor.extract(text).medical_sentences == ["We see the crypt abscesses, in ulcerative colitis."]
 
 
-@pytest.mark.parametrize("chatter", ["It's 12 cm of snow outside today.", "The patient is always right, as my chief said."])
+@pytest.mark.parametrize(
+    "chatter",
+    [
+        "It's 12 cm of snow outside today.",
+        "We got up to 12 cm of snow overnight.",
+        "The patient is always right, as my chief said.",
+        "The patient is a very nice person.",
+    ],
+)
 def test_numbers_and_the_word_patient_alone_do_not_make_talk_medical(extractor, chatter):
     assert extractor.extract(chatter).medical_sentences == []
+
+
+def test_what_a_description_says_after_an_aside_is_kept(extractor):
+    assert extractor.extract("By the way, these are Reed-Sternberg cells.").medical_sentences == [
+        "These are Reed-Sternberg cells."
+    ]
