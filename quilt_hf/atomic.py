@@ -262,14 +262,13 @@ def keep_alive(folder: str | Path, every_s: float = HEARTBEAT_S):
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
+        while not stop.wait(every_s):
             try:
                 marker.touch()
             except OSError:  # the folder was removed (the run's own cleanup): nothing left to keep
                 return
-            if stop.wait(every_s):
-                return
 
+    marker.touch()  # alive from the start, before the thread's first turn (a cleanup may look at once)
     thread = threading.Thread(target=beat, name=f"keep-alive {folder.name}", daemon=True)
     thread.start()
     try:
