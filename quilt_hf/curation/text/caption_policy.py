@@ -16,9 +16,11 @@ first signal that holds, in this order:
    nor a lexicon form, a near-miss of a lexicon term (a correction candidate under the applied threshold),
    or a word shaped like histology vocabulary (``-oma``, ``-itis``, ``-cyte``, ``-plasia``, ``-osis`` ...);
 3. it is not talk and holds two words of the lexicon's own histology vocabulary (the head words of its
-   curated terms: cells, glands, nuclei, stroma, stain ...), or one of them next to a medical sentence;
-4. it is not talk and continues a medical sentence: it sits between two medical sentences of the window,
-   or it follows one and opens by referring back to it ("They ...", "These ...", "Its ...").
+   curated terms: cells, glands, nuclei, stroma, stain ...), or one of them next to a medical sentence, or it
+   tells the case (a patient of an age "with ...", "the patient had ...", a specimen "measuring 11 cm");
+4. it is not talk, does not speak of the speaker in the first person singular, and continues a medical
+   sentence: it sits between two medical sentences of the window, or it follows one and opens by referring back
+   to it ("They ...", "These ...", "Its ...").
 
 Everything here is general English discourse and the lexicon's structure; nothing is a list of phrases
 from a corpus.
