@@ -25,11 +25,13 @@ a term inserted over silence or ordinary talk. Both are counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from quilt_hf.curation.text.correct import LexiconCorrector, _phonetic
 from quilt_hf.curation.text.extract import RuleExtractor
@@ -151,6 +153,15 @@ def select_prompt_terms(
 
 
 # -- guard ------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def guard_fingerprint() -> str:
+    """A short hash of this module's source: part of a guarded transcript's cache key (with the text stage's
+    :func:`~quilt_hf.curation.text.processor.rules_fingerprint`, whose extractor and corrector it uses)."""
+    from quilt_hf.curation.text.processor import source_hash
+
+    return source_hash(Path(__file__))
+
+
 #: Whisper's own test for a decoding stuck in a loop (the default ``compression_ratio_threshold`` of
 #: openai-whisper and faster-whisper): text that gzip compresses more than this much repeats itself.
 COMPRESSION_RATIO_LIMIT = 2.4

@@ -473,7 +473,7 @@ class Curation:
             self._prefetched.clear()
 
     def _prompted_transcript(self, row: dict) -> tuple[str, dict]:
-        from quilt_hf.curation.asr_prompt import guard_prompted
+        from quilt_hf.curation.asr_prompt import guard_fingerprint, guard_prompted
         from quilt_hf.curation.text import load_lexicon
         from quilt_hf.curation.text.processor import rules_fingerprint
 
@@ -496,8 +496,8 @@ class Curation:
             return plain_key, plain
         # v2: the guard reverts repetition loops; v3: and prompt terms spelled a little off. The guard's own source
         # and the text stage's rules (its extractor and corrector) are in the key too.
-        guard_source = hashlib.sha256(Path(guard_prompted.__code__.co_filename).read_bytes()).hexdigest()[:8]
-        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name, rules_fingerprint(), guard_source)
+        guarded_key = self.cache.key("asr-guarded-v3", key, plain_key, lexicon.name, rules_fingerprint(),
+                                     guard_fingerprint())
         transcript = self.cache.read_json("asr", guarded_key)
         if transcript is None:
             segments, report = guard_prompted(prompted["segments"], plain["segments"], selection, lexicon)

@@ -61,13 +61,13 @@ def rules_fingerprint() -> str:
     """A short hash of the text stage's own source (this package's modules): part of the processor's name, so a
     step cache made by other rules (an older quilt_hf) is not reused for new captions, and the ``text_backend``
     column says which rules made a row."""
-    return source_hash(Path(__file__).parent)
+    return source_hash(*sorted(Path(__file__).parent.glob("*.py")))
 
 
-def source_hash(folder: Path) -> str:
-    """A short hash of the names and contents of the ``*.py`` files in ``folder``."""
+def source_hash(*paths: Path) -> str:
+    """A short hash of the names and contents of ``paths`` (source files)."""
     digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.py")):
+    for path in paths:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:8]
 
