@@ -353,6 +353,48 @@ def test_the_driver_counts_at_most_a_thousand_worker_processes_per_step(tmp_path
     assert runner.steps_span == [0, 1500] and runner.timings["align"] == pytest.approx(150.0)
 
 
+def test_the_driver_assembles_the_shards_one_file_at_a_time(tmp_path, monkeypatch):
+    """The result table is the shards' rows in shard order, cast to the step's features, memory-mapped; the
+    driver opens one shard at a time (a scan over every shard at once grew its memory with the videos)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Features, Value
+
+    from quilt_hf.curation import ray_runner
+
+    features = Features({"video_id": Value("string"), "chunk_id": Value("int32"), "caption": Value("string")})
+    shards = []
+    for k in range(40):
+        path = tmp_path / f"part-{k:03d}.parquet"
+        rows = [{"caption": f"c{k}-{j}", "chunk_id": j, "video_id": f"v{k:03d}", "extra": "dropped"} for j in range(k % 3)]
+        schema = pa.schema([("caption", pa.string()), ("chunk_id", pa.int64()), ("video_id", pa.string()),
+                            ("extra", pa.string())])
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        shards.append(str(path))
+    opened: list[int] = []
+    real = pq.ParquetFile
+
+    class CountingParquetFile(real):
+        def __init__(self, *args, **kwargs):
+            opened.append(1)
+            assert len(opened) - closed[0] == 1, "two shards open at once"
+            super().__init__(*args, **kwargs)
+
+        def close(self, *args, **kwargs):
+            closed[0] += 1
+            return super().close(*args, **kwargs)
+
+    closed = [0]
+    monkeypatch.setattr(pq, "ParquetFile", CountingParquetFile)
+    kept = [s for s in shards if ray_runner._shard_rows(s) > 0]
+    assert list(ray_runner._shard_column(kept, "video_id")) == [f"v{k:03d}" for k in range(40) for _ in range(k % 3)]
+    table = ray_runner._assemble(kept, features, tmp_path / "assembled.arrow")
+    assert table.features == features and table.cache_files  # memory-mapped, not held in memory
+    assert table.to_list() == [{"video_id": f"v{k:03d}", "chunk_id": j, "caption": f"c{k}-{j}"}
+                               for k in range(40) for j in range(k % 3)]
+    assert len(opened) == 40 + 2 * len(kept) and closed[0] == len(opened)
+
+
 def test_the_local_ray_keeps_a_worker_process_per_task_slot_and_actor():
     from quilt_hf.curation.ray_runner import RAY_DATA_ACTORS, RayOptions, RayRunner
 
