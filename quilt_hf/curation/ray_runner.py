@@ -6,8 +6,8 @@
   holder's ``load()``; the driver never loads a model.
 - Execution streams: the videos table goes to the workers as parquet files (one block per
   ``videos_per_block`` videos), every step runs block by block, and the workers write their output as parquet
-  shards (``write_parquet``). The driver assembles the result from the shards with datasets' parquet loader
-  (memory-mapped arrow on disk), never through ``take_all()`` or a list of rows in its memory.
+  shards (``write_parquet``). The driver assembles the result from the shards one file at a time into an arrow
+  file on disk (memory-mapped), never through ``take_all()`` or a list of rows in its memory.
 - Faults: a killed worker costs its video a retry (Ray restarts actors and retries tasks); a ledger of
   attempts per (step, video) in the staging folder gives a video up after ``max_retries`` retries and records
   it as dropped (``worker_lost``). A block that fails with an exception is dropped too
