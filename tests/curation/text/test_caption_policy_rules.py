@@ -212,6 +212,36 @@ def test_a_navigating_clause_without_a_term_is_cut_from_a_medical_sentence(extra
     assert extractor.extract(video).medical_sentences == [video]
 
 
+@pytest.mark.parametrize(
+    ("sentence", "kept"),
+    [
+        ("Sorry about the echo, everyone, but look at the granulomas in the lung.",
+         "Look at the granulomas in the lung."),
+        ("Thanks Ahmed for that guess, and yes, this is an osteosarcoma with lace-like osteoid.",
+         "Yes, this is an osteosarcoma with lace-like osteoid."),
+        ("Is everybody still with me, the hepatocytes show ballooning degeneration.",
+         "The hepatocytes show ballooning degeneration."),
+        ("Please ignore the pen marks, the glands are crowded and the stroma is desmoplastic.",
+         "The glands are crowded and the stroma is desmoplastic."),
+    ],
+)
+def test_a_clause_addressed_to_the_room_is_cut_from_a_medical_sentence(extractor, sentence, kept):
+    assert extractor.extract(sentence).medical_sentences == [kept]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The nuclei are enlarged, which I think is reactive.",  # the first person reading the tissue
+        "The nuclei are enlarged, I would say three times a lymphocyte.",  # the clause names a term
+        "Please note the lesion is well circumscribed, the cells are bland.",  # the clause names a term
+        "Please count the cells in this field, the mitoses are frequent.",  # a word of the histology vocabulary
+    ],
+)
+def test_a_clause_that_carries_medicine_stays(extractor, sentence):
+    assert extractor.extract(sentence).medical_sentences == [sentence]
+
+
 def test_the_screen_as_a_place_on_the_slide_is_not_talk(extractor):
     text = "At the top of my screen the nuclei are large and hyperchromatic."
     assert extractor.extract(text).medical_sentences == [text]
