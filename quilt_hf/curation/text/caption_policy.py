@@ -11,7 +11,8 @@ the slide first") or only announces the next item ("and now the last case"). A s
 first signal that holds, in this order:
 
 1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
-   that name a term and hold no talk: the extractor does that);
+   that name a term and hold no talk, and a medical sentence loses a clause naming no term that navigates or
+   addresses the room and shows no medicine: the extractor does that);
 2. it is not talk and holds a sign of a term the recogniser misheard: a long word that is neither English
    nor a lexicon form, a near-miss of a lexicon term (a correction candidate under the applied threshold),
    or a word shaped like histology vocabulary (``-oma``, ``-itis``, ``-cyte``, ``-plasia``, ``-osis`` ...);
