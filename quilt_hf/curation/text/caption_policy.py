@@ -11,8 +11,7 @@ the slide first") or only announces the next item ("and now the last case"). A s
 first signal that holds, in this order:
 
 1. it names a lexicon term (the extractor's entities; a sentence that also holds talk keeps its clauses
-   that name a term and hold no talk, and a medical sentence loses a clause naming no term that navigates or
-   addresses the room and shows no medicine: the extractor does that);
+   that name a term and hold no talk: the extractor does that);
 2. it is not talk and holds a sign of a term the recogniser misheard: a long word that is neither English
    nor a lexicon form, a near-miss of a lexicon term (a correction candidate under the applied threshold),
    or a word shaped like histology vocabulary (``-oma``, ``-itis``, ``-cyte``, ``-plasia``, ``-osis`` ...);
@@ -137,12 +136,6 @@ _CASE = re.compile(
 )
 # The speaker in the first person singular ("I'm getting feedback", "my phone", "this was my board question").
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself)\b", re.IGNORECASE)
-# A clause addressed to the room ("sorry", "can everyone see the pointer", "thanks Maria for that answer", "please
-# fill out your evaluations"): talk inside a medical sentence when it names no term and shows no medicine. The
-# first person alone is not such a sign: "..., which I think is reactive" is the speaker reading the tissue.
-ADDRESSES_THE_ROOM = re.compile(
-    r"\b(?:sorry|apologies|thanks|thank|please|everyone|everybody|anyone|anybody|folks|guys)\b", re.IGNORECASE
-)
 # Openings that refer back to the sentence before ("They are ...", "These cells ...", "Its nuclei ...").
 _REFERS_BACK = re.compile(
     r"^(?:and |but |so )?(?:they|these|those|it|its|this|their|both|each|some|most|many|none|all of them|"
@@ -154,11 +147,6 @@ _REFERS_BACK = re.compile(
 NAVIGATES = re.compile(rf"\b(?:{NAVIGATION})\b", re.IGNORECASE)
 
 
-def tells_the_case(text: str) -> bool:
-    """Whether ``text`` tells the case: the patient, the history, the specimen's measurements."""
-    return bool(_CASE.search(text))
-
-
 def is_talk(sentence: str, names_a_term: bool = False) -> bool:
     """Whether ``sentence`` greets, signs off, handles logistics, speaks of the room or the speaker or has the
     lecture as its subject, or (when it names no term) navigates, mentions the lecture or opens with an
@@ -166,8 +154,7 @@ def is_talk(sentence: str, names_a_term: bool = False) -> bool:
     return bool(TALK.search(sentence)) or (not names_a_term and bool(SOFT_TALK.search(sentence.strip())))
 
 
-def in_vocabulary(word: str, vocabulary: frozenset[str]) -> bool:
-    """Whether ``word`` is a head word of the lexicon's terms (see :func:`histology_vocabulary`), or its plural."""
+def _in_vocabulary(word: str, vocabulary: frozenset[str]) -> bool:
     # Plurals of a head word count as the word ("controls", "glands", "biopsies").
     if word in vocabulary:
         return True
@@ -234,9 +221,9 @@ def medical_mask(
     """
     vocabulary = histology_vocabulary(lexicon)
     talk = [is_talk(s, bool(n)) for s, n in zip(sentences, named)]
-    vocab_count = [len({w for w in normalize(s).split() if in_vocabulary(w, vocabulary)}) for s in sentences]
+    vocab_count = [len({w for w in normalize(s).split() if _in_vocabulary(w, vocabulary)}) for s in sentences]
     medical = [
-        bool(n) or (not t and (bool(m) or has_medical_shape(s) or v >= 2 or tells_the_case(s)))
+        bool(n) or (not t and (bool(m) or has_medical_shape(s) or v >= 2 or bool(_CASE.search(s))))
         for s, n, m, t, v in zip(sentences, named, misheard, talk, vocab_count)
     ]
     # Neighbours: a vocabulary word next to a medical sentence, a sentence between two medical ones, and a

@@ -19,20 +19,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from quilt_hf.curation.text.caption_policy import (
-    ABOUT_THE_LECTURE,
-    ADDRESSES_THE_ROOM,
-    NAVIGATES,
-    TALK,
-    has_medical_shape,
-    histology_vocabulary,
-    in_vocabulary,
-    is_talk,
-    tells_the_case,
-    medical_mask,
-)
+from quilt_hf.curation.text.caption_policy import ABOUT_THE_LECTURE, NAVIGATES, TALK, is_talk, medical_mask
 from quilt_hf.curation.text.correct import Edit, LexiconCorrector, _is_acronym, tokenize
-from quilt_hf.curation.text.lexicon import Lexicon, normalize
+from quilt_hf.curation.text.lexicon import Lexicon
 from quilt_hf.schema import MAGNIFICATION_UNKNOWN
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -235,19 +224,6 @@ class RuleExtractor:
                 i += 1
         return found
 
-    def _aside(self, clause: str) -> bool:
-        """Whether ``clause`` (naming no term) addresses the room and shows no sign of medicine: no misheard
-        term, no word of the histology vocabulary, no case told (the signals that make a sentence medical, one
-        word of the vocabulary being enough inside a medical sentence)."""
-        if not ADDRESSES_THE_ROOM.search(clause):
-            return False
-        vocabulary = histology_vocabulary(self.lexicon)
-        return not (
-            any(in_vocabulary(word, vocabulary) for word in normalize(clause).split())
-            or has_medical_shape(clause) or tells_the_case(clause)
-            or self._unknown_word(clause) or self._near_miss(clause)
-        )
-
     def _unknown_word(self, sentence: str) -> bool:
         """Whether ``sentence`` holds a long word that is neither ordinary English nor a lexicon form: in
         narration over tissue that is almost always a medical term the recogniser spelled its own way
@@ -318,13 +294,11 @@ class RuleExtractor:
                 continue
             if inside and keep:
                 # A medical sentence with a clause that navigates and names no term ("..., giving the signet
-                # ring appearance, I'll come back to this field in a minute"), or that addresses the room and
-                # shows no medicine ("Can everyone see the pointer, these are ..."): that clause goes.
+                # ring appearance, I'll come back to this field in a minute"): that clause goes.
                 clauses = split_clauses(text, start, end)
                 navigating = [
                     (a, b) for a, b, clause in clauses
-                    if not any(a <= e.char_start < b for e in inside)
-                    and (NAVIGATES.search(clause) or self._aside(clause))
+                    if not any(a <= e.char_start < b for e in inside) and NAVIGATES.search(clause)
                 ]
                 if navigating and len(navigating) < len(clauses):
                     sentence = _joined_clauses([clause for a, b, clause in clauses if (a, b) not in navigating])

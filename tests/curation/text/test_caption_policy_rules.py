@@ -212,36 +212,6 @@ def test_a_navigating_clause_without_a_term_is_cut_from_a_medical_sentence(extra
     assert extractor.extract(video).medical_sentences == [video]
 
 
-@pytest.mark.parametrize(
-    ("sentence", "kept"),
-    [
-        ("Sorry about the echo, everyone, but look at the granulomas in the lung.",
-         "Look at the granulomas in the lung."),
-        ("Thanks Ahmed for that guess, and yes, this is an osteosarcoma with lace-like osteoid.",
-         "Yes, this is an osteosarcoma with lace-like osteoid."),
-        ("Is everybody still with me, the hepatocytes show ballooning degeneration.",
-         "The hepatocytes show ballooning degeneration."),
-        ("Please ignore the pen marks, the glands are crowded and the stroma is desmoplastic.",
-         "The glands are crowded and the stroma is desmoplastic."),
-    ],
-)
-def test_a_clause_addressed_to_the_room_is_cut_from_a_medical_sentence(extractor, sentence, kept):
-    assert extractor.extract(sentence).medical_sentences == [kept]
-
-
-@pytest.mark.parametrize(
-    "sentence",
-    [
-        "The nuclei are enlarged, which I think is reactive.",  # the first person reading the tissue
-        "The nuclei are enlarged, I would say three times a lymphocyte.",  # the clause names a term
-        "Please note the lesion is well circumscribed, the cells are bland.",  # the clause names a term
-        "Please count the cells in this field, the mitoses are frequent.",  # a word of the histology vocabulary
-    ],
-)
-def test_a_clause_that_carries_medicine_stays(extractor, sentence):
-    assert extractor.extract(sentence).medical_sentences == [sentence]
-
-
 def test_the_screen_as_a_place_on_the_slide_is_not_talk(extractor):
     text = "At the top of my screen the nuclei are large and hyperchromatic."
     assert extractor.extract(text).medical_sentences == [text]
@@ -353,3 +323,18 @@ def test_what_a_description_says_after_an_aside_is_kept(extractor):
 )
 def test_talk_gives_no_caption(extractor, chatter):
     assert extractor.extract(chatter).medical_sentences == []
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Please note that it is sharply demarcated and pushes rather than invades, this is a fibroadenoma.",
+        "Please look at the clear halos around them, the koilocytes are in the upper layers.",
+        "As everyone knows it is usually seen in young women, the fibroadenoma is a benign tumor.",
+        "Thanks to the poor fixation they look shrunken, the glands are hard to read.",
+    ],
+)
+def test_a_clause_addressed_to_the_room_that_describes_the_tissue_stays(extractor, sentence):
+    """A rule that cut a clause addressed to the room ("please", "everyone", "thanks") when it named no term was
+    tried in the ninth session and taken out: such clauses often describe the tissue in plain words."""
+    assert extractor.extract(sentence).medical_sentences == [sentence]
