@@ -34,14 +34,17 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quilt_hf import atomic
 from quilt_hf.curation.runners import Step
 from quilt_hf.errors import UserFacingError, require
+
+if TYPE_CHECKING:
+    from datasets import Dataset, Features
 
 logger = logging.getLogger(__name__)
 
@@ -191,16 +194,20 @@ def _node_id() -> str:
         return ""
 
 
-def _shard_column(shards: Sequence[str], column: str):
-    """The values of one column of the shards, shard by shard (one file open at a time, read on this thread).
-    A pyarrow dataset over every shard at once scans with readahead on arrow's thread pool: the Ray driver's
-    resident memory grew by 25 MB reading one column of 300 one-row shards (bench_ray --scales 100)."""
+ASSEMBLED_BATCH_ROWS = 1000  # rows per record batch of the assembled table (one batch per shard kept per-batch
+ASSEMBLED_BATCH_BYTES = 8 * 2**20  # metadata in the driver for as long as the table lived: ~28 KB per pairs batch)
+
+
+def _shard_columns(shards: Sequence[str], columns: list[str]) -> Iterator[tuple]:
+    """The rows of some columns of the shards, as tuples, shard by shard (one file open at a time, read on this
+    thread). A pyarrow dataset over every shard at once scans with readahead on arrow's thread pool: the Ray
+    driver's resident memory grew by 25 MB reading one column of 300 one-row shards (bench_ray --scales 100)."""
     import pyarrow.parquet as pq
 
     for path in shards:
         with pq.ParquetFile(path) as shard:
-            for batch in shard.iter_batches(columns=[column], use_threads=False):
-                yield from batch.column(0).to_pylist()
+            for batch in shard.iter_batches(columns=columns, use_threads=False):
+                yield from zip(*(batch.column(name).to_pylist() for name in columns))
 
 
 def _shard_rows(path: str) -> int:
@@ -210,20 +217,34 @@ def _shard_rows(path: str) -> int:
         return shard.metadata.num_rows
 
 
-def _assemble(shards: Sequence[str], features, path: Path):
-    """The shards' rows as one memory-mapped ``datasets.Dataset``: each shard is read in turn and appended to an
-    arrow file at ``path``, so the driver holds one shard at a time. (``Dataset.from_parquet`` over every shard
-    grew the Ray driver's resident memory by 15 MB with 300 one-video shards: bench_ray --scales 100.)"""
+def _assemble(shards: Sequence[str], features: Features, path: Path) -> Dataset:
+    """The shards' rows as one memory-mapped ``datasets.Dataset``: each shard is read in turn, cast to
+    ``features`` and appended to an arrow file at ``path`` in batches of up to ``ASSEMBLED_BATCH_ROWS`` rows or
+    ``ASSEMBLED_BATCH_BYTES``, so the driver holds one batch at a time. (``Dataset.from_parquet`` over every shard
+    grew the Ray driver's resident memory by 7-15 MB with 300 one-video shards, bench_ray --scales 100; a batch
+    per shard kept ~5-28 KB per shard in the driver while the table lived.)"""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Dataset, DatasetInfo
+    from datasets.table import table_cast
 
-    schema = features.arrow_schema
+    schema, names = features.arrow_schema, list(features)
+    pending: list = []
+
+    def flush(writer) -> None:
+        if pending:
+            writer.write_table(pa.concat_tables(pending).combine_chunks())
+            pending.clear()
+
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for shard in shards:
             with pq.ParquetFile(shard) as parquet:
-                for batch in parquet.iter_batches(columns=list(features), use_threads=False):
-                    writer.write_table(pa.Table.from_batches([batch]).select(list(features)).cast(schema))
+                for batch in parquet.iter_batches(columns=names, use_threads=False):
+                    pending.append(table_cast(pa.Table.from_batches([batch]).select(names), schema))
+                    if (sum(t.num_rows for t in pending) >= ASSEMBLED_BATCH_ROWS
+                            or sum(t.nbytes for t in pending) >= ASSEMBLED_BATCH_BYTES):
+                        flush(writer)
+        flush(writer)
     return Dataset.from_file(str(path), info=DatasetInfo(features=features))
 
 
@@ -559,8 +580,11 @@ class RayRunner:
             raise
         shards = sorted(str(p) for p in outputs.glob("*.parquet")) if outputs.is_dir() else []
         if not expanded:
-            shards += self._record_lost(dataset, shards, folder)
-            self._collect_metrics(shards)
+            done: set[str] = set()
+            for video_id, metrics in _shard_columns(shards, [self.id_column, METRICS]):  # one pass over the shards
+                done.add(video_id)
+                self._add_metrics(metrics)
+            shards += self._record_lost(dataset, done, folder, shards)
             if self.steps_span[0] <= self.steps_span[1]:
                 self.timeline["before the first step (Ray start, workers, models)"] = self.steps_span[0] - started_at
                 self.timeline["after the last step (shards written)"] = time.time() - self.steps_span[1]
@@ -580,12 +604,12 @@ class RayRunner:
         return {"ray_worker_processes": {name: len(found) for name, found in sorted(self.processes.items())},
                 "ray_timeline_s": {name: round(value, 3) for name, value in self.timeline.items()}}
 
-    def _record_lost(self, dataset, shards: list[str], folder: Path) -> list[str]:
-        """Videos missing from the output (their block failed past its retries) come back as dropped rows."""
+    def _record_lost(self, dataset, done: set[str], folder: Path, shards: list[str]) -> list[str]:
+        """Videos missing from the output (``done``: the ids in ``shards``; their block failed past its retries)
+        come back as dropped rows, in a shard of their own (returned)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        done = set(_shard_column(shards, self.id_column))
         ids = dataset[self.id_column]
         lost = [i for i, value in enumerate(ids) if value not in done]
         if not lost:
@@ -606,20 +630,20 @@ class RayRunner:
         pq.write_table(table, path)
         return [str(path)]
 
-    def _collect_metrics(self, shards: list[str]) -> None:
-        for value in _shard_column(shards, METRICS):
-            metrics = _metrics(value)
-            for name, seconds in metrics["seconds"].items():
-                self.timings[name] = self.timings.get(name, 0.0) + seconds
-            for counter in ("cache_hits", "computed"):
-                self.worker_counters[counter].update(metrics[counter])
-            self.nodes.update(node for node in metrics.get("nodes", {}).values() if node)
-            for name, process in metrics.get("processes", {}).items():
-                found = self.processes.setdefault(name, set())
-                if len(found) < PROCESSES_COUNTED:  # the driver's memory stays flat in the number of videos
-                    found.add(process)
-            for began, ended in metrics.get("spans", {}).values():
-                self.steps_span = [min(self.steps_span[0], began), max(self.steps_span[1], ended)]
+    def _add_metrics(self, value: str | None) -> None:
+        """Add one row's metrics (the JSON a step wrote in ``METRICS``) to the run's."""
+        metrics = _metrics(value)
+        for name, seconds in metrics["seconds"].items():
+            self.timings[name] = self.timings.get(name, 0.0) + seconds
+        for counter in ("cache_hits", "computed"):
+            self.worker_counters[counter].update(metrics[counter])
+        self.nodes.update(node for node in metrics.get("nodes", {}).values() if node)
+        for name, process in metrics.get("processes", {}).items():
+            found = self.processes.setdefault(name, set())
+            if len(found) < PROCESSES_COUNTED:  # the driver's memory stays flat in the number of videos
+                found.add(process)
+        for began, ended in metrics.get("spans", {}).values():
+            self.steps_span = [min(self.steps_span[0], began), max(self.steps_span[1], ended)]
 
     def cleanup(self) -> None:
         """Remove the staging folder (input/output shards and their arrow copies)."""

@@ -342,36 +342,50 @@ def test_the_driver_counts_at_most_a_thousand_worker_processes_per_step(tmp_path
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from quilt_hf.curation import ray_runner
     from quilt_hf.curation.ray_runner import METRICS, PROCESSES_COUNTED, RayRunner
 
     rows = [json.dumps({"seconds": {"align": 0.1}, "cache_hits": {}, "computed": {}, "spans": {"align": [k, k + 1]},
                         "processes": {"align": f"node:{k}"}}) for k in range(1500)]
     pq.write_table(pa.table({METRICS: rows}), tmp_path / "shard.parquet")
     runner = RayRunner()
-    runner._collect_metrics([str(tmp_path / "shard.parquet")])
+    for (value,) in ray_runner._shard_columns([str(tmp_path / "shard.parquet")], [METRICS]):
+        runner._add_metrics(value)
     assert PROCESSES_COUNTED == 1000 and runner.summary()["ray_worker_processes"] == {"align": 1000}
     assert runner.steps_span == [0, 1500] and runner.timings["align"] == pytest.approx(150.0)
 
 
 def test_the_driver_assembles_the_shards_one_file_at_a_time(tmp_path, monkeypatch):
-    """The result table is the shards' rows in shard order, cast to the step's features, memory-mapped; the
-    driver opens one shard at a time (a scan over every shard at once grew its memory with the videos)."""
+    """The result table is the shards' rows in shard order, cast to the step's features (nested lists of structs
+    and images included), memory-mapped, in batches of many shards; the driver opens one shard at a time (a scan
+    over every shard at once grew its memory with the videos)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from datasets import Features, Value
+    from datasets import Features, Image, List, Value
 
     from quilt_hf.curation import ray_runner
 
-    features = Features({"video_id": Value("string"), "chunk_id": Value("int32"), "caption": Value("string")})
+    edit = {"original": Value("string"), "replacement": Value("string"), "char_start": Value("int32")}
+    features = Features({"video_id": Value("string"), "chunk_id": Value("int32"), "caption": Value("string"),
+                         "text_edits": List(edit), "image": Image()})
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                        ("caption", pa.string()), ("chunk_id", pa.int64()), ("video_id", pa.string()),
+                        ("text_edits", pa.list_(pa.struct([("replacement", pa.string()), ("char_start", pa.int64()),
+                                                           ("original", pa.string())]))),
+                        ("extra", pa.string())])
+
+    def row(k: int, j: int) -> dict:
+        return {"image": {"bytes": None, "path": f"/cache/{k}-{j}.jpg"}, "caption": f"c{k}-{j}", "chunk_id": j,
+                "video_id": f"v{k:03d}", "extra": "dropped",
+                "text_edits": [{"replacement": "koilocytes", "char_start": j, "original": "koilo sites"}] * (j % 2)}
+
     shards = []
     for k in range(40):
         path = tmp_path / f"part-{k:03d}.parquet"
-        rows = [{"caption": f"c{k}-{j}", "chunk_id": j, "video_id": f"v{k:03d}", "extra": "dropped"} for j in range(k % 3)]
-        schema = pa.schema([("caption", pa.string()), ("chunk_id", pa.int64()), ("video_id", pa.string()),
-                            ("extra", pa.string())])
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        pq.write_table(pa.Table.from_pylist([row(k, j) for j in range(k % 3)], schema=schema), path)
         shards.append(str(path))
     opened: list[int] = []
+    closed = [0]
     real = pq.ParquetFile
 
     class CountingParquetFile(real):
@@ -384,15 +398,22 @@ def test_the_driver_assembles_the_shards_one_file_at_a_time(tmp_path, monkeypatc
             closed[0] += 1
             return super().close(*args, **kwargs)
 
-    closed = [0]
     monkeypatch.setattr(pq, "ParquetFile", CountingParquetFile)
+    monkeypatch.setattr(ray_runner, "ASSEMBLED_BATCH_ROWS", 10)
     kept = [s for s in shards if ray_runner._shard_rows(s) > 0]
-    assert list(ray_runner._shard_column(kept, "video_id")) == [f"v{k:03d}" for k in range(40) for _ in range(k % 3)]
+    assert list(ray_runner._shard_columns(kept, ["video_id", "chunk_id"])) == [
+        (f"v{k:03d}", j) for k in range(40) for j in range(k % 3)]
     table = ray_runner._assemble(kept, features, tmp_path / "assembled.arrow")
     assert table.features == features and table.cache_files  # memory-mapped, not held in memory
-    assert table.to_list() == [{"video_id": f"v{k:03d}", "chunk_id": j, "caption": f"c{k}-{j}"}
-                               for k in range(40) for j in range(k % 3)]
+    expected = [{name: value for name, value in row(k, j).items() if name != "extra"}
+                for k in range(40) for j in range(k % 3)]
+    assert table.with_format("arrow")[:].to_pylist() == [
+        {**r, "text_edits": [{"original": e["original"], "replacement": e["replacement"], "char_start": e["char_start"]}
+                             for e in r["text_edits"]]} for r in expected]
     assert len(opened) == 40 + 2 * len(kept) and closed[0] == len(opened)
+    with pa.memory_map(str(tmp_path / "assembled.arrow")) as source:
+        batches = pa.ipc.open_stream(source).read_all().to_batches()
+    assert len(kept) == 26 and len(batches) == 4  # 39 rows in batches of 10 or more rows, not one per shard
 
 
 def test_the_local_ray_keeps_a_worker_process_per_task_slot_and_actor():
