@@ -194,8 +194,10 @@ def _node_id() -> str:
         return ""
 
 
-ASSEMBLED_BATCH_ROWS = 1000  # rows per record batch of the assembled table (one batch per shard kept per-batch
-ASSEMBLED_BATCH_BYTES = 8 * 2**20  # metadata in the driver for as long as the table lived: ~28 KB per pairs batch)
+# The assembled table's record batches are flushed at this many rows or bytes: one batch per shard kept each
+# batch's metadata in the driver for as long as the table lived (~28 KB per batch of the pairs' schema).
+ASSEMBLED_BATCH_ROWS = 1000
+ASSEMBLED_BATCH_BYTES = 8 * 2**20
 
 
 def _shard_columns(shards: Sequence[str], columns: list[str]) -> Iterator[tuple]:
@@ -219,10 +221,11 @@ def _shard_rows(path: str) -> int:
 
 def _assemble(shards: Sequence[str], features: Features, path: Path) -> Dataset:
     """The shards' rows as one memory-mapped ``datasets.Dataset``: each shard is read in turn, cast to
-    ``features`` and appended to an arrow file at ``path`` in batches of up to ``ASSEMBLED_BATCH_ROWS`` rows or
-    ``ASSEMBLED_BATCH_BYTES``, so the driver holds one batch at a time. (``Dataset.from_parquet`` over every shard
-    grew the Ray driver's resident memory by 7-15 MB with 300 one-video shards, bench_ray --scales 100; a batch
-    per shard kept ~5-28 KB per shard in the driver while the table lived.)"""
+    ``features`` and appended to an arrow file at ``path``; a record batch is written once the rows read reach
+    ``ASSEMBLED_BATCH_ROWS`` or ``ASSEMBLED_BATCH_BYTES``, so the driver holds about that much (plus one read
+    batch of a shard) at a time. (``Dataset.from_parquet`` over every shard grew the Ray driver's resident memory
+    by 7-15 MB with 300 one-video shards, bench_ray --scales 100; a batch per shard kept ~5-28 KB per shard in the
+    driver while the table lived.)"""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Dataset, DatasetInfo
@@ -230,19 +233,23 @@ def _assemble(shards: Sequence[str], features: Features, path: Path) -> Dataset:
 
     schema, names = features.arrow_schema, list(features)
     pending: list = []
+    rows = size = 0  # running totals of ``pending`` (Table.nbytes per append cost seconds over thousands of shards)
 
     def flush(writer) -> None:
+        nonlocal rows, size
         if pending:
             writer.write_table(pa.concat_tables(pending).combine_chunks())
             pending.clear()
+            rows = size = 0
 
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for shard in shards:
             with pq.ParquetFile(shard) as parquet:
                 for batch in parquet.iter_batches(columns=names, use_threads=False):
-                    pending.append(table_cast(pa.Table.from_batches([batch]).select(names), schema))
-                    if (sum(t.num_rows for t in pending) >= ASSEMBLED_BATCH_ROWS
-                            or sum(t.nbytes for t in pending) >= ASSEMBLED_BATCH_BYTES):
+                    table = table_cast(pa.Table.from_batches([batch]).select(names), schema)
+                    pending.append(table)
+                    rows, size = rows + table.num_rows, size + table.get_total_buffer_size()
+                    if rows >= ASSEMBLED_BATCH_ROWS or size >= ASSEMBLED_BATCH_BYTES:
                         flush(writer)
         flush(writer)
     return Dataset.from_file(str(path), info=DatasetInfo(features=features))
