@@ -38,7 +38,7 @@ a tiny random Whisper, real tokenizer and feature extractor, is built when there
 heuristic classifier; no text stage.
 
     python bench/bench_ray.py                  # 3 lectures x 2 min (6 min of video), whisper-base, 1 core each
-    python bench/bench_ray.py --videos 3 --minutes 5   # 15 min of video, a run of several minutes
+    python bench/bench_ray.py --videos 3 --minutes 5   # 15 min of video, about 2 min of wall time per runner
     python bench/bench_ray.py --videos 3 --minutes 5 --cores 2   # both cores, Ray's stages overlap
     python bench/bench_ray.py --videos 3 --minutes 5 --cores 2 --threads default   # as a user runs them
     python bench/bench_ray.py --beside_ray --minutes 5 --cores 2   # what Ray's own processes cost Whisper
