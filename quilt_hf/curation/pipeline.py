@@ -736,7 +736,9 @@ class Curation:
             Step("asr", self.transcribe, fingerprint=f"asr-{version}", pool="asr",
                  setup=functools.partial(self.load_models, ("asr",)), batch_fn=self.transcribe_batch),
             Step("align", self.align, fingerprint=f"align-{version}"),
-            Step("text", self.text_stage, fingerprint=f"text-{version}", pool="text" if self.text is not None else "",
+            # the lexicon text stage loads no model: under Ray it runs as CPU tasks; an LLM backend gets an actor pool
+            Step("text", self.text_stage, fingerprint=f"text-{version}",
+                 pool="text" if getattr(self.text, "llm", None) is not None else "",
                  setup=functools.partial(self.load_models, ("text",))),
             Step("rows", self.rows_stage, fingerprint=f"rows-{version}"),
         ]

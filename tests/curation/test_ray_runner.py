@@ -54,7 +54,7 @@ def videos(tmp_path_factory):
 def curate(videos: Path, output: Path, transcriber, frames_fn=frames_or_hang, **overrides) -> dict:
     from quilt_hf.curation.cli import CurateConfig, run_curate
 
-    config = CurateConfig(videos=str(videos), output=str(output), text_backend="none", **overrides)
+    config = CurateConfig(videos=str(videos), output=str(output), **{"text_backend": "none", **overrides})
     return run_curate(config, transcriber=transcriber, frames_fn=frames_fn, load_audio=load_audio)
 
 
@@ -117,6 +117,34 @@ def test_ray_with_a_killed_worker_gives_the_local_results(local_ray, videos, tmp
     again = curate(videos, tmp_path / "ray", FakeTranscriber(), runner="ray", ray_num_cpus=2, ray_task_cpus=0.5)
     assert again["pairs"] == local["pairs"] and not again["computed"].get("asr")
     assert again["cache_hits"]["asr"] == 3 and again["cache_hits"]["frames"] == 3
+
+
+def test_the_lexicon_text_stage_runs_as_cpu_tasks_with_the_local_results(local_ray, videos, tmp_path):
+    """The lexicon text stage loads no model: under Ray it runs as CPU tasks (an actor pool of one actor would
+    serialise every video's text on a cluster) and gives the local runner's captions."""
+    from datasets import load_from_disk
+
+    from quilt_hf.curation.cli import CurateConfig, build_text_stage
+    from quilt_hf.curation.histology import build_histology_classifier
+    from quilt_hf.curation.pipeline import Curation
+
+    config = CurateConfig(videos=str(videos), output=str(tmp_path / "x"), text_backend="lexicon")
+    processor = build_text_stage(config)
+    histology = build_histology_classifier(config.histology, config.histology_threshold, config.device)
+    steps = Curation(tmp_path / "cache", FakeTranscriber(), histology, text_processor=processor).steps()[0]
+    assert next(step for step in steps if step.name == "text").pool == ""
+    processor.llm = object()  # any LLM backend: an actor pool that loads its model once
+    steps = Curation(tmp_path / "cache", FakeTranscriber(), histology, text_processor=processor).steps()[0]
+    assert next(step for step in steps if step.name == "text").pool == "text"
+    processor.llm = None
+    local = curate(videos, tmp_path / "local", FakeTranscriber(), text_backend="lexicon")
+    ray_stats = curate(videos, tmp_path / "ray", FakeTranscriber(), text_backend="lexicon", **RAY)
+    assert ray_stats["pairs"] == local["pairs"] and local["pairs"] > 0
+    columns = ["video_id", "chunk_id", "caption", "corrected_text", "medical_text"]
+    a = load_from_disk(str(tmp_path / "local" / "pairs")).select_columns(columns).to_list()
+    b = load_from_disk(str(tmp_path / "ray" / "pairs")).select_columns(columns).to_list()
+    assert a == b
+    assert ray_stats["timings_s"]["text"] > 0
 
 
 def test_a_video_that_keeps_killing_its_worker_is_a_recorded_drop(local_ray, videos, tmp_path):
