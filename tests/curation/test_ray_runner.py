@@ -147,6 +147,30 @@ def test_the_lexicon_text_stage_runs_as_cpu_tasks_with_the_local_results(local_r
     assert ray_stats["timings_s"]["text"] > 0
 
 
+def test_the_demo_corpus_on_a_local_ray_gives_the_local_runner_s_tables(local_ray, tmp_path):
+    """The demo corpus (7 lectures, 3 files that are not media) with the default text stage and histology
+    classifier, a deterministic transcriber in place of Whisper: the same pairs, images, chunks, videos and stats
+    counts on a local Ray of 2 CPUs as with the local runner."""
+    from datasets import load_from_disk
+
+    corpus = HERE.parents[1] / "demo_corpus"
+    settings = {"text_backend": "lexicon", "histology": "heuristic"}
+    local = curate(corpus, tmp_path / "local", FakeTranscriber(), **settings)
+    ray_stats = curate(corpus, tmp_path / "ray", FakeTranscriber(), **settings, **RAY)
+    for key in ("videos", "videos_kept", "dropped", "dropped_videos", "chunks", "chunks_with_pairs",
+                "chunks_dropped", "images", "pairs", "computed"):
+        assert ray_stats[key] == local[key], key
+    assert local["videos_kept"] == 7 and local["pairs"] > 0
+    for table in ("pairs", "chunks"):
+        a = load_from_disk(str(tmp_path / "local" / table))
+        b = load_from_disk(str(tmp_path / "ray" / table))
+        assert a.remove_columns(["image"]).to_list() == b.remove_columns(["image"]).to_list(), table
+        assert all(np.array_equal(np.asarray(x["image"]), np.asarray(y["image"])) for x, y in zip(a, b)), table
+    videos_a = load_from_disk(str(tmp_path / "local" / "videos")).remove_columns(["path"]).to_list()
+    videos_b = load_from_disk(str(tmp_path / "ray" / "videos")).remove_columns(["path"]).to_list()
+    assert videos_a == videos_b
+
+
 def test_a_video_that_keeps_killing_its_worker_is_a_recorded_drop(local_ray, videos, tmp_path):
     killer = KillingTranscriber(str(tmp_path), victim="v2", always=True)
     stats = curate(videos, tmp_path / "out", killer, runner="ray", ray_num_cpus=2, ray_task_cpus=0.5,
