@@ -221,17 +221,6 @@ def test_the_lecture_as_subject_with_the_definite_article_is_talk(extractor):
     assert extractor.extract("This is the last lecture of the block on glomerulonephritis.").medical_sentences == []
 
 
-@pytest.mark.parametrize(
-    "sentence",
-    [
-        "A 47-year-old man presented with a painless neck swelling for three months.",
-        "The patient had night sweats and weight loss.",
-    ],
-)
-def test_the_case_is_medical_whatever_its_terms_were_heard_as(extractor, sentence):
-    assert extractor.extract(sentence).medical_sentences == [sentence]
-
-
 def test_a_sentence_about_the_speaker_is_not_carried_by_its_neighbours(extractor):
     text = "The nuclei are enlarged. I'm getting an echo on my end. The stroma is fibrotic."
     assert extractor.extract(text).medical_sentences == ["The nuclei are enlarged.", "The stroma is fibrotic."]
@@ -252,6 +241,9 @@ def test_a_measurement_of_the_specimen_is_medical(extractor):
 @pytest.mark.parametrize(
     "medical",
     [
+        # the case told, whatever its terms were heard as
+        "A 47-year-old man presented with a painless neck swelling for three months.",
+        "The patient had night sweats and weight loss.",
         # words of lecture talk used in descriptions of tissue (found by review: each was cut by an earlier rule)
         "Tumor cells take over the marrow space and displace the fat.",
         "On the next slide we see sheets of tumor cells with clear cytoplasm.",
@@ -269,9 +261,15 @@ def test_a_measurement_of_the_specimen_is_medical(extractor):
         "The cells ran out of oxygen and became necrotic.",
         "Next time you see psammoma bodies, think of papillary carcinoma.",
         "In residency we learned that psammoma bodies suggest papillary carcinoma.",
+        # clauses addressed to the room that describe the tissue in plain words (a ninth-session rule that cut
+        # such a clause when it named no term was taken out for them)
+        "Please note that it is sharply demarcated and pushes rather than invades, this is a fibroadenoma.",
+        "Please look at the clear halos around them, the koilocytes are in the upper layers.",
+        "As everyone knows it is usually seen in young women, the fibroadenoma is a benign tumor.",
+        "Thanks to the poor fixation they look shrunken, the glands are hard to read.",
     ],
 )
-def test_medical_sentences_with_words_of_lecture_talk_are_kept_whole(extractor, medical):
+def test_medical_sentences_are_kept_whole(extractor, medical):
     assert extractor.extract(medical).medical_sentences == [medical]
 
 
@@ -323,18 +321,3 @@ def test_what_a_description_says_after_an_aside_is_kept(extractor):
 )
 def test_talk_gives_no_caption(extractor, chatter):
     assert extractor.extract(chatter).medical_sentences == []
-
-
-@pytest.mark.parametrize(
-    "sentence",
-    [
-        "Please note that it is sharply demarcated and pushes rather than invades, this is a fibroadenoma.",
-        "Please look at the clear halos around them, the koilocytes are in the upper layers.",
-        "As everyone knows it is usually seen in young women, the fibroadenoma is a benign tumor.",
-        "Thanks to the poor fixation they look shrunken, the glands are hard to read.",
-    ],
-)
-def test_a_clause_addressed_to_the_room_that_describes_the_tissue_stays(extractor, sentence):
-    """A rule that cut a clause addressed to the room ("please", "everyone", "thanks") when it named no term was
-    tried in the ninth session and taken out: such clauses often describe the tissue in plain words."""
-    assert extractor.extract(sentence).medical_sentences == [sentence]
