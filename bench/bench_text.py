@@ -656,6 +656,10 @@ def main() -> None:
     parser.add_argument("--no-prompting", action="store_true", help="skip the prompted Whisper pass")
     parser.add_argument("--prompt-tokens", type=int, default=120, help="Whisper prompt budget (tokens)")
     parser.add_argument(
+        "--beams", type=int, default=1,
+        help="Whisper beam search width of every pass (`quilt curate --asr_beams`; 1: greedy, the default)",
+    )
+    parser.add_argument(
         "--prompt-source", choices=["title", "first_pass"], default="title",
         help="what selects each video's prompt terms: its title (`quilt curate --asr_prompt guarded`) or its "
         "title and the plain pass's terms and near-misses (`--asr_prompt first_pass`)",
@@ -716,8 +720,9 @@ def main() -> None:
     elif args.asr_cache:
         plain, source = pipeline_cache_transcripts(args.asr_cache, videos), f"quilt curate cache {args.asr_cache}"
     else:
-        plain = cached_transcripts(corpus, videos, args.whisper, cached_only=args.cached_only)
-        source = f"{args.whisper.name} (transformers, float32, greedy)"
+        plain = cached_transcripts(corpus, videos, args.whisper, cached_only=args.cached_only, num_beams=args.beams)
+        decoding = f"beam search, {args.beams} beams" if args.beams > 1 else "greedy"
+        source = f"{args.whisper.name} (transformers, float32, {decoding})"
     missing = [v["video_id"] for v in videos if v["video_id"] not in plain]
     if missing:
         print(f"  no transcript for {missing}: left out", file=sys.stderr)
@@ -735,7 +740,8 @@ def main() -> None:
     prompted = None
     if not (args.simulate or args.no_prompting):
         prompts = {vid: s.prompt for vid, s in selections.items()}
-        prompted = cached_transcripts(corpus, videos, args.whisper, prompts, cached_only=args.cached_only)
+        prompted = cached_transcripts(corpus, videos, args.whisper, prompts, cached_only=args.cached_only,
+                                      num_beams=args.beams)
         if args.cached_only:  # both passes on the same videos, so the rows compare
             if any(selections[v["video_id"]].prompt for v in videos if v["video_id"] in prompted):
                 videos = [v for v in videos if v["video_id"] in prompted]

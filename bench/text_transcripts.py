@@ -54,9 +54,11 @@ def cached_transcripts(
     prompts: dict[str, str] | None = None,
     dtype: str = "auto",
     cached_only: bool = False,
+    num_beams: int = 1,
 ) -> dict[str, list[dict]]:
     """``{video_id: segments}``; ``prompts`` maps a video id to its Whisper prompt (None: no prompt).
-    ``cached_only``: leave out the videos not transcribed yet instead of transcribing them."""
+    ``cached_only``: leave out the videos not transcribed yet instead of transcribing them. ``num_beams``:
+    Whisper's beam search width (1: greedy, whose cache keys predate the option)."""
     from quilt_hf.curation.asr import WhisperTranscriber, load_audio
 
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,8 @@ def cached_transcripts(
         parts = [_file_hash(corpus / video["file"]), model_dir.name, dtype, prompt]
         if prompt:
             parts.append(_tokenizer_hash(model_dir))
+        if num_beams > 1:
+            parts.append(f"beams={num_beams}")
         key = _key(parts)
         path = CACHE / f"{video['video_id']}-{key}.json"
         cached = _cached_segments(path)
@@ -79,13 +83,13 @@ def cached_transcripts(
         if transcriber is None:
             if not (model_dir / "config.json").is_file():
                 raise SystemExit(f"no Whisper model at {model_dir}: run `make models` or pass --transcripts")
-            transcriber = WhisperTranscriber(model=str(model_dir), language="en", dtype=dtype)
+            transcriber = WhisperTranscriber(model=str(model_dir), language="en", dtype=dtype, num_beams=num_beams)
         t0 = time.perf_counter()
         result = transcriber.transcribe(load_audio(corpus / video["file"]), prompt=prompt or None)
         segments = [{"start": s["start"], "end": s["end"], "text": s["text"].strip()} for s in result.segments]
         _write_cached(path, {"video": video["file"], "prompt": prompt, "segments": segments})
         out[video["video_id"]] = segments
-        label = "prompted" if prompt else "plain"
+        label = ("prompted" if prompt else "plain") + (f", {num_beams} beams" if num_beams > 1 else "")
         print(f"  transcribed {video['video_id']} ({label}) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return out
 

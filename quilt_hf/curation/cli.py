@@ -39,6 +39,11 @@ class CurateConfig(TextStageOptions):
     )
     asr_backend: str = field(default="transformers", metadata={"help": "ASR backend: transformers or faster-whisper."})
     asr_batch_size: int = field(default=1, metadata={"help": "ASR batch size."})
+    asr_beams: int = field(
+        default=1,
+        metadata={"help": "Whisper beam search width: 1 is greedy decoding (the fastest); 5 is OpenAI's and "
+                  "faster-whisper's own default, fewer misheard terms for more CPU time (README, issue #15)."},
+    )
     language: str | None = field(default=None, metadata={"help": "Spoken language (e.g. en); default: detected."})
     asr_prompt: str = field(
         default="none",
@@ -116,7 +121,7 @@ def build_transcriber_factory(config: CurateConfig):
         raise UserFacingError(f"the ASR module cannot be imported ({error})") from error
     factory = functools.partial(
         WhisperTranscriber, model=model, backend=config.asr_backend, device=config.device,
-        batch_size=config.asr_batch_size, language=config.language,
+        batch_size=config.asr_batch_size, language=config.language, num_beams=config.asr_beams,
     )
     return factory, model
 

@@ -170,6 +170,7 @@ class Curation:
         self.asr_name = asr_name or getattr(transcriber, "model_name", "") or settings.get("model") or "unknown-asr"
         self.asr_backend = getattr(transcriber, "backend", "") or settings.get("backend") or ""
         self.asr_dtype = getattr(transcriber, "dtype", "") or settings.get("dtype") or ""
+        self.asr_num_beams = int(getattr(transcriber, "num_beams", 0) or settings.get("num_beams") or 1)
         if asr_language is None:
             asr_language = getattr(transcriber, "language", None) or settings.get("language")
         self.asr_language = asr_language
@@ -407,10 +408,14 @@ class Curation:
         return key, transcript
 
     def _asr_key(self, row: dict, prompt: str = "") -> str:
-        # Everything that changes the transcript is in the key; "auto" dtype keeps earlier caches valid.
-        dtype = None if self.asr_dtype in ("", "auto") else self.asr_dtype
         return self.cache.key("asr", row["sha256"], self.asr_name, self.asr_backend, self.asr_language,
-                              *([dtype] if dtype else []), self.asr_digest, *([prompt] if prompt else []))
+                              *self._asr_decoding(), self.asr_digest, *([prompt] if prompt else []))
+
+    def _asr_decoding(self) -> list[str]:
+        """The decoding settings that change a transcript; "auto" dtype and greedy decoding give none, so the
+        caches made before these settings existed stay valid."""
+        dtype = [] if self.asr_dtype in ("", "auto") else [self.asr_dtype]
+        return dtype + ([f"beams={self.asr_num_beams}"] if self.asr_num_beams > 1 else [])
 
     def _prompt_selection(self, row: dict, first_pass: str = ""):
         """The Whisper prompt's terms for this video: its title and channel (and a first pass's text) give
@@ -719,7 +724,7 @@ class Curation:
         """The pipeline as runner steps over the videos table (fingerprints tie datasets' cache to ours)."""
         version = self.cache.key(PIPELINE_VERSION, asdict(self.options), self.asr_name, self.histology.name,
                                  self.text.name if self.text is not None else "none", self.asr_digest,
-                                 self.histology_digest)
+                                 self.histology_digest, *self._asr_decoding())
         row_features = dict(PAIR_FEATURES)
         row_features.update({"histology_score": CHUNK_FEATURES["histology_score"], "is_median": CHUNK_FEATURES["is_median"], "phash": CHUNK_FEATURES["phash"], "drop_reason": CHUNK_FEATURES["drop_reason"]})
         from datasets import Features
@@ -913,6 +918,7 @@ def _curate_and_commit(videos, curation: Curation, output_dir: str | Path, runne
         **(runner.summary() if hasattr(runner, "summary") else {}),  # Ray: worker processes per step, timeline
         "models": {"asr": curation.asr_name, "histology": curation.histology.name,
                    "text": curation.text.name if curation.text is not None else "none"},
+        "asr_decoding": {"num_beams": curation.asr_num_beams, "dtype": curation.asr_dtype or "auto"},
         "options": json.loads(json.dumps(asdict(curation.options), default=str)),
     }
     writers = {  # one set: a crash leaves the old outputs or the new ones, never a mix

@@ -86,6 +86,42 @@ def test_int8_dynamic_quantization(tiny_whisper_dir):
     _check(transcriber.transcribe(tone(2.0)), 2.0)
 
 
+def test_beam_search_width_reaches_whisper_generate(tiny_whisper_dir, monkeypatch):
+    transcriber = WhisperTranscriber(str(tiny_whisper_dir), dtype="float32", language="en", num_beams=3)
+    model, _ = transcriber._load()
+    widths = []
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs.get("num_beams"))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    audios = [tone(35.0, frequency=220.0), tone(2.0)]  # long-form and short-form decoding
+    for transcript, audio in zip(transcriber.transcribe_many(audios), audios):
+        _check(transcript, len(audio) / 16000)
+    assert widths == [3, 3]
+    with pytest.raises(UserFacingError, match="num_beams"):
+        WhisperTranscriber(str(tiny_whisper_dir), num_beams=0)
+
+
+def test_beam_search_width_is_in_the_transcript_cache_key(tmp_path, tiny_whisper_dir):
+    import functools
+
+    from quilt_hf.curation.cli import CurateConfig, build_transcriber_factory
+    from quilt_hf.curation.pipeline import Curation
+
+    def key(**settings) -> str:
+        factory = functools.partial(WhisperTranscriber, model=str(tiny_whisper_dir), **settings)
+        return Curation(tmp_path / "cache", factory, histology=None)._asr_key({"sha256": "0" * 64})
+
+    assert key() == key(num_beams=1)  # greedy keeps the transcripts cached before the option existed
+    assert key(num_beams=5) not in (key(), key(num_beams=4))
+    factory, _ = build_transcriber_factory(CurateConfig(videos="v", output="o", asr_model=str(tiny_whisper_dir),
+                                                        asr_beams=5))
+    assert factory.keywords["num_beams"] == 5 and factory().num_beams == 5
+
+
 def test_model_loaded_once_per_process(tiny_whisper_dir):
     first = WhisperTranscriber(str(tiny_whisper_dir), dtype="float32")
     second = WhisperTranscriber(str(tiny_whisper_dir), dtype="float32", language="en")

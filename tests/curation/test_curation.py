@@ -300,6 +300,7 @@ def test_text_stage_fills_the_pair_columns(tmp_path):
     config = CurateConfig(videos=str(videos), output=str(tmp_path / "out"))
     stats = run_curate(config, transcriber=FakeTranscriber(), text_processor=processor, load_audio=load_audio)
     assert stats["models"]["text"] == processor.name
+    assert stats["asr_decoding"] == {"num_beams": 1, "dtype": "auto"}
     pairs = load_from_disk(str(tmp_path / "out" / "pairs")).remove_columns(["image"])
     assert len(pairs) >= 3 and set(pairs["text_backend"]) == {processor.name}
     for row in pairs:
