@@ -8,15 +8,18 @@ finds the sentence with "mitotic activity" far more probable once it is offered 
    encoder pass): words holding a token Whisper gave less than ``unsure_prob``, and words that are neither
    ordinary English nor a lexicon term, are the places a term may have been misheard.
 2. **What.** Around those words, the lexicon's nearest terms by spelling and by sound
-   (:meth:`LexiconCorrector.alternatives`: single words, merges and splits of neighbouring words).
+   (:meth:`LexiconCorrector.alternatives`: single words, merges and splits of neighbouring words). Words that
+   are all ordinary English get only a term that sounds like them (:func:`sounds_alike`): Whisper's doubt and
+   its preference are not enough to turn "exhausted reagents" heard as "exhaustive reagents" into "reactive
+   margins" (the corrector's own rule for English words). A word Whisper wrote in hyphenated pieces
+   ("brand-yore") is not ordinary English: it spells by syllables what it did not know.
 3. **Which.** Every variant of the segment (one candidate in place) is scored in the same way, batched: the
    teacher-forced log-probability of the whole segment text given the audio. A candidate replaces the heard
    words only when Whisper finds the variant more probable than what it wrote (its gain, in nats, above
    ``margin``); overlapping candidates: the larger gain wins; several edits in one segment are kept together
    only if the segment with all of them still beats the original.
 
-The audio decides, not the lexicon: a word that was heard right keeps the higher score, so ordinary English is
-left alone without a list of exceptions. Transformers backend only (the decoder is run directly).
+The audio decides, not the lexicon: a word that was heard right usually keeps the higher score. Transformers backend only (the decoder is run directly).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from quilt_hf.curation.text.correct import LexiconCorrector, match_case, tokenize
+from quilt_hf.curation.text.correct import LexiconCorrector, match_case, sounds_alike, tokenize
 from quilt_hf.curation.text.lexicon import Lexicon
 
 logger = logging.getLogger(__name__)
@@ -59,7 +62,7 @@ class RescoreOptions:
     batch_size: int = 8
 
     def cache_key(self) -> list:
-        return ["rescore-v4", self.unsure_prob, self.margin, self.candidates, self.pad_seconds]
+        return ["rescore-v5", self.unsure_prob, self.margin, self.candidates, self.pad_seconds]
 
 
 @dataclass
@@ -256,6 +259,14 @@ class AcousticTermRescorer:
         key = word.lower()
         return key.isalpha() and len(key) >= 4 and key not in self.lexicon.common_words and key not in self.lexicon.forms
 
+    def _ordinary_english(self, heard: str) -> bool:
+        """Whether every heard word is an ordinary English word written whole (not in hyphenated pieces)."""
+        words = heard.split()
+        return bool(words) and all(
+            "-" not in word and all(key in self.lexicon.common_words for key in (t.key for t in tokenize(word)))
+            for word in words
+        )
+
     def rescore(self, audio: np.ndarray, segments: Sequence[dict]) -> tuple[list[dict], RescoreReport]:
         """Rescored copies of ``segments`` (``start``, ``end``, ``text``) of ``audio`` (16 kHz mono)."""
         report = RescoreReport()
@@ -299,7 +310,11 @@ class AcousticTermRescorer:
                 unsure.update(k for k, w in enumerate(words) if w.start < b and a < w.end)
         if not unsure:
             return text
-        proposals = self.corrector.alternatives(text, focus=unsure.__contains__, limit=o.candidates)
+        proposals = [
+            (a, b, surface, similarity)
+            for a, b, surface, similarity in self.corrector.alternatives(text, focus=unsure.__contains__, limit=o.candidates)
+            if not self._ordinary_english(text[a:b]) or sounds_alike(text[a:b], surface)
+        ]
         if not proposals:
             return text
         variants = [text[:a] + match_case(surface, text[a:b]) + text[b:] for a, b, surface, _ in proposals]

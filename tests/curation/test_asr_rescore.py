@@ -61,6 +61,19 @@ def test_a_term_heard_as_english_is_replaced_when_whisper_prefers_it(lexicon):
     assert report.edits == [{"segment": 0, "original": "my topic activity", "replacement": "mitotic activity", "gain": 4.0}]
 
 
+def test_ordinary_english_is_rescored_only_into_a_term_that_sounds_like_it(lexicon):
+    heard = "common causes are exhaustive reagents and thick sections"
+    text, report, scorer = rescore(lexicon, heard, {"exhaustive", "reagents"}, {"reactive": 5.0, "margins": 5.0})
+    assert text == heard and report.edits == []
+    assert not any("reactive" in call or "margins" in call for call in scorer.calls)  # never even offered
+    # a word Whisper wrote in hyphenated pieces is not ordinary English: its candidates stay
+    text, _, _ = rescore(lexicon, "the brand-yore layer is thick", {"brand", "yore"}, {"granular layer": 5.0})
+    assert text == "the granular layer is thick"
+    # English words that sound like the term are still offered it ("my topic" above; "legion" here)
+    text, _, _ = rescore(lexicon, "the legion is sharply demarcated", {"legion"}, {"lesion": 3.0})
+    assert text == "the lesion is sharply demarcated"
+
+
 def test_a_candidate_whisper_does_not_prefer_by_the_margin_is_left_alone(lexicon):
     text, report, _ = rescore(lexicon, "and the my topic activity is brisk", {"my", "topic"}, {"mitotic activity": 0.5},
                               margin=1.0)
