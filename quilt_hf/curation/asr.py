@@ -238,8 +238,9 @@ class WhisperTranscriber:
             ``"bfloat16"`` or ``"int8"`` (dynamic quantization of the Linear layers, CPU only; for
             faster-whisper, CTranslate2's int8).
         num_beams (`int`): beam search width (1: greedy decoding, the fastest). OpenAI's and faster-whisper's
-            own transcribe default to 5; on the project's tuning lectures beams of 5 lowered Whisper base's
-            WER and raised the medical terms heard, at about 1.5x the CPU time (README, issue #15).
+            own transcribe default to 5; with Whisper base on the demo lectures 5 beams lowered the WER
+            (0.293 -> 0.254) and raised the medical terms heard, at about twice the CPU time of greedy decoding
+            (``bench/bench_asr.py --peers ours-fp32 ours-beam``; README, issue #15).
 
     Example:
 
