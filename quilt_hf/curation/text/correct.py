@@ -471,9 +471,16 @@ class LexiconCorrector:
         heard_sq, missing_sq = "".join(heard), "".join(missing)
         if len(heard_sq) < 4 or len(missing_sq) < 4:
             return None
-        if suffix == 0 and len(heard) > 1 and fuzz.ratio("".join(heard[:-1]), missing_sq) >= fuzz.ratio(heard_sq, missing_sq):
+        whole = fuzz.ratio(heard_sq, missing_sq)
+        if suffix == 0 and len(heard) > 1 and fuzz.ratio("".join(heard[:-1]), missing_sq) >= whole:
             # The run's last word is not needed: "horn sudosis filled" is the term and the verb after it.
             return None
+        if len(heard) > 1:
+            # Nor an English word between the run and the words heard right: "hepatitisites show ballooning" is
+            # "hepatocyte(s)", the verb, then "ballooning", not the term "hepatocyte ballooning".
+            inner, rest = (heard[-1], heard[:-1]) if suffix else (heard[0], heard[1:])
+            if inner in common and fuzz.ratio("".join(rest), missing_sq) >= whole:
+                return None
         if not sounds_alike(heard_sq, missing_sq):
             return None
         if fuzz.ratio(heard_sq, _SILENT_INITIAL.sub("", missing_sq)) < 50:

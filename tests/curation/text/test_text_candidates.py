@@ -107,6 +107,9 @@ def test_a_merge_never_takes_in_a_word_that_is_nowhere_in_the_term(corrector):
     result = corrector.correct("Here is a horn sudosis filled with laminated keratin.")
     assert "filled" in result.text
     assert "hyperchromatic" in corrector.correct("The nuclei are hyper chromatic and crowded.").text
+    # nor an English word between the misheard run and the term's word heard right ("show" before "ballooning")
+    text = "In established cirrhosis many hepatitisites show ballooning degeneration with clear cytoplasm."
+    assert "show ballooning" in corrector.correct(text).text
 
 
 def test_a_run_through_terms_heard_right_is_not_merged_into_another_term():
