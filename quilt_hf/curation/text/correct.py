@@ -476,10 +476,11 @@ class LexiconCorrector:
             # The run's last word is not needed: "horn sudosis filled" is the term and the verb after it.
             return None
         if len(heard) > 1:
-            # Nor an English word between the run and the words heard right: "hepatitisites show ballooning" is
-            # "hepatocyte(s)", the verb, then "ballooning", not the term "hepatocyte ballooning".
+            # Nor a content word between the run and the words heard right: "hepatitisites show ballooning" is
+            # "hepatocyte(s)", the verb, then "ballooning", not the term "hepatocyte ballooning". A function word
+            # there is often a piece of the term ("ballooning the generation" is "ballooning degeneration").
             inner, rest = (heard[-1], heard[:-1]) if suffix else (heard[0], heard[1:])
-            if inner in common and fuzz.ratio("".join(rest), missing_sq) >= whole:
+            if inner in common and inner not in STOPWORDS and fuzz.ratio("".join(rest), missing_sq) >= whole:
                 return None
         if not sounds_alike(heard_sq, missing_sq):
             return None

@@ -110,6 +110,9 @@ def test_a_merge_never_takes_in_a_word_that_is_nowhere_in_the_term(corrector):
     # nor an English word between the misheard run and the term's word heard right ("show" before "ballooning")
     text = "In established cirrhosis many hepatitisites show ballooning degeneration with clear cytoplasm."
     assert "show ballooning" in corrector.correct(text).text
+    # a function word there is a piece of the term, as heard
+    text = "Many hepatocytes show ballooning the generation with clear, swollen cytoplasm in cirrhosis."
+    assert "ballooning degeneration with" in corrector.correct(text).text
 
 
 def test_a_run_through_terms_heard_right_is_not_merged_into_another_term():
