@@ -697,6 +697,8 @@ def main() -> None:
         "spelling-corrector peer)",
     )
     args = parser.parse_args()
+    if args.beams < 1:
+        parser.error("--beams is at least 1 (1: greedy)")
 
     from text_transcripts import cached_transcripts
 

@@ -11,8 +11,8 @@ finds the sentence with "mitotic activity" far more probable once it is offered 
    (:meth:`LexiconCorrector.alternatives`: single words, merges and splits of neighbouring words). Words that
    are all ordinary English get only a term that sounds like them (:func:`sounds_alike`): Whisper's doubt and
    its preference are not enough to turn "exhausted reagents" heard as "exhaustive reagents" into "reactive
-   margins" (the corrector's own rule for English words). A word Whisper wrote in hyphenated pieces
-   ("brand-yore") is not ordinary English: it spells by syllables what it did not know.
+   margins" (the corrector's own rule for English words). Heard words that hold a hyphen ("brand-yore",
+   Whisper spelling by syllables what it did not know) are not ordinary English.
 3. **Which.** Every variant of the segment (one candidate in place) is scored in the same way, batched: the
    teacher-forced log-probability of the whole segment text given the audio. A candidate replaces the heard
    words only when Whisper finds the variant more probable than what it wrote (its gain, in nats, above

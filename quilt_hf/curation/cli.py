@@ -41,8 +41,8 @@ class CurateConfig(TextStageOptions):
     asr_batch_size: int = field(default=1, metadata={"help": "ASR batch size."})
     asr_beams: int = field(
         default=1,
-        metadata={"help": "Whisper beam search width: 1 is greedy decoding (the fastest); 5 is OpenAI's and "
-                  "faster-whisper's own default: fewer misheard terms, about twice the CPU time of greedy decoding with "
+        metadata={"help": "Whisper beam search width: 1 is greedy decoding (the fastest); 5 is the default of "
+                  "openai-whisper's command line and faster-whisper: fewer misheard terms, about twice the CPU time of greedy decoding with "
                   "the transformers backend (README, issue #15)."},
     )
     language: str | None = field(default=None, metadata={"help": "Spoken language (e.g. en); default: detected."})
@@ -115,6 +115,8 @@ def build_transcriber_factory(config: CurateConfig):
     once, with the command that prepares the offline models, when no model is available)."""
     from quilt_hf.models import resolve_model
 
+    if config.asr_beams < 1:  # before any model or video, also under Ray (whose workers build the model)
+        raise UserFacingError(f"--asr_beams {config.asr_beams}: the beam search width is at least 1 (1: greedy)")
     model = resolve_model(config.asr_model, "asr")
     try:
         from quilt_hf.curation.asr import WhisperTranscriber

@@ -120,6 +120,8 @@ def test_beam_search_width_is_in_the_transcript_cache_key(tmp_path, tiny_whisper
     factory, _ = build_transcriber_factory(CurateConfig(videos="v", output="o", asr_model=str(tiny_whisper_dir),
                                                         asr_beams=5))
     assert factory.keywords["num_beams"] == 5 and factory().num_beams == 5
+    with pytest.raises(UserFacingError, match="--asr_beams 0"):  # before any model is built (Ray workers build it)
+        build_transcriber_factory(CurateConfig(videos="v", output="o", asr_model=str(tiny_whisper_dir), asr_beams=0))
 
 
 def test_model_loaded_once_per_process(tiny_whisper_dir):
