@@ -237,10 +237,10 @@ class WhisperTranscriber:
         dtype (`str`): ``"auto"`` (float32 on CPU, float16 on GPU), ``"float32"``, ``"float16"``,
             ``"bfloat16"`` or ``"int8"`` (dynamic quantization of the Linear layers, CPU only; for
             faster-whisper, CTranslate2's int8).
-        num_beams (`int`): beam search width (1: greedy decoding, the fastest). openai-whisper's command line and
-            faster-whisper's ``transcribe`` default to 5; with Whisper base on the demo lectures 5 beams lowered the WER
-            (0.293 -> 0.254) and raised the medical terms heard, at about twice the CPU time of greedy decoding
-            (``bench/bench_asr.py --peers ours-fp32 ours-beam``; README, issue #15).
+        num_beams (`int`): beam search width (1: greedy decoding, the fastest). openai-whisper's command line
+            and faster-whisper's ``transcribe`` default to 5; with Whisper base on the demo lectures 5 beams
+            lowered the WER (0.293 -> 0.254) and raised the medical terms heard, at about twice the CPU time of
+            greedy decoding (``bench/bench_asr.py --peers ours-fp32 ours-beam``; README, issue #15).
 
     Example:
 

@@ -19,7 +19,8 @@ finds the sentence with "mitotic activity" far more probable once it is offered 
    ``margin``); overlapping candidates: the larger gain wins; several edits in one segment are kept together
    only if the segment with all of them still beats the original.
 
-The audio decides, not the lexicon: a word that was heard right usually keeps the higher score. Transformers backend only (the decoder is run directly).
+The audio decides, not the lexicon: a word that was heard right usually keeps the higher score. Transformers
+backend only (the decoder is run directly).
 """
 
 from __future__ import annotations

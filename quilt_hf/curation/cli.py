@@ -42,8 +42,8 @@ class CurateConfig(TextStageOptions):
     asr_beams: int = field(
         default=1,
         metadata={"help": "Whisper beam search width: 1 is greedy decoding (the fastest); 5 is the default of "
-                  "openai-whisper's command line and faster-whisper: fewer misheard terms, about twice the CPU time of greedy decoding with "
-                  "the transformers backend (README, issue #15)."},
+                  "openai-whisper's command line and faster-whisper: fewer misheard terms, about twice the CPU "
+                  "time of greedy decoding with the transformers backend (README, issue #15)."},
     )
     language: str | None = field(default=None, metadata={"help": "Spoken language (e.g. en); default: detected."})
     asr_prompt: str = field(
