@@ -105,6 +105,23 @@ def test_beam_search_width_reaches_whisper_generate(tiny_whisper_dir, monkeypatc
         WhisperTranscriber(str(tiny_whisper_dir), num_beams=0)
 
 
+def test_beam_search_width_reaches_faster_whisper(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    (tmp_path / "model.bin").write_bytes(b"")  # a CTranslate2 folder, as far as the transcriber can tell
+    transcriber = WhisperTranscriber(str(tmp_path), backend="faster-whisper", language="en", num_beams=4)
+    options = {}
+
+    class FasterWhisperModel:  # faster_whisper.WhisperModel's transcribe(): lazy segments and the run's info
+        def transcribe(self, audio, **given):
+            options.update(given)
+            return iter([SimpleNamespace(start=0.0, end=1.5, text=" Hello.")]), SimpleNamespace(language="en")
+
+    monkeypatch.setattr(transcriber, "_load", lambda: (FasterWhisperModel(), None))
+    assert transcriber.transcribe(tone(2.0)).text == "Hello."
+    assert options["beam_size"] == 4 and options["language"] == "en"
+
+
 def test_beam_search_width_is_in_the_transcript_cache_key(tmp_path, tiny_whisper_dir):
     import functools
 
