@@ -87,7 +87,7 @@ def test_int8_dynamic_quantization(tiny_whisper_dir):
 
 
 def test_beam_search_width_reaches_whisper_generate(tiny_whisper_dir, monkeypatch):
-    transcriber = WhisperTranscriber(str(tiny_whisper_dir), dtype="float32", language="en", num_beams=3)
+    transcriber = WhisperTranscriber(str(tiny_whisper_dir), dtype="float32", language="en", num_beams=3, batch_size=2)
     model, _ = transcriber._load()
     widths = []
     generate = model.generate
@@ -97,10 +97,14 @@ def test_beam_search_width_reaches_whisper_generate(tiny_whisper_dir, monkeypatc
         return generate(*args, **kwargs)
 
     monkeypatch.setattr(model, "generate", spy)
-    audios = [tone(35.0, frequency=220.0), tone(2.0)]  # long-form and short-form decoding
-    for transcript, audio in zip(transcriber.transcribe_many(audios), audios):
+    # long-form and short-form decoding; the two short recordings are decoded together (batch of 2)
+    audios = [tone(35.0, frequency=220.0), tone(2.0), tone(3.0, frequency=330.0)]
+    transcripts = transcriber.transcribe_many(audios)
+    for transcript, audio in zip(transcripts, audios):
         _check(transcript, len(audio) / 16000)
     assert widths == [3, 3]
+    alone = WhisperTranscriber(str(tiny_whisper_dir), dtype="float32", language="en", num_beams=3)
+    assert transcripts[2].text and alone.transcribe(audios[2]) == transcripts[2]  # batched = alone
     with pytest.raises(UserFacingError, match="num_beams"):
         WhisperTranscriber(str(tiny_whisper_dir), num_beams=0)
 
