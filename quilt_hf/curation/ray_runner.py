@@ -633,7 +633,8 @@ class RayRunner:
             table = table.append_column(METRICS, pa.array([""] * table.num_rows, type=pa.string()))
         path = folder / "lost.parquet"
         if shards:  # the same schema as the workers' shards
-            table = table.select(pq.read_schema(shards[0]).names).cast(pq.read_schema(shards[0]))
+            schema = pq.read_schema(shards[0])
+            table = table.select(schema.names).cast(schema)
         pq.write_table(table, path)
         return [str(path)]
 
